@@ -1,0 +1,78 @@
+"""Wire the app in one place: settings, SQL engine, Redis clients, built once per process.
+
+Nothing deeper reads the environment. Worker processes call :func:`reset` after forking so no
+connection is shared across processes.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import redis
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from celery_app.db import UnitOfWork, make_engine
+from celery_app.embedded import ensure_embedded_redis
+from celery_app.keyspace import Keyspace
+from celery_app.settings import Settings, load_settings
+
+
+@dataclass
+class Container:
+    """The process's wired dependencies."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    keyspace: Keyspace
+    _redis: dict[str, redis.Redis] = field(default_factory=dict)
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.sessions)
+
+    def redis(self, role: str) -> redis.Redis:
+        """Return the client for a Redis role (broker, cache, sessions, ratelimit, locks)."""
+        client = self._redis.get(role)
+        if client is None:
+            if self.settings.embedded_redis:
+                ensure_embedded_redis(self.settings.var_dir)
+            client = redis.Redis.from_url(
+                self.settings.redis_url(role),
+                socket_timeout=10,
+                socket_connect_timeout=5,
+                health_check_interval=30,
+            )
+            self._redis[role] = client
+        return client
+
+
+def build(settings: Settings | None = None) -> Container:
+    """Build a container from `settings` (default: the environment)."""
+    settings = settings or load_settings()
+    if settings.database_is_sqlite:
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    return Container(
+        settings=settings,
+        engine=engine,
+        sessions=sessionmaker(engine, expire_on_commit=False),
+        keyspace=Keyspace(settings.key_prefix),
+    )
+
+
+@functools.cache
+def get() -> Container:
+    """Return this process's container, building it on first use."""
+    return build()
+
+
+def reset() -> None:
+    """Forget the container (after a fork, or when tests change the environment)."""
+    if get.cache_info().currsize:
+        container = get()
+        container.engine.dispose(close=False)
+        for client in container._redis.values():
+            client.close()
+    get.cache_clear()

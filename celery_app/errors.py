@@ -1,0 +1,42 @@
+"""The app's exceptions, one tree, each message fit to show an operator as one line.
+
+    MaqsafyError
+    ├── ConfigError            a setting is malformed; names the variable and what it expects
+    ├── ServiceUnavailable     Redis or SQL did not answer; says what to check
+    ├── InvalidRequest         bad input to the payment API (amount, account, key); nothing written
+    │   └── UnknownAccount     no such account
+    └── LockError              the per-account lock could not be taken or is no longer ours
+        └── StaleFence         a lock holder whose grant was superseded tried to commit
+
+Business outcomes (insufficient funds) are not exceptions: they are recorded results.
+"""
+
+from __future__ import annotations
+
+
+class MaqsafyError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class ConfigError(MaqsafyError):
+    """A configuration value is malformed."""
+
+
+class ServiceUnavailable(MaqsafyError):
+    """A service (Redis, SQL) could not be reached or refused the request."""
+
+
+class InvalidRequest(MaqsafyError):
+    """Input to the payment API is invalid; nothing was written."""
+
+
+class UnknownAccount(InvalidRequest):
+    """The named account does not exist."""
+
+
+class LockError(MaqsafyError):
+    """The per-account lock could not be acquired in time."""
+
+
+class StaleFence(LockError):
+    """The fencing token was superseded: this holder's lock expired and another took it."""

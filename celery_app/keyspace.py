@@ -1,0 +1,59 @@
+"""The Redis keyspace map: every key the project writes belongs to exactly one role.
+
+Roles are told apart by prefix (and by database or instance where each role has its own URL).
+The broker's keys are Celery's and kombu's own names; everything else starts with the
+configured prefix (``maqsafy`` by default) and the role's segment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Queues the Celery app declares; the broker role owns these names and their kombu companions.
+QUEUES = ("payments", "maintenance", "ops")
+MONEY_QUEUES = ("payments",)
+BROKER_EXACT = ("unacked", "unacked_index", "unacked_mutex", *QUEUES)
+BROKER_PREFIXES = ("_kombu.binding.", "celery-task-meta-", "celery-taskset-meta-")
+
+
+@dataclass(frozen=True)
+class Keyspace:
+    """Builds keys for each role and says which role a key belongs to."""
+
+    prefix: str = "maqsafy"
+
+    def cache(self, namespace: str, key: str) -> str:
+        return f"{self.prefix}:cache:{namespace}:{key}"
+
+    def session(self, session_id: str) -> str:
+        return f"{self.prefix}:session:{session_id}"
+
+    def ratelimit(self, name: str) -> str:
+        return f"{self.prefix}:rl:{name}"
+
+    def lock(self, resource: str) -> str:
+        return f"{self.prefix}:lock:{resource}"
+
+    @property
+    def fence_counter(self) -> str:
+        return f"{self.prefix}:fence:seq"
+
+    def role_of(self, key: str) -> str:
+        """Return the role owning `key`: broker, cache, sessions, ratelimit, locks or unknown."""
+        segment = key[len(self.prefix) + 1 :].split(":", 1)[0] if key.startswith(
+            self.prefix + ":"
+        ) else ""
+        by_segment = {
+            "cache": "cache",
+            "session": "sessions",
+            "sessions": "sessions",
+            "rl": "ratelimit",
+            "lock": "locks",
+            "fence": "locks",
+        }
+        if segment in by_segment:
+            return by_segment[segment]
+        base = key.split("\x06\x16", 1)[0]  # kombu's priority-queue suffix separator
+        if base in BROKER_EXACT or key.startswith(BROKER_PREFIXES):
+            return "broker"
+        return "unknown"

@@ -1,0 +1,192 @@
+"""Read the project's configuration from the environment and `.env`.
+
+The platform's own variables are honoured as its Redis page writes them (`REDIS_HOST`,
+`REDIS_PORT`, `REDIS_PASSWORD` where the literal ``null`` means "no password",
+`QUEUE_CONNECTION`, `CACHE_DRIVER`, `SESSION_DRIVER`), and URLs win where given: `REDIS_URL`
+for every role, `REDIS_<ROLE>_URL` for one role, `DATABASE_URL` for SQL.
+
+Nothing is configured -> the embedded default: a private redis-server and SQLite under
+`MAQSAFY_VAR_DIR` (``./var``). A malformed value raises :class:`ConfigError`, whose message is
+one line naming the variable and what it expects.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from celery_app.errors import ConfigError
+
+ROLES = ("broker", "cache", "sessions", "ratelimit", "locks")
+DRIVERS = {
+    "QUEUE_CONNECTION": ("redis",),
+    "CACHE_DRIVER": ("redis", "array"),
+    "SESSION_DRIVER": ("redis", "array"),
+}
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+SQL_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse a `.env` file: KEY=VALUE lines, `#` comments, optional quotes."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :]
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ConfigError(f"{path}:{number}: expected KEY=VALUE, got {raw.strip()[:40]!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{name}: expected a whole number from {low} to {high}, got {raw!r}"
+        ) from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: expected a whole number from {low} to {high}, got {raw!r}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise ConfigError(
+            f"{name}: malformed URL (check the port and any %-escaping in the password)"
+        ) from None
+    if parts.scheme not in schemes:
+        shown = " or ".join(f"{s}://" for s in schemes)
+        raise ConfigError(f"{name}: expected a URL starting with {shown}, got scheme {parts.scheme!r}")
+    if parts.scheme in ("redis", "rediss") and not parts.hostname:
+        raise ConfigError(f"{name}: the URL names no host; expected redis://HOST:PORT/DB")
+    if parts.scheme in ("redis", "rediss") and parts.path.strip("/"):
+        db = parts.path.strip("/")
+        if not db.isdigit():
+            raise ConfigError(f"{name}: the database after the host must be a number, got {db!r}")
+    return raw
+
+
+def _driver(env: Mapping[str, str], name: str) -> str:
+    allowed = DRIVERS[name]
+    raw = env.get(name, "").strip().lower() or allowed[0]
+    if raw not in allowed:
+        raise ConfigError(f"{name}: unknown driver {raw!r}; expected one of: {', '.join(allowed)}")
+    return raw
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration; build it with :func:`load_settings`."""
+
+    var_dir: Path
+    database_url: str
+    redis_urls: dict[str, str]
+    embedded_redis: bool
+    queue_connection: str = "redis"
+    cache_driver: str = "redis"
+    session_driver: str = "redis"
+    lock_ttl_ms: int = 10_000
+    visibility_timeout: int = 3600
+    relay_after_seconds: int = 30
+    key_prefix: str = "maqsafy"
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def embedded_socket(self) -> Path:
+        return self.var_dir / "redis.sock"
+
+    def redis_url(self, role: str) -> str:
+        return self.redis_urls[role]
+
+    @property
+    def database_is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _secrets_of(url: str) -> list[str]:
+    parts = urlsplit(url)
+    found = []
+    if parts.password:
+        found.append(parts.password)
+    return found
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, dotenv: Path | None = None
+) -> Settings:
+    """Build settings from `environ` over the `.env` file; raise ConfigError on bad values."""
+    source = dict(os.environ if environ is None else environ)
+    env_file = dotenv if dotenv is not None else Path(source.get("MAQSAFY_ENV_FILE", ".env"))
+    env = {**read_dotenv(env_file), **source}
+
+    var_dir = Path(env.get("MAQSAFY_VAR_DIR", "").strip() or "var").absolute()
+    for name in DRIVERS:
+        _driver(env, name)
+
+    database_url = _url(env, "DATABASE_URL", SQL_SCHEMES) or f"sqlite:///{var_dir / 'maqsafy.db'}"
+    if database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+
+    secrets: list[str] = _secrets_of(database_url)
+    password = env.get("REDIS_PASSWORD", "").strip()
+    if password.lower() == "null":
+        password = ""
+    if password:
+        secrets.append(password)
+
+    host = env.get("REDIS_HOST", "").strip()
+    port = _int(env, "REDIS_PORT", 6379, 1, 65535)
+    if host and ("/" in host or " " in host or ":" in host.strip("[]")):
+        raise ConfigError(f"REDIS_HOST: expected a host name or address, got {host!r}")
+    shared = _url(env, "REDIS_URL", REDIS_SCHEMES)
+    embedded = False
+    if shared is None and host:
+        auth = f":{quote(password, safe='')}@" if password else ""
+        shared = f"redis://{auth}{host}:{port}/0"
+
+    urls: dict[str, str] = {}
+    for role in ROLES:
+        url = _url(env, f"REDIS_{role.upper()}_URL", REDIS_SCHEMES) or shared
+        if url is None:
+            embedded = True
+            url = f"unix://{var_dir / 'redis.sock'}?db=0"
+        urls[role] = url
+        secrets.extend(_secrets_of(url))
+
+    return Settings(
+        var_dir=var_dir,
+        database_url=database_url,
+        redis_urls=urls,
+        embedded_redis=embedded,
+        queue_connection=_driver(env, "QUEUE_CONNECTION"),
+        cache_driver=_driver(env, "CACHE_DRIVER"),
+        session_driver=_driver(env, "SESSION_DRIVER"),
+        lock_ttl_ms=_int(env, "MAQSAFY_LOCK_TTL_MS", 10_000, 50, 3_600_000),
+        visibility_timeout=_int(env, "MAQSAFY_VISIBILITY_TIMEOUT", 3600, 60, 86_400 * 7),
+        relay_after_seconds=_int(env, "MAQSAFY_RELAY_AFTER", 30, 0, 86_400),
+        key_prefix=env.get("MAQSAFY_KEY_PREFIX", "").strip() or "maqsafy",
+        secrets=tuple(sorted({s for s in secrets if s}, key=len, reverse=True)),
+    )

@@ -1,0 +1,126 @@
+"""Start real services for tests: redis-server instances and PostgreSQL databases.
+
+A missing service skips the tests that need it, saying why, except where
+MAQSAFY_REQUIRE_ALL=1 (CI), where it fails them instead: nothing is skipped in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+
+def require(condition: bool, why: str) -> None:
+    """Skip (or, in CI, fail) when a service the test needs is missing."""
+    if condition:
+        return
+    if os.environ.get("MAQSAFY_REQUIRE_ALL") == "1":
+        pytest.fail(f"required in CI: {why}")
+    pytest.skip(why)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, every: float = 0.05) -> None:
+    """Poll `predicate` until true or fail after `timeout` seconds naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@dataclass
+class RedisServer:
+    """A test-owned redis-server on a spare loopback port."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes]
+    password: str | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def client(self, **kwargs: object) -> redis.Redis:
+        return redis.Redis(port=self.port, password=self.password, **kwargs)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_redis(directory: Path, *extra: str, password: str | None = None) -> RedisServer:
+    """Start redis-server with no persistence (unless `extra` asks) on a spare port."""
+    binary = shutil.which("redis-server")
+    require(binary is not None, "redis-server is not installed (apt install redis-server)")
+    assert binary is not None
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(directory),
+            "--logfile", str(directory / "redis.log"), *extra]
+    if password:
+        args += ["--requirepass", password]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = RedisServer(port=port, directory=directory, process=process, password=password)
+
+    def answers() -> bool:
+        try:
+            return bool(server.client(socket_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+    wait_for(answers, 10, f"redis-server on port {port}")
+    return server
+
+
+def pg_admin_url() -> str:
+    return os.environ.get(
+        "MAQSAFY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    )
+
+
+def create_pg_database() -> tuple[str, Callable[[], None]]:
+    """Create a fresh PostgreSQL database; return its URL and a function that drops it."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    admin = create_engine(pg_admin_url(), isolation_level="AUTOCOMMIT")
+    name = f"maqsafy_t_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        require(False, f"PostgreSQL at {pg_admin_url()} is not reachable ({exc.orig})")
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url, drop
