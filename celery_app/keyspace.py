@@ -40,9 +40,11 @@ class Keyspace:
 
     def role_of(self, key: str) -> str:
         """Return the role owning `key`: broker, cache, sessions, ratelimit, locks or unknown."""
-        segment = key[len(self.prefix) + 1 :].split(":", 1)[0] if key.startswith(
-            self.prefix + ":"
-        ) else ""
+        segment = (
+            key[len(self.prefix) + 1 :].split(":", 1)[0]
+            if key.startswith(self.prefix + ":")
+            else ""
+        )
         by_segment = {
             "cache": "cache",
             "session": "sessions",

@@ -79,7 +79,9 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
         ) from None
     if parts.scheme not in schemes:
         shown = " or ".join(f"{s}://" for s in schemes)
-        raise ConfigError(f"{name}: expected a URL starting with {shown}, got scheme {parts.scheme!r}")
+        raise ConfigError(
+            f"{name}: expected a URL starting with {shown}, got scheme {parts.scheme!r}"
+        )
     if parts.scheme in ("redis", "rediss") and not parts.hostname:
         raise ConfigError(f"{name}: the URL names no host; expected redis://HOST:PORT/DB")
     if parts.scheme in ("redis", "rediss") and parts.path.strip("/"):
@@ -134,9 +136,7 @@ def _secrets_of(url: str) -> list[str]:
     return found
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, dotenv: Path | None = None
-) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Settings:
     """Build settings from `environ` over the `.env` file; raise ConfigError on bad values."""
     source = dict(os.environ if environ is None else environ)
     env_file = dotenv if dotenv is not None else Path(source.get("MAQSAFY_ENV_FILE", ".env"))

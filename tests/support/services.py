@@ -79,9 +79,22 @@ def start_redis(directory: Path, *extra: str, password: str | None = None) -> Re
     assert binary is not None
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(directory),
-            "--logfile", str(directory / "redis.log"), *extra]
+    args = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(directory),
+        "--logfile",
+        str(directory / "redis.log"),
+        *extra,
+    ]
     if password:
         args += ["--requirepass", password]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
