@@ -5,6 +5,7 @@
     ├── ServiceUnavailable     Redis or SQL did not answer; says what to check
     ├── InvalidRequest         bad input to the payment API (amount, account, key); nothing written
     │   └── UnknownAccount     no such account
+    ├── RateLimited            a rate limit or login lockout refused the request; says when to retry
     └── LockError              the per-account lock could not be taken or is no longer ours
         └── StaleFence         a lock holder whose grant was superseded tried to commit
 
@@ -32,6 +33,14 @@ class InvalidRequest(MaqsafyError):
 
 class UnknownAccount(InvalidRequest):
     """The named account does not exist."""
+
+
+class RateLimited(MaqsafyError):
+    """A rate limit or login lockout refused the request; `retry_after` is in seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class LockError(MaqsafyError):

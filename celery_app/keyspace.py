@@ -28,6 +28,10 @@ class Keyspace:
     def session(self, session_id: str) -> str:
         return f"{self.prefix}:session:{session_id}"
 
+    def session_index(self, user_id: str) -> str:
+        """The ZSET of one user's session ids, scored by expiry (epoch milliseconds)."""
+        return f"{self.prefix}:sessions:user:{user_id}"
+
     def ratelimit(self, name: str) -> str:
         return f"{self.prefix}:rl:{name}"
 
