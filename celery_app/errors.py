@@ -4,7 +4,11 @@
     ├── ConfigError            a setting is malformed; names the variable and what it expects
     ├── ServiceUnavailable     Redis or SQL did not answer; says what to check
     ├── InvalidRequest         bad input to the payment API (amount, account, key); nothing written
-    │   └── UnknownAccount     no such account
+    │   ├── UnknownAccount     no such account
+    │   └── NotFound           no such record (a failed task id); nothing changed
+    ├── Refused                an operation that could destroy what it must not (a money
+    │                          queue purge without --force, a cache pattern reaching other
+    │                          roles' keys); nothing changed
     ├── RateLimited            a rate limit or login lockout refused the request; says when to retry
     └── LockError              the per-account lock could not be taken or is no longer ours
         └── StaleFence         a lock holder whose grant was superseded tried to commit
@@ -33,6 +37,14 @@ class InvalidRequest(MaqsafyError):
 
 class UnknownAccount(InvalidRequest):
     """The named account does not exist."""
+
+
+class NotFound(InvalidRequest):
+    """No record has the given id."""
+
+
+class Refused(MaqsafyError):
+    """A destructive operation was refused because it could reach what it must not."""
 
 
 class RateLimited(MaqsafyError):
