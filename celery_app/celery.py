@@ -1,0 +1,117 @@
+"""The Celery app on the Redis broker, configured for money (`celery -A celery_app worker`).
+
+Late acks with reject-on-worker-lost, prefetch 1, JSON only, a visibility timeout above the
+longest task, no result backend (results live in SQL). Delivery is at least once; exactly-once
+comes from SQL (see :mod:`celery_app.posting`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from celery import Celery
+from celery.schedules import crontab
+from celery.signals import task_failure, worker_process_init
+
+from celery_app import bootstrap
+from celery_app.embedded import ensure_embedded_redis
+from celery_app.errors import ConfigError, MaqsafyError
+from celery_app.keyspace import QUEUES
+from celery_app.settings import Settings, load_settings
+
+
+def kombu_url(url: str) -> str:
+    """Translate redis-py's unix:// URL into kombu's redis+socket:// form."""
+    if not url.startswith("unix://"):
+        return url
+    parts = urlsplit(url)
+    db = parse_qs(parts.query).get("db", ["0"])[0]
+    return f"redis+socket://{parts.path}?virtual_host={db}"
+
+
+def configure(app: Celery, settings: Settings) -> None:
+    app.conf.update(
+        broker_url=kombu_url(settings.redis_url("broker")),
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_default_queue="maintenance",
+        task_create_missing_queues=True,
+        task_routes={
+            "wallet.*": {"queue": "payments"},
+            "purchase.*": {"queue": "payments"},
+            "runbook.*": {"queue": "ops"},
+        },
+        enable_utc=True,
+        timezone="UTC",
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
+        beat_schedule={
+            "outbox-relay": {"task": "outbox.relay", "schedule": 30.0},
+            "ledger-reconcile": {"task": "ledger.reconcile", "schedule": crontab(minute=5)},
+            "settlement-daily": {
+                "task": "settlement.run_daily",
+                "schedule": crontab(hour=23, minute=30),
+            },
+        },
+    )
+
+
+try:
+    _settings = load_settings()
+except ConfigError as exc:  # one line for the operator, no traceback
+    raise SystemExit(f"maqsafy: {exc}") from None
+
+if _settings.embedded_redis:
+    ensure_embedded_redis(_settings.var_dir)
+
+app = Celery("maqsafy", include=["celery_app.jobs"])
+configure(app, _settings)
+assert set(QUEUES) >= {"payments", "maintenance", "ops"}
+
+
+def enqueue(task_name: str, request_id: int) -> None:
+    """Send a money task by name; raises if the broker did not take it."""
+    app.send_task(task_name, args=[request_id], retry_policy={"max_retries": 2})
+
+
+@worker_process_init.connect
+def _fresh_connections(**_: Any) -> None:
+    bootstrap.reset()
+
+
+@task_failure.connect
+def _record_failure(
+    sender: Any = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    args: Any = None,
+    kwargs: Any = None,
+    einfo: Any = None,
+    **_: Any,
+) -> None:
+    from celery_app.failed import record_failure
+
+    try:
+        request = getattr(sender, "request", None)
+        delivery = getattr(request, "delivery_info", None) or {}
+        record_failure(
+            bootstrap.get(),
+            task_id=task_id or "",
+            task_name=getattr(sender, "name", "?"),
+            queue=str(delivery.get("routing_key") or ""),
+            args=args or [],
+            kwargs=kwargs or {},
+            exception=exception,
+            traceback=str(einfo.traceback) if einfo is not None else "",
+        )
+    except MaqsafyError:
+        pass

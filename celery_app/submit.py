@@ -1,0 +1,190 @@
+"""The payment API: write the request to SQL first, then enqueue; relay what Redis lost.
+
+`submit_*` stores the request and its outbox row in one transaction, then sends the task. If
+the broker is down or later loses the message, the request stays ``pending`` in SQL and
+:func:`relay` sends it again; posting is idempotent, so a duplicate message is harmless.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from celery_app import ledger
+from celery_app.bootstrap import Container
+from celery_app.errors import InvalidRequest, UnknownAccount
+from celery_app.models import Account, Outbox, PaymentRequest
+
+Enqueue = Callable[[str, int], None]
+TASK_FOR_KIND = {"top_up": "wallet.top_up", "purchase": "purchase.post"}
+CLEARING = "platform:clearing"
+SETTLEMENT = "platform:settlement"
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The stored request: new or an earlier one with the same key, and whether it was sent."""
+
+    request_id: int
+    duplicate: bool
+    queued: bool
+
+
+def open_account(container: Container, code: str, kind: str, name: str = "") -> int:
+    """Create the account `code` if missing; return its id."""
+    if kind not in ledger.ACCOUNT_KINDS:
+        raise InvalidRequest(f"account kind must be one of {', '.join(ledger.ACCOUNT_KINDS)}")
+    with container.uow() as uow:
+        found = uow.session.scalar(select(Account.id).where(Account.code == code))
+        if found is not None:
+            return int(found)
+        account = Account(code=code, kind=kind, name=name or code, balance=0, fence=0)
+        uow.session.add(account)
+        uow.session.flush()
+        uow.commit()
+        return account.id
+
+
+def open_platform_accounts(container: Container) -> None:
+    open_account(container, CLEARING, "clearing", "Payment gateway clearing")
+    open_account(container, SETTLEMENT, "settlement", "Merchant settlement payouts")
+
+
+def _account_id(session: Session, code: object, kind: str) -> int:
+    if not isinstance(code, str) or not code:
+        raise InvalidRequest(f"{kind} account must be a non-empty code, got {code!r}")
+    row = session.execute(select(Account.id, Account.kind).where(Account.code == code)).first()
+    if row is None or row.kind != kind:
+        raise UnknownAccount(f"no {kind} account {code!r}")
+    return int(row.id)
+
+
+def submit_top_up(
+    container: Container, key: object, wallet: object, amount: object, enqueue: Enqueue
+) -> Submitted:
+    """Credit a student's wallet from the platform's clearing account."""
+    return _submit(
+        container, "top_up", key, (CLEARING, "clearing"), (wallet, "wallet"), amount, enqueue
+    )
+
+
+def submit_purchase(
+    container: Container,
+    key: object,
+    wallet: object,
+    merchant: object,
+    amount: object,
+    enqueue: Enqueue,
+) -> Submitted:
+    """Debit a student's wallet and credit a merchant."""
+    return _submit(
+        container, "purchase", key, (wallet, "wallet"), (merchant, "merchant"), amount, enqueue
+    )
+
+
+def _submit(
+    container: Container,
+    kind: str,
+    key: object,
+    debit: tuple[object, str],
+    credit: tuple[object, str],
+    amount: object,
+    enqueue: Enqueue,
+) -> Submitted:
+    idem = ledger.parse_key(key)
+    value = ledger.parse_amount(amount)
+    with container.uow() as uow:
+        session = uow.session
+        debit_id = _account_id(session, *debit)
+        credit_id = _account_id(session, *credit)
+        existing = session.scalar(
+            select(PaymentRequest).where(PaymentRequest.idempotency_key == idem)
+        )
+        if existing is None:
+            request = PaymentRequest(
+                idempotency_key=idem,
+                kind=kind,
+                debit_account_id=debit_id,
+                credit_account_id=credit_id,
+                amount=value,
+                status="pending",
+            )
+            session.add(request)
+            session.flush()
+            session.add(Outbox(request_id=request.id, task_name=TASK_FOR_KIND[kind], attempts=0))
+            try:
+                uow.commit()
+            except IntegrityError:
+                session.rollback()
+                existing = session.scalar(
+                    select(PaymentRequest).where(PaymentRequest.idempotency_key == idem)
+                )
+                if existing is None:
+                    raise
+            else:
+                return Submitted(request.id, False, _send(container, request.id, kind, enqueue))
+        same = (
+            existing.kind,
+            existing.debit_account_id,
+            existing.credit_account_id,
+            existing.amount,
+        ) == (kind, debit_id, credit_id, value)
+        if not same:
+            raise InvalidRequest(
+                f"idempotency key {idem!r} was already used for a different request "
+                f"(id {existing.id}); use a new key"
+            )
+        return Submitted(existing.id, True, False)
+
+
+def _send(container: Container, request_id: int, kind: str, enqueue: Enqueue) -> bool:
+    """Send the task and stamp the outbox; a failure leaves the request to the relay."""
+    try:
+        enqueue(TASK_FOR_KIND[kind], request_id)
+    except Exception:
+        return False
+    with container.uow() as uow:
+        row = uow.session.scalar(select(Outbox).where(Outbox.request_id == request_id))
+        if row is not None:
+            row.enqueued_at = dt.datetime.now(dt.UTC)
+            row.attempts += 1
+            uow.commit()
+    return True
+
+
+def relay(
+    container: Container, enqueue: Enqueue, older_than: float | None = None, limit: int = 5000
+) -> int:
+    """Re-send pending requests whose task was never sent or was sent over `older_than` s ago."""
+    age = container.settings.relay_after_seconds if older_than is None else older_than
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=age)
+    with container.uow() as uow:
+        rows = uow.session.execute(
+            select(Outbox.request_id, Outbox.task_name)
+            .join(PaymentRequest, PaymentRequest.id == Outbox.request_id)
+            .where(PaymentRequest.status == "pending")
+            .where(or_(Outbox.enqueued_at.is_(None), Outbox.enqueued_at <= cutoff))
+            .order_by(Outbox.request_id)
+            .limit(limit)
+        ).all()
+    sent = 0
+    for request_id, task_name in rows:
+        try:
+            enqueue(task_name, request_id)
+        except Exception:
+            break
+        sent += 1
+    if sent:
+        with container.uow() as uow:
+            now = dt.datetime.now(dt.UTC)
+            ids = [r[0] for r in rows[:sent]]
+            for row in uow.session.scalars(select(Outbox).where(Outbox.request_id.in_(ids))):
+                row.enqueued_at = now
+                row.attempts += 1
+            uow.commit()
+    return sent
