@@ -77,4 +77,343 @@ db = Collection("db")
 db.add_task(db_migrate, "migrate")
 db.add_task(db_current, "current")
 
+
+# --- cache ----------------------------------------------------------------------------------
+
+
+@task(
+    help={
+        "namespace": "clear one namespace only",
+        "pattern": "clear keys matching a glob that starts with PREFIX:cache:",
+        "check": "count what would be deleted; delete nothing",
+        "json": "print one JSON document",
+    }
+)
+def cache_clear(
+    c: Context,
+    namespace: str | None = None,
+    pattern: str | None = None,
+    check: bool = False,
+    json: bool = False,
+) -> None:
+    """Delete cache keys only (never queues, sessions, rate limits or locks)."""
+    import sys
+
+    from celery_app import cache
+
+    def progress(done: int) -> None:
+        print(f"... {done} cache keys so far", file=sys.stderr, flush=True)
+
+    app = container()
+    with operator_errors():
+        report = cache.clear_for(
+            app, namespace=namespace, pattern=pattern, check=check, progress=progress
+        )
+    emit(
+        report.as_dict(),
+        json,
+        lambda d: print(
+            f"{d['matched']} cache keys would be deleted ({d['pattern']}); nothing changed"
+            if d["check"]
+            else f"deleted {d['deleted']} cache keys ({d['pattern']}) by {d['method']} "
+            f"in {d['seconds']:.2f}s; other roles' keys untouched"
+        ),
+    )
+
+
+cache_ns = Collection("cache")
+cache_ns.add_task(cache_clear, "clear")
+
+
+# --- queue ----------------------------------------------------------------------------------
+
+
+def _age(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.0f}s"
+
+
+def _render_queues(rows: list[dict[str, Any]]) -> None:
+    print(
+        f"{'queue':<12} {'waiting':>8} {'unacked':>8} {'oldest waiting':>15} {'oldest unacked':>15}"
+    )
+    for r in rows:
+        waiting = _age(r["oldest_waiting"]) if r["waiting_age_known"] else "unknown"
+        name = r["name"] + (" $" if r["money"] else "")
+        print(
+            f"{name:<12} {r['waiting']:>8} {r['unacked']:>8} {waiting:>15} "
+            f"{_age(r['oldest_unacked']):>15}"
+        )
+
+
+@task(help={"json": "print one JSON document"})
+def queue_size(c: Context, json: bool = False) -> None:
+    """Show each queue's depth, unacked messages and the age of its oldest message."""
+    from celery_app import queues
+
+    app = container()
+    with operator_errors():
+        stats = queues.queue_stats(app.redis("broker"))
+    emit([s.as_dict() for s in stats], json, _render_queues)
+
+
+@task(
+    help={
+        "yes": "confirm: the queue's waiting messages are deleted",
+        "force": "allow purging a money queue",
+    }
+)
+def queue_purge(c: Context, queue: str, yes: bool = False, force: bool = False) -> None:
+    """Delete every waiting message of QUEUE (money queues need --force)."""
+    from celery_app import queues
+
+    app = container()
+    with operator_errors():
+        queues.known_queue(queue)
+        if not yes:
+            raise Exit(f"error: purging {queue!r} deletes its waiting messages; add --yes", code=2)
+        removed = queues.purge(app.redis("broker"), queue, force=force)
+    print(f"purged {removed} waiting messages from {queue!r}; unacked messages kept")
+
+
+queue_ns = Collection("queue")
+queue_ns.add_task(queue_size, "size")
+queue_ns.add_task(queue_purge, "purge")
+
+
+# --- failed ---------------------------------------------------------------------------------
+
+
+def _render_failed(page: dict[str, Any]) -> None:
+    for r in page["rows"]:
+        print(
+            f"{r['id']:>8}  {r['failed_at'][:19]}  {r['queue']:<11} {r['task_name']:<20} "
+            f"{r['exception'][:60]}"
+        )
+    if not page["rows"]:
+        print("no failed tasks")
+    if page["next_before"]:
+        print(f"more: --before {page['next_before']}")
+
+
+@task(
+    help={
+        "queue": "only this queue",
+        "task": "only this task name",
+        "since": "failed at or after: ISO date/time or an age like 2h, 3d",
+        "limit": "rows per page (default 50)",
+        "before": "the page below this id (as the previous page said)",
+        "json": "print one JSON document",
+    }
+)
+def failed_list(
+    c: Context,
+    queue: str | None = None,
+    task: str | None = None,
+    since: str | None = None,
+    limit: str = "50",
+    before: str | None = None,
+    json: bool = False,
+) -> None:
+    """List failed tasks, newest first (Laravel's queue:failed)."""
+    from celery_app import failed_tasks as ft
+
+    app = container()
+    with operator_errors():
+        page = ft.list_failed(
+            app.uow,
+            queue=queue,
+            task=task,
+            since=since,
+            limit=ft.whole_number(limit, "--limit", 1, ft.MAX_LIMIT),
+            before=None if before is None else ft.whole_number(before, "--before", 1),
+        )
+    data = {"rows": [r.as_dict() for r in page.rows], "next_before": page.next_before}
+    emit(data, json, _render_failed)
+
+
+@task(help={"json": "print one JSON document"})
+def failed_show(c: Context, id: str, json: bool = False) -> None:
+    """Show one failed task with its arguments and traceback."""
+    from celery_app import failed_tasks as ft
+
+    app = container()
+    with operator_errors():
+        row = ft.show(app.uow, ft.parse_id(id))
+    emit(
+        row.as_dict(full=True),
+        json,
+        lambda d: print(
+            "\n".join(f"{k}: {v}" for k, v in d.items() if k != "traceback")
+            + f"\ntraceback:\n{d['traceback']}"
+        ),
+    )
+
+
+@task(help={"queue": "with all: only this queue", "json": "print one JSON document"})
+def failed_retry(c: Context, ids: str, queue: str | None = None, json: bool = False) -> None:
+    """Re-enqueue failed tasks: IDS like 12 or 12,13, or all (Laravel's queue:retry)."""
+    from celery_app import failed_tasks as ft
+
+    app = container()
+    with operator_errors():
+        every = ids.strip().lower() == "all"
+        report = ft.retry(
+            app.uow,
+            ft.sender(),
+            None if every else ft.parse_ids(ids),
+            all_rows=every,
+            queue=queue,
+        )
+    emit(report.as_dict(), json, lambda d: print(f"retried {d['count']} failed tasks"))
+
+
+@task(help={"ids": "ids as failed.list shows them: 12 or 12,13"})
+def failed_forget(c: Context, ids: str) -> None:
+    """Delete failed tasks by id: 12 or 12,13 (Laravel's queue:forget)."""
+    from celery_app import failed_tasks as ft
+
+    app = container()
+    with operator_errors():
+        deleted = ft.forget(app.uow, ft.parse_ids(ids))
+    print(f"forgot {deleted} failed tasks")
+
+
+@task(help={"hours": "only those older than this many hours"})
+def failed_flush(c: Context, hours: str | None = None) -> None:
+    """Delete every failed task, or those older than --hours (Laravel's queue:flush)."""
+    from celery_app import failed_tasks as ft
+
+    app = container()
+    with operator_errors():
+        deleted = ft.flush(
+            app.uow, None if hours is None else ft.whole_number(hours, "--hours", 0, ft.MAX_HOURS)
+        )
+    print(f"flushed {deleted} failed tasks")
+
+
+@task(help={"hours": "delete those older than this many hours (default 24)"})
+def failed_prune(c: Context, hours: str = "24") -> None:
+    """Delete failed tasks older than --hours, 24 by default (Laravel's queue:prune-failed)."""
+    from celery_app import failed_tasks as ft
+
+    app = container()
+    with operator_errors():
+        deleted = ft.prune(app.uow, ft.whole_number(hours, "--hours", 0, ft.MAX_HOURS))
+    print(f"pruned {deleted} failed tasks older than {hours}h")
+
+
+failed_ns = Collection("failed")
+failed_ns.add_task(failed_list, "list")
+failed_ns.add_task(failed_show, "show")
+failed_ns.add_task(failed_retry, "retry")
+failed_ns.add_task(failed_forget, "forget")
+failed_ns.add_task(failed_flush, "flush")
+failed_ns.add_task(failed_prune, "prune")
+
+# --- sessions -------------------------------------------------------------------------------
+
+
+@task(help={"user": "count only this user's sessions", "json": "print one JSON document"})
+def sessions_count(c: Context, user: str | None = None, json: bool = False) -> None:
+    """Count live sessions, of everyone or of one user."""
+    from celery_app.sessions import count_sessions
+
+    app = container()
+    with operator_errors():
+        data = count_sessions(app, user)
+    emit(
+        data,
+        json,
+        lambda d: print(
+            f"{d['sessions']} live session(s) of user {d['user']}"
+            if d["user"]
+            else f"{d['sessions']} live session(s) across {d['users']} user(s)"
+        ),
+    )
+
+
+@task(help={"user": "the user to log out everywhere", "json": "print one JSON document"})
+def sessions_revoke(c: Context, user: str, json: bool = False) -> None:
+    """End every session of one user (forced logout, e.g. after a credential leak)."""
+    from celery_app.sessions import revoke_sessions
+
+    app = container()
+    with operator_errors():
+        data = revoke_sessions(app, user)
+    emit(data, json, lambda d: print(f"revoked {d['revoked']} session(s) of user {d['user']}"))
+
+
+sessions_ns = Collection("sessions")
+sessions_ns.add_task(sessions_count, "count")
+sessions_ns.add_task(sessions_revoke, "revoke")
+
+
+# --- ratelimit ------------------------------------------------------------------------------
+
+RATELIMIT_KEY_HELP = "topup:PARENT, login:account:ACCOUNT or login:address:IP"
+
+
+@task(help={"key": RATELIMIT_KEY_HELP, "json": "print one JSON document"})
+def ratelimit_show(c: Context, key: str, json: bool = False) -> None:
+    """Show a rate limit or login lock: what is left, whether locked, when allowed again."""
+    from celery_app import ratelimit
+
+    app = container()
+    with operator_errors():
+        data = ratelimit.show(app, key)
+    emit(data, json, lambda d: print("\n".join(f"{k}: {v}" for k, v in d.items())))
+
+
+@task(help={"key": RATELIMIT_KEY_HELP, "json": "print one JSON document"})
+def ratelimit_reset(c: Context, key: str, json: bool = False) -> None:
+    """Clear a rate limit or unlock a locked-out account or address."""
+    from celery_app import ratelimit
+
+    app = container()
+    with operator_errors():
+        data = ratelimit.reset(app, key)
+    emit(
+        data,
+        json,
+        lambda d: print(
+            f"{d['kind']} {d['subject']}: {'cleared' if d['cleared'] else 'nothing to clear'}"
+        ),
+    )
+
+
+ratelimit_ns = Collection("ratelimit")
+ratelimit_ns.add_task(ratelimit_show, "show")
+ratelimit_ns.add_task(ratelimit_reset, "reset")
+
+
+# --- redis ----------------------------------------------------------------------------------
+
+
+@task(help={"json": "print one JSON document"})
+def redis_keyspace(c: Context, json: bool = False) -> None:
+    """Show keys and memory per Redis role (broker, cache, sessions, ratelimit, locks)."""
+    from celery_app import keyspace_report
+
+    app = container()
+    with operator_errors():
+        data = keyspace_report.report(app).as_dict()
+
+    def render(d: dict[str, Any]) -> None:
+        print(f"{'role':<10} {'keys':>10} {'memory':>12}")
+        for row in d["roles"]:
+            print(f"{row['role']:<10} {row['keys']:>10} {row['memory_bytes']:>12,}")
+        print(f"scanned {d['scanned']} key(s){' (counts estimated)' if d['estimated'] else ''}")
+
+    emit(data, json, render)
+
+
+redis_ns = Collection("redis")
+redis_ns.add_task(redis_keyspace, "keyspace")
+
 ns = Collection(db)
+ns.add_collection(cache_ns)
+ns.add_collection(queue_ns)
+ns.add_collection(failed_ns)
+ns.add_collection(sessions_ns)
+ns.add_collection(ratelimit_ns)
+ns.add_collection(redis_ns)

@@ -1,0 +1,307 @@
+"""The app's cache on the cache Redis role, and a clear that cannot reach any other role's keys.
+
+Keys are ``{prefix}:cache:{namespace}:{generation}:{key}`` (built by :class:`Keyspace`); values are
+JSON with a TTL, always, so keys orphaned by a generation bump expire on their own. Each
+namespace's generation counter lives at ``{prefix}:cache:_gen:{namespace}`` and survives clears.
+
+Clearing (``invoke cache.clear``), cheapest safe way first:
+
+* a namespace generation bump: O(1), the old generation's keys are never read again;
+* SCAN + UNLINK over the cache prefix only, pipelined so each round trip deletes the previous
+  batch and fetches the next one; every key is checked with :meth:`Keyspace.role_of` before it
+  is unlinked, and a pattern whose literal prefix is not the cache's is refused up front;
+* FLUSHDB ASYNC only when the settings give the cache role a database of its own *and* a scan
+  just proved that database holds cache keys only (their count equals DBSIZE).
+
+Never FLUSHDB or FLUSHALL on a Redis the broker, sessions, rate limits or locks share: that is how
+Laravel's ``cache:clear`` wipes queues.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import redis
+from redis.connection import parse_url
+
+from celery_app.boundary import identifier, redis_errors
+from celery_app.errors import InvalidRequest, Refused
+from celery_app.keyspace import Keyspace
+from celery_app.settings import ROLES, Settings
+
+if TYPE_CHECKING:
+    from celery_app.bootstrap import Container
+
+T = TypeVar("T")
+GENERATIONS = "_gen"  # namespace segment of the generation counters; not a valid user namespace
+GLOB = "*?[\\"
+BATCH = 1000
+PROGRESS_EVERY = 50_000
+
+Progress = Callable[[int], None]
+
+
+def _escape(text: str) -> str:
+    """Escape glob characters so SCAN MATCH treats `text` literally."""
+    return "".join("\\" + ch if ch in GLOB or ch == "]" else ch for ch in text)
+
+
+def literal_prefix(pattern: str) -> str:
+    """Return the part of a glob `pattern` before its first wildcard, unescaped."""
+    out: list[str] = []
+    chars = iter(pattern)
+    for ch in chars:
+        if ch == "\\":
+            out.append(next(chars, ""))
+        elif ch in "*?[":
+            break
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class Cache:
+    """`get`/`set`/`delete`/`remember` JSON values under a namespace, each with a TTL."""
+
+    def __init__(self, client: redis.Redis, keyspace: Keyspace, default_ttl: int = 3600) -> None:
+        self.client = client
+        self.keyspace = keyspace
+        self.default_ttl = default_ttl
+
+    def _generation_key(self, namespace: str) -> str:
+        return self.keyspace.cache(GENERATIONS, identifier(namespace, "cache namespace"))
+
+    def generation(self, namespace: str) -> int:
+        with redis_errors("cache"):
+            raw = self.client.get(self._generation_key(namespace))
+        return int(raw or 0)
+
+    def bump(self, namespace: str) -> int:
+        """Invalidate every key of `namespace` in O(1); return the new generation."""
+        with redis_errors("cache"):
+            return int(self.client.incr(self._generation_key(namespace)))
+
+    def key(self, namespace: str, key: str) -> str:
+        """Return the Redis key that holds `key` of `namespace` in its current generation."""
+        if not isinstance(key, str) or not key or len(key) > 512 or not key.isprintable():
+            raise InvalidRequest(f"cache key must be 1-512 printable characters, got {key!r:.60}")
+        namespace = identifier(namespace, "cache namespace")
+        return self.keyspace.cache(namespace, f"{self.generation(namespace)}:{key}")
+
+    def get(self, namespace: str, key: str, default: Any = None) -> Any:
+        with redis_errors("cache"):
+            raw = self.client.get(self.key(namespace, key))
+        return default if raw is None else json.loads(raw)
+
+    def set(self, namespace: str, key: str, value: Any, ttl: int | None = None) -> None:
+        ttl = self.default_ttl if ttl is None else ttl
+        if ttl <= 0:
+            raise InvalidRequest(f"cache TTL must be a positive number of seconds, got {ttl}")
+        data = json.dumps(value, separators=(",", ":"))
+        with redis_errors("cache"):
+            self.client.set(self.key(namespace, key), data, ex=ttl)
+
+    def delete(self, namespace: str, key: str) -> bool:
+        with redis_errors("cache"):
+            return bool(self.client.unlink(self.key(namespace, key)))
+
+    def remember(
+        self, namespace: str, key: str, compute: Callable[[], T], ttl: int | None = None
+    ) -> T:
+        """Return the cached value, or compute, store and return it (like Laravel's remember)."""
+        full = self.key(namespace, key)
+        with redis_errors("cache"):
+            raw = self.client.get(full)
+        if raw is not None:
+            value: T = json.loads(raw)
+            return value
+        value = compute()
+        self.set(namespace, key, value, ttl)
+        return value
+
+
+@dataclass(frozen=True)
+class ClearReport:
+    """What a clear did (or, with check, would do)."""
+
+    pattern: str
+    method: str  # scan-unlink | flushdb-async | check
+    matched: int  # cache keys found (SCAN may report a key twice while Redis rehashes)
+    deleted: int
+    skipped: int  # keys the pattern matched that are not cache keys: never deleted
+    seconds: float
+    check: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def clear_pattern(
+    keyspace: Keyspace, namespace: str | None = None, pattern: str | None = None
+) -> str:
+    """Return the SCAN pattern for a clear, refusing one that could reach non-cache keys."""
+    base = f"{keyspace.prefix}:cache:"
+    if namespace is not None and pattern is not None:
+        raise InvalidRequest("give --namespace or --pattern, not both")
+    if namespace is not None:
+        return _escape(base + identifier(namespace, "cache namespace") + ":") + "*"
+    if pattern is None:
+        return _escape(base) + "*"
+    literal = literal_prefix(pattern)
+    role = keyspace.role_of(literal)
+    if role != "cache" or not literal.startswith(base):
+        reach = f"{role} keys" if role not in ("cache", "unknown") else "keys outside the cache"
+        raise Refused(
+            f"pattern {pattern!r} could reach {reach}: a cache pattern must start with "
+            f"{base!r} before any wildcard"
+        )
+    return pattern
+
+
+def _is_cache_key(keyspace: Keyspace, base: str, raw: bytes) -> bool:
+    key = raw.decode("utf-8", "surrogateescape")
+    return (
+        key.startswith(base)
+        and keyspace.role_of(key) == "cache"
+        and not key.startswith(base + GENERATIONS + ":")
+    )
+
+
+def scan_unlink(
+    client: redis.Redis,
+    keyspace: Keyspace,
+    pattern: str,
+    *,
+    check: bool = False,
+    batch: int = BATCH,
+    progress: Progress | None = None,
+) -> tuple[int, int, int]:
+    """SCAN `pattern` and UNLINK the cache keys found; return (matched, deleted, skipped).
+
+    Each pipeline unlinks the previous batch and asks for the next one, so a batch costs one
+    round trip; UNLINK frees memory in a background thread, and no command touches more than
+    `batch` keys, so Redis never stalls for long.
+    """
+    base = f"{keyspace.prefix}:cache:"
+    matched = deleted = skipped = 0
+    cursor = 0
+    pending: list[bytes] = []
+    reported = 0
+    with redis_errors("cache"):
+        while True:
+            pipe = client.pipeline(transaction=False)
+            if pending:
+                pipe.unlink(*pending)
+            pipe.scan(cursor, match=pattern, count=batch)
+            results = pipe.execute()
+            if pending:
+                deleted += int(results[0])
+            cursor, keys = results[-1]
+            pending = []
+            for raw in keys:
+                if _is_cache_key(keyspace, base, raw):
+                    pending.append(raw)
+                elif raw.startswith(base.encode()):
+                    continue  # a generation counter: kept on purpose
+                else:
+                    skipped += 1
+            matched += len(pending)
+            if check:
+                pending = []
+            if progress is not None and matched - reported >= PROGRESS_EVERY:
+                reported = matched
+                progress(matched)
+            if int(cursor) == 0:
+                break
+        if pending:
+            deleted += int(client.unlink(*pending))
+    return matched, deleted, skipped
+
+
+def _location(url: str) -> tuple[object, ...]:
+    parts = parse_url(url)
+    return (parts.get("path") or (parts.get("host"), parts.get("port")), parts.get("db", 0))
+
+
+def dedicated_cache_db(settings: Settings) -> bool:
+    """Return whether the settings give the cache role a database no other role uses."""
+    cache = _location(settings.redis_url("cache"))
+    return all(_location(settings.redis_url(r)) != cache for r in ROLES if r != "cache")
+
+
+def only_cache_keys(client: redis.Redis, keyspace: Keyspace, batch: int = 10_000) -> int | None:
+    """Scan the whole database; return its key count if every key is a cache key, else None."""
+    base = f"{keyspace.prefix}:cache:"
+    seen = 0
+    with redis_errors("cache"):
+        for raw in client.scan_iter(count=batch):
+            if not raw.startswith(base.encode()) or keyspace.role_of(raw.decode()) != "cache":
+                return None
+            seen += 1
+        if int(client.dbsize()) > seen:
+            return None  # keys arrived while scanning: not proven
+    return seen
+
+
+def clear(
+    client: redis.Redis,
+    keyspace: Keyspace,
+    *,
+    namespace: str | None = None,
+    pattern: str | None = None,
+    check: bool = False,
+    dedicated: bool = False,
+    progress: Progress | None = None,
+    batch: int = BATCH,
+) -> ClearReport:
+    """Clear cache keys (all, one namespace, or a cache pattern); with `check` change nothing.
+
+    `dedicated` says the settings give the cache its own database; only then, for a whole-cache
+    clear, is FLUSHDB ASYNC considered, and only after :func:`only_cache_keys` proved it safe.
+    """
+    scan = clear_pattern(keyspace, namespace, pattern)
+    started = time.perf_counter()
+    if dedicated and namespace is None and pattern is None and not check:
+        count = only_cache_keys(client, keyspace)
+        if count is not None:
+            with redis_errors("cache"):
+                client.flushdb(asynchronous=True)
+            return ClearReport(
+                scan, "flushdb-async", count, count, 0, time.perf_counter() - started, False
+            )
+    matched, deleted, skipped = scan_unlink(
+        client, keyspace, scan, check=check, batch=batch, progress=progress
+    )
+    return ClearReport(
+        pattern=scan,
+        method="check" if check else "scan-unlink",
+        matched=matched,
+        deleted=deleted,
+        skipped=skipped,
+        seconds=time.perf_counter() - started,
+        check=check,
+    )
+
+
+def clear_for(
+    container: Container,
+    *,
+    namespace: str | None = None,
+    pattern: str | None = None,
+    check: bool = False,
+    progress: Progress | None = None,
+) -> ClearReport:
+    """Clear the configured cache role (what ``invoke cache.clear`` runs)."""
+    return clear(
+        container.redis("cache"),
+        container.keyspace,
+        namespace=namespace,
+        pattern=pattern,
+        check=check,
+        dedicated=dedicated_cache_db(container.settings),
+        progress=progress,
+    )

@@ -1,0 +1,321 @@
+"""Query and act on failed tasks: Laravel's queue:failed, queue:retry, queue:forget, queue:flush.
+
+Rows are written by :mod:`celery_app.failed` when a task finally fails. Listing is newest first
+with keyset paging (``WHERE id < :before ORDER BY id DESC LIMIT n``): a page walks the primary
+key, so page 20,000 of a 1,000,000-row table costs what page 1 does. ``--since`` uses
+``ix_failed_tasks_failed_at``.
+
+Retry re-sends the stored task name, args and kwargs to the stored queue and deletes a row only
+after the broker accepted its message; a broker error stops the retry with the rows not yet sent
+kept. A money task retried after it already succeeded posts nothing more: posting is idempotent
+in SQL (see :mod:`celery_app.posting`). Every function that is given ids checks all of them first:
+one unknown id and nothing changes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, func, select
+
+from celery_app.db import UnitOfWork
+from celery_app.errors import InvalidRequest, NotFound, ServiceUnavailable
+from celery_app.models import FailedTask
+from celery_app.queues import known_queue
+
+UowFactory = Callable[[], UnitOfWork]
+# (task name, args, kwargs, queue or None); returns once the broker accepted the message.
+Send = Callable[[str, list[Any], dict[str, Any], str | None], None]
+
+AGE = re.compile(r"(\d{1,6})\s*([smhdw])")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+MAX_LIMIT = 1000
+MAX_HOURS = 24 * 365 * 100
+RETRY_BATCH = 500
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    """Return `value` as an aware UTC datetime (SQLite hands back naive UTC)."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """Parse ``--since``: an ISO date or time (UTC unless it says otherwise) or an age (2h, 3d)."""
+    raw = text.strip()
+    now = now or dt.datetime.now(dt.UTC)
+    age = AGE.fullmatch(raw.lower())
+    if age:
+        return now - dt.timedelta(**{UNITS[age.group(2)]: int(age.group(1))})
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+            return dt.datetime.combine(dt.date.fromisoformat(raw), dt.time(), dt.UTC)
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}.*", raw):
+            return utc(dt.datetime.fromisoformat(raw))
+    except ValueError:
+        pass
+    raise InvalidRequest(
+        f"--since: expected an ISO date or time (2026-11-27, 2026-11-27T08:00Z) or an age "
+        f"(30m, 2h, 3d, 1w), got {text[:40]!r}"
+    )
+
+
+def parse_ids(text: str | Iterable[str | int]) -> list[int]:
+    """Parse ids given as ``12``, ``12,13`` or ``12 13``; raise InvalidRequest on anything else."""
+    parts = re.split(r"[,\s]+", text.strip()) if isinstance(text, str) else list(text)
+    ids: list[int] = []
+    for part in parts:
+        shown = str(part).strip()
+        if not shown:
+            continue
+        if not shown.isdigit() or not 0 < int(shown) < 2**63:
+            raise InvalidRequest(
+                f"bad failed-task id {shown[:40]!r}: ids are whole numbers as failed.list shows"
+            )
+        ids.append(int(shown))
+    if not ids:
+        raise InvalidRequest("give at least one failed-task id (see invoke failed.list)")
+    return list(dict.fromkeys(ids))
+
+
+def parse_id(text: str | int) -> int:
+    """Parse exactly one failed-task id."""
+    ids = parse_ids(str(text))
+    if len(ids) != 1:
+        raise InvalidRequest(f"give one failed-task id, got {len(ids)}")
+    return ids[0]
+
+
+def whole_number(text: str | int, flag: str, low: int = 0, high: int = 2**63 - 1) -> int:
+    """Parse a command-line number such as ``--hours 24``; raise InvalidRequest when malformed."""
+    shown = str(text).strip()
+    if not shown.isdigit() or not low <= int(shown) <= high:
+        raise InvalidRequest(
+            f"{flag}: expected a whole number from {low} to {high}, got {shown[:40]!r}"
+        )
+    return int(shown)
+
+
+def sender() -> Send:
+    """Return a Send over the app's Celery producer (imported only when a retry needs it)."""
+    from celery_app.celery import app
+
+    def send(name: str, args: list[Any], kwargs: dict[str, Any], queue: str | None) -> None:
+        app.send_task(name, args=args, kwargs=kwargs, queue=queue, retry_policy={"max_retries": 2})
+
+    return send
+
+
+def _hours(hours: int | None) -> int | None:
+    if hours is not None and not 0 <= hours <= MAX_HOURS:
+        raise InvalidRequest(f"--hours: expected a whole number of hours, 0 or more, got {hours}")
+    return hours
+
+
+def _decode(text: str, kind: type, what: str, row_id: int) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, kind):
+        raise InvalidRequest(f"failed task {row_id}: stored {what} are not a JSON {kind.__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class FailedView:
+    """One failed task as a value."""
+
+    id: int
+    task_id: str
+    queue: str
+    task_name: str
+    args: str
+    kwargs: str
+    exception: str
+    failed_at: dt.datetime
+    traceback: str = field(default="", repr=False)
+
+    @classmethod
+    def of(cls, row: FailedTask, full: bool = False) -> FailedView:
+        return cls(
+            id=row.id,
+            task_id=row.task_id,
+            queue=row.queue,
+            task_name=row.task_name,
+            args=row.args,
+            kwargs=row.kwargs,
+            exception=row.exception,
+            failed_at=utc(row.failed_at),
+            traceback=row.traceback if full else "",
+        )
+
+    def as_dict(self, full: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        data["failed_at"] = self.failed_at.isoformat()
+        if not full:
+            del data["traceback"]
+        return data
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of failed tasks, newest first; pass `next_before` as `before` for the next."""
+
+    rows: list[FailedView]
+    next_before: int | None
+
+
+def list_failed(
+    uow: UowFactory,
+    *,
+    queue: str | None = None,
+    task: str | None = None,
+    since: str | dt.datetime | None = None,
+    before: int | None = None,
+    limit: int = 50,
+) -> Page:
+    """Return one page of failed tasks matching the filters, newest first."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidRequest(f"--limit: expected 1 to {MAX_LIMIT}, got {limit}")
+    query = select(FailedTask)
+    if queue is not None:
+        query = query.where(FailedTask.queue == known_queue(queue))
+    if task is not None:
+        query = query.where(FailedTask.task_name == task)
+    if since is not None:
+        cutoff = parse_since(since) if isinstance(since, str) else utc(since)
+        query = query.where(FailedTask.failed_at >= cutoff)
+    if before is not None:
+        query = query.where(FailedTask.id < before)
+    query = query.order_by(FailedTask.id.desc()).limit(limit + 1)
+    with uow() as work:
+        rows = list(work.session.scalars(query))
+    more = len(rows) > limit
+    views = [FailedView.of(row) for row in rows[:limit]]
+    return Page(views, views[-1].id if more else None)
+
+
+def count_failed(uow: UowFactory) -> int:
+    with uow() as work:
+        return int(work.session.scalar(select(func.count()).select_from(FailedTask)) or 0)
+
+
+def _require(work: UnitOfWork, ids: Sequence[int]) -> list[FailedTask]:
+    rows = list(work.session.scalars(select(FailedTask).where(FailedTask.id.in_(ids))))
+    missing = sorted(set(ids) - {row.id for row in rows})
+    if missing:
+        shown = ", ".join(str(i) for i in missing[:10])
+        raise NotFound(f"no failed task with id {shown}; nothing changed (see invoke failed.list)")
+    return sorted(rows, key=lambda row: row.id)
+
+
+def show(uow: UowFactory, task_id: int) -> FailedView:
+    """Return one failed task with its traceback."""
+    with uow() as work:
+        return FailedView.of(_require(work, [task_id])[0], full=True)
+
+
+def forget(uow: UowFactory, ids: Sequence[int]) -> int:
+    """Delete the given rows; one unknown id and nothing is deleted."""
+    with uow() as work:
+        _require(work, ids)
+        deleted = work.session.execute(delete(FailedTask).where(FailedTask.id.in_(ids)))
+        work.commit()
+    return int(deleted.rowcount)  # type: ignore[attr-defined]
+
+
+def flush(uow: UowFactory, hours: int | None = None) -> int:
+    """Delete every failed task, or those older than `hours`; return how many."""
+    statement = delete(FailedTask)
+    if _hours(hours) is not None:
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours or 0)
+        statement = statement.where(FailedTask.failed_at < cutoff)
+    with uow() as work:
+        deleted = work.session.execute(statement)
+        work.commit()
+    return int(deleted.rowcount)  # type: ignore[attr-defined]
+
+
+def prune(uow: UowFactory, hours: int = 24) -> int:
+    """Delete failed tasks older than `hours` (24 by default), like queue:prune-failed."""
+    return flush(uow, hours)
+
+
+@dataclass
+class RetryReport:
+    """Rows re-sent (and deleted), in id order."""
+
+    retried: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"retried": self.retried, "count": len(self.retried)}
+
+
+def _send_and_delete(
+    uow: UowFactory, send: Send, rows: list[FailedTask], report: RetryReport
+) -> None:
+    calls = [
+        (
+            row.id,
+            row.task_name,
+            _decode(row.args, list, "args", row.id),
+            _decode(row.kwargs, dict, "kwargs", row.id),
+            row.queue or None,
+        )
+        for row in rows
+    ]
+    accepted: list[int] = []
+    try:
+        for row_id, name, args, kwargs, queue in calls:
+            try:
+                send(name, args, kwargs, queue)
+            except Exception as exc:  # kombu/redis errors: the broker did not take it
+                raise ServiceUnavailable(
+                    f"the broker refused failed task {row_id} ({type(exc).__name__}: {exc}); "
+                    f"{len(report.retried) + len(accepted)} retried, the rest kept; "
+                    "check the broker Redis"
+                ) from exc
+            accepted.append(row_id)
+    finally:
+        if accepted:
+            with uow() as work:
+                work.session.execute(delete(FailedTask).where(FailedTask.id.in_(accepted)))
+                work.commit()
+            report.retried.extend(accepted)
+
+
+def retry(
+    uow: UowFactory,
+    send: Send,
+    ids: Sequence[int] | None = None,
+    *,
+    all_rows: bool = False,
+    queue: str | None = None,
+) -> RetryReport:
+    """Re-send the given rows (or all, optionally of one queue); delete each once accepted."""
+    report = RetryReport()
+    if all_rows == (ids is not None):
+        raise InvalidRequest("give failed-task ids or --all, not both and not neither")
+    if queue is not None and not all_rows:
+        raise InvalidRequest("--queue goes with --all")
+    if ids is not None:
+        with uow() as work:
+            rows = _require(work, ids)
+        _send_and_delete(uow, send, rows, report)
+        return report
+    after = 0
+    while True:
+        query = select(FailedTask).where(FailedTask.id > after)
+        if queue is not None:
+            query = query.where(FailedTask.queue == known_queue(queue))
+        with uow() as work:
+            rows = list(work.session.scalars(query.order_by(FailedTask.id).limit(RETRY_BATCH)))
+        if not rows:
+            return report
+        _send_and_delete(uow, send, rows, report)
+        after = rows[-1].id
