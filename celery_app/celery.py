@@ -7,12 +7,13 @@ comes from SQL (see :mod:`celery_app.posting`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import task_failure, worker_process_init
+from celery.signals import beat_init, task_failure, worker_init, worker_process_init
 
 from celery_app import bootstrap
 from celery_app.embedded import ensure_embedded_redis
@@ -65,22 +66,40 @@ def configure(app: Celery, settings: Settings) -> None:
     )
 
 
+def make_app(settings: Settings) -> Celery:
+    """Build a Celery app for `settings` (the module's `app` uses the environment's)."""
+    new = Celery("maqsafy", include=["celery_app.jobs"], set_as_current=False)
+    configure(new, settings)
+    return new
+
+
+def make_enqueue(target: Celery, settings: Settings) -> Callable[[str, int], None]:
+    """Return a function that sends a money task by name and raises if the broker refused."""
+
+    def enqueue(task_name: str, request_id: int) -> None:
+        if settings.embedded_redis:
+            ensure_embedded_redis(settings.var_dir)
+        target.send_task(task_name, args=[request_id], retry_policy={"max_retries": 2})
+
+    return enqueue
+
+
 try:
     _settings = load_settings()
 except ConfigError as exc:  # one line for the operator, no traceback
     raise SystemExit(f"maqsafy: {exc}") from None
 
-if _settings.embedded_redis:
-    ensure_embedded_redis(_settings.var_dir)
-
-app = Celery("maqsafy", include=["celery_app.jobs"])
-configure(app, _settings)
+app = make_app(_settings)
+app.set_current()
+enqueue = make_enqueue(app, _settings)
 assert set(QUEUES) >= {"payments", "maintenance", "ops"}
 
 
-def enqueue(task_name: str, request_id: int) -> None:
-    """Send a money task by name; raises if the broker did not take it."""
-    app.send_task(task_name, args=[request_id], retry_policy={"max_retries": 2})
+@worker_init.connect
+@beat_init.connect
+def _embedded_broker(**_: Any) -> None:
+    if _settings.embedded_redis:
+        ensure_embedded_redis(_settings.var_dir)
 
 
 @worker_process_init.connect

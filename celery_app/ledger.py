@@ -50,7 +50,7 @@ def parse_amount(value: object) -> int:
 
 def parse_key(value: object) -> str:
     """Return a valid idempotency key (1-128 of letters, digits and ._:-) or raise."""
-    if not isinstance(value, str) or not KEY_PATTERN.match(value):
+    if not isinstance(value, str) or not KEY_PATTERN.fullmatch(value):
         raise InvalidRequest(
             f"idempotency key must be 1-128 characters of letters, digits and ._:- "
             f"(starting with a letter or digit), got {value!r}"
