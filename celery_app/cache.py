@@ -179,6 +179,7 @@ def scan_unlink(
     check: bool = False,
     batch: int = BATCH,
     progress: Progress | None = None,
+    progress_every: int = PROGRESS_EVERY,
 ) -> tuple[int, int, int]:
     """SCAN `pattern` and UNLINK the cache keys found; return (matched, deleted, skipped).
 
@@ -212,7 +213,7 @@ def scan_unlink(
             matched += len(pending)
             if check:
                 pending = []
-            if progress is not None and matched - reported >= PROGRESS_EVERY:
+            if progress is not None and matched - reported >= progress_every:
                 reported = matched
                 progress(matched)
             if int(cursor) == 0:
@@ -257,6 +258,7 @@ def clear(
     dedicated: bool = False,
     progress: Progress | None = None,
     batch: int = BATCH,
+    progress_every: int = PROGRESS_EVERY,
 ) -> ClearReport:
     """Clear cache keys (all, one namespace, or a cache pattern); with `check` change nothing.
 
@@ -274,7 +276,13 @@ def clear(
                 scan, "flushdb-async", count, count, 0, time.perf_counter() - started, False
             )
     matched, deleted, skipped = scan_unlink(
-        client, keyspace, scan, check=check, batch=batch, progress=progress
+        client,
+        keyspace,
+        scan,
+        check=check,
+        batch=batch,
+        progress=progress,
+        progress_every=progress_every,
     )
     return ClearReport(
         pattern=scan,
