@@ -75,10 +75,9 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
-            self.session.rollback()
-        finally:
-            self.session.close()
+        # close() rolls back whatever was not committed and detaches loaded objects without
+        # expiring them, so values read inside the unit stay readable after it.
+        self.session.close()
 
     def commit(self) -> None:
         self.session.commit()
