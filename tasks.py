@@ -334,7 +334,7 @@ def sessions_count(c: Context, user: str | None = None, json: bool = False) -> N
 
 @task(help={"user": "the user to log out everywhere", "json": "print one JSON document"})
 def sessions_revoke(c: Context, user: str, json: bool = False) -> None:
-    """End every session of one user (forced logout, e.g. after a credential leak)."""
+    """Log one user out everywhere (after a credential leak)."""
     from celery_app.sessions import revoke_sessions
 
     app = container()
@@ -355,7 +355,7 @@ RATELIMIT_KEY_HELP = "topup:PARENT, login:account:ACCOUNT or login:address:IP"
 
 @task(help={"key": RATELIMIT_KEY_HELP, "json": "print one JSON document"})
 def ratelimit_show(c: Context, key: str, json: bool = False) -> None:
-    """Show a rate limit or login lock: what is left, whether locked, when allowed again."""
+    """Show a rate limit or login lock: what is left, when allowed again."""
     from celery_app import ratelimit
 
     app = container()
@@ -366,7 +366,7 @@ def ratelimit_show(c: Context, key: str, json: bool = False) -> None:
 
 @task(help={"key": RATELIMIT_KEY_HELP, "json": "print one JSON document"})
 def ratelimit_reset(c: Context, key: str, json: bool = False) -> None:
-    """Clear a rate limit or unlock a locked-out account or address."""
+    """Clear a rate limit or unlock a locked-out login."""
     from celery_app import ratelimit
 
     app = container()
@@ -391,7 +391,7 @@ ratelimit_ns.add_task(ratelimit_reset, "reset")
 
 @task(help={"json": "print one JSON document"})
 def redis_keyspace(c: Context, json: bool = False) -> None:
-    """Show keys and memory per Redis role (broker, cache, sessions, ratelimit, locks)."""
+    """Show keys and memory per Redis role, sampled with SCAN."""
     from celery_app import keyspace_report
 
     app = container()

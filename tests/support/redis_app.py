@@ -1,0 +1,41 @@
+"""Wire the app to a test's redis-server, and run the `invoke` command line against it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from celery_app import bootstrap
+from celery_app.bootstrap import Container
+from celery_app.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def app_env(tmp_path: Path, redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment that points every Redis role at `redis_url` and SQL under `tmp_path`."""
+    return {
+        "REDIS_URL": redis_url,
+        "MAQSAFY_VAR_DIR": str(tmp_path / "var"),
+        "MAQSAFY_ENV_FILE": str(tmp_path / "no.env"),
+        **extra,
+    }
+
+
+def build_app(env: dict[str, str]) -> Container:
+    """A container built from `env` alone (not this process's environment)."""
+    return bootstrap.build(load_settings(env))
+
+
+def invoke(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `invoke ARGS` in the project with `env` added; capture text output."""
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
