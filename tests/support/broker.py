@@ -25,6 +25,7 @@ def producer(url: str) -> Celery:
         task_create_missing_queues=True,
         task_default_queue="maintenance",
         broker_connection_retry_on_startup=False,
+        broker_transport_options={"max_retries": 0},  # a dead broker fails at once in tests
     )
     return app
 
