@@ -23,7 +23,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
 from redis.connection import parse_url
@@ -162,15 +162,6 @@ def clear_pattern(
     return pattern
 
 
-def _is_cache_key(keyspace: Keyspace, base: str, raw: bytes) -> bool:
-    key = raw.decode("utf-8", "surrogateescape")
-    return (
-        key.startswith(base)
-        and keyspace.role_of(key) == "cache"
-        and not key.startswith(base + GENERATIONS + ":")
-    )
-
-
 def scan_unlink(
     client: redis.Redis,
     keyspace: Keyspace,
@@ -188,6 +179,11 @@ def scan_unlink(
     `batch` keys, so Redis never stalls for long.
     """
     base = f"{keyspace.prefix}:cache:"
+    if keyspace.role_of(base + "x") != "cache" or keyspace.role_of(base + GENERATIONS) != "cache":
+        raise Refused(f"the keyspace map no longer gives {base!r} to the cache; nothing deleted")
+    # Every key under `base` is a cache key by the keyspace map (checked above); testing the
+    # bytes prefix per key keeps a 1,000,000-key clear from spending seconds in Python.
+    cache_b, generations_b = base.encode(), f"{base}{GENERATIONS}:".encode()
     matched = deleted = skipped = 0
     cursor = 0
     pending: list[bytes] = []
@@ -202,14 +198,10 @@ def scan_unlink(
             if pending:
                 deleted += int(results[0])
             cursor, keys = results[-1]
-            pending = []
-            for raw in keys:
-                if _is_cache_key(keyspace, base, raw):
-                    pending.append(raw)
-                elif raw.startswith(base.encode()):
-                    continue  # a generation counter: kept on purpose
-                else:
-                    skipped += 1
+            pending = [k for k in keys if k.startswith(cache_b)]
+            skipped += len(keys) - len(pending)
+            if any(k.startswith(generations_b) for k in pending):
+                pending = [k for k in pending if not k.startswith(generations_b)]
             matched += len(pending)
             if check:
                 pending = []
@@ -237,12 +229,20 @@ def dedicated_cache_db(settings: Settings) -> bool:
 def only_cache_keys(client: redis.Redis, keyspace: Keyspace, batch: int = 10_000) -> int | None:
     """Scan the whole database; return its key count if every key is a cache key, else None."""
     base = f"{keyspace.prefix}:cache:"
+    if keyspace.role_of(base + "x") != "cache":
+        return None
+    cache_b = base.encode()
     seen = 0
+    cursor = 0
     with redis_errors("cache"):
-        for raw in client.scan_iter(count=batch):
-            if not raw.startswith(base.encode()) or keyspace.role_of(raw.decode()) != "cache":
+        while True:
+            cursor, found = client.scan(cursor, count=batch)
+            keys = cast(list[bytes], found)  # the client does not decode responses
+            if not all(k.startswith(cache_b) for k in keys):
                 return None
-            seen += 1
+            seen += len(keys)
+            if int(cursor) == 0:
+                break
         if int(client.dbsize()) > seen:
             return None  # keys arrived while scanning: not proven
     return seen
