@@ -410,10 +410,192 @@ def redis_keyspace(c: Context, json: bool = False) -> None:
 redis_ns = Collection("redis")
 redis_ns.add_task(redis_keyspace, "keyspace")
 
+# --- demo -----------------------------------------------------------------------------------
+
+
+@task(
+    help={
+        "purchases": "purchases to submit (default 2000)",
+        "wallets": "student wallets (default 200)",
+        "merchants": "canteen merchants (default 5)",
+        "json": "print the summary as one JSON document",
+    }
+)
+def demo(
+    c: Context,
+    purchases: int = 2000,
+    wallets: int = 200,
+    merchants: int = 5,
+    json: bool = False,  # noqa: A002 - the flag is --json
+) -> None:
+    """Run a school day of payments end to end: migrate, worker, submit, settle, reconcile."""
+    from celery_app.demo import run_demo
+
+    if purchases < 1 or wallets < 1 or merchants < 1:
+        raise Exit("error: --purchases, --wallets and --merchants must be at least 1", code=2)
+    app = container()
+    with operator_errors():
+        from celery_app.celery import app as celery, enqueue
+
+        summary = run_demo(
+            app, enqueue, celery.send_task, purchases, wallets, merchants,
+            progress=None if json else demo_progress(),
+        )
+    emit(summary.as_dict(), json, render_demo)
+    if not summary.ledger_balanced or summary.pending:
+        raise Exit("demo: the ledger did not balance or requests are still pending", code=1)
+
+
+def demo_progress() -> Callable[[str, int, int], None]:
+    """A one-line progress display on stderr for the demo's phases."""
+    import sys
+
+    last = {"phase": "", "at": 0.0}
+
+    def show(phase: str, done: int, total: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if phase == last["phase"] and done < total and now - float(last["at"]) < 0.2:
+            return
+        last.update(phase=phase, at=now)
+        label = {"submit": "submitting", "post": "posting", "done": "done"}.get(phase, phase)
+        sys.stderr.write(f"\r{label:<10} {done:>6}/{total:<6}")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def render_demo(d: dict[str, Any]) -> None:
+    sar = d["settled_total_halalas"] / 100
+    print(f"demo day {d['run']}: {d['wallets']} wallets, {d['merchants']} merchants")
+    print(f"  submitted            {d['submitted']}")
+    print(f"  duplicates absorbed  {d['duplicates_absorbed']}")
+    print(f"  posted               {d['posted']}")
+    print(f"  rejected             {d['rejected']} (insufficient funds)")
+    print(f"  still pending        {d['pending']}")
+    state = "settled now" if d["settlement_created"] else "already settled earlier today"
+    print(f"  settlement {d['settlement_date']}: {d['settled_merchants']} merchants, "
+          f"{sar:,.2f} SAR ({state})")
+    print(f"  ledger balanced      {'yes' if d['ledger_balanced'] else 'NO'}"
+          f" ({d['discrepancies']} discrepancies)")
+    print(f"  took                 {d['seconds']:.1f}s")
+
+
+@task
+def stop(c: Context) -> None:
+    """Stop the embedded default's private Redis under ./var (if it runs)."""
+    from celery_app.embedded import stop_embedded_redis
+
+    app = container()
+    if not app.settings.embedded_redis:
+        print("no embedded Redis is configured; nothing to stop")
+        return
+    print("stopped" if stop_embedded_redis(app.settings.var_dir) else "not running")
+
+
+# --- runbooks -------------------------------------------------------------------------------
+
+
+@task(
+    help={
+        "book": "the runbook: a name from `invoke runbooks` or a path to a .yml file",
+        "env": "the environment (inventory/<env>.yml; default local: this machine)",
+        "limit": "only these hosts or groups: web-1,workers or a glob, !name excludes",
+        "tags": "only steps with these tags (comma-separated)",
+        "skip_tags": "skip steps with these tags",
+        "check": "check mode: report what would change, change nothing",
+        "json": "print one JSON document",
+        "retry_failed": "rerun only the hosts that failed in this run id",
+        "inventory": "the inventory folder (default ./inventory)",
+    }
+)
+def run_runbook(
+    c: Context,
+    book: str,
+    env: str = "local",
+    limit: str = "",
+    tags: str = "",
+    skip_tags: str = "",
+    check: bool = False,
+    json: bool = False,
+    retry_failed: int = 0,
+    inventory: str = "",
+) -> None:
+    """Run a runbook on an environment's hosts; live progress, then a recap per host."""
+    import os
+    from pathlib import Path
+
+    from runbooks import render, service
+
+    app = container()
+    request = service.RunRequest(
+        book,
+        environment=env,
+        limit=limit or None,
+        tags=tags,
+        skip_tags=skip_tags,
+        check=check,
+        retry_failed=retry_failed or None,
+        inventory_dir=Path(inventory) if inventory else None,
+    )
+    with operator_errors():
+        prepared = service.prepare(app, request, service.environ_with_dotenv(os.environ))
+        progress = None if json else render.ConsoleProgress(prepared.redactor)
+        result = service.execute(app, prepared, request.arguments(), progress)
+    redactor = prepared.redactor
+    emit(redactor.value(result.to_dict()), json, lambda _: render.print_recap(result, redactor))
+    if not result.ok:
+        raise Exit(code=1)
+
+
+@task(help={"json": "print one JSON document"})
+def runbooks_list(c: Context, json: bool = False) -> None:
+    """List the runbooks with their descriptions."""
+    from runbooks import render, service
+
+    emit(service.describe_books(), json, render.print_books)
+
+
+@task(help={"last": "how many runs to show (default 20)", "json": "print one JSON document"})
+def history_list(c: Context, last: int = 20, json: bool = False) -> None:
+    """List recorded runs (runbooks and ops commands), newest first."""
+    from runbooks import history, render
+
+    app = container()
+    with operator_errors():
+        runs = history.list_runs(app.sessions, last)
+    emit(runs, json, render.print_history)
+
+
+@task(help={"id": "the run id `invoke history` shows", "json": "print one JSON document"})
+def history_show(c: Context, id: int, json: bool = False) -> None:
+    """Show one recorded run: arguments, each host's and step's outcome."""
+    from runbooks import history, render
+
+    app = container()
+    with operator_errors():
+        data = history.get_run(app.sessions, id)
+    emit(data, json, render.print_run)
+
+
+history_ns = Collection("history")
+history_ns.add_task(history_list, "list", default=True)
+history_ns.add_task(history_show, "show")
+
+# --- end runbooks ---------------------------------------------------------------------------
+
 ns = Collection(db)
+ns.add_task(demo)
+ns.add_task(stop)
 ns.add_collection(cache_ns)
 ns.add_collection(queue_ns)
 ns.add_collection(failed_ns)
 ns.add_collection(sessions_ns)
 ns.add_collection(ratelimit_ns)
 ns.add_collection(redis_ns)
+ns.add_task(run_runbook, "run")
+ns.add_task(runbooks_list, "runbooks")
+ns.add_collection(history_ns)

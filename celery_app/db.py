@@ -7,6 +7,8 @@ code takes row locks (`SELECT ... FOR UPDATE`) where it reads what it will chang
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -45,17 +47,23 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     )
 
 
-def check_database(engine: Engine) -> None:
-    """Raise ServiceUnavailable with a one-line reason when the database does not answer."""
+@contextmanager
+def database_errors(engine: Engine) -> Iterator[None]:
+    """Translate a database that does not answer into a one-line ServiceUnavailable."""
     try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
+        yield
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise ServiceUnavailable(
             f"database {engine.url.render_as_string(hide_password=True)} did not answer: "
             f"{reason} (check DATABASE_URL and that the server runs)"
         ) from exc
+
+
+def check_database(engine: Engine) -> None:
+    """Raise ServiceUnavailable with a one-line reason when the database does not answer."""
+    with database_errors(engine), engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
 
 
 class UnitOfWork:

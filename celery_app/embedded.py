@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from celery_app.errors import ServiceUnavailable
 
@@ -39,10 +41,19 @@ def find_redis_server() -> str:
 
 def _answers(socket: Path) -> bool:
     try:
-        client = redis.Redis(unix_socket_path=str(socket), socket_timeout=1)
+        if not socket.exists():
+            return False
+        client = redis.Redis(
+            unix_socket_path=str(socket), socket_timeout=1, retry=Retry(NoBackoff(), 0)
+        )
         return bool(client.ping())
     except (redis.RedisError, OSError):
         return False
+
+
+def embedded_running(var_dir: Path) -> bool:
+    """Whether the private server under `var_dir` answers."""
+    return _answers(var_dir / "redis.sock")
 
 
 def ensure_embedded_redis(var_dir: Path, timeout: float = 10.0) -> Path:

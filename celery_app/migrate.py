@@ -10,6 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from celery_app.db import database_errors
+
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -23,14 +25,14 @@ def alembic_config(database_url: str) -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database behind `engine` up to `revision`."""
     config = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
+    with database_errors(engine), engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
 
 def current(engine: Engine) -> str | None:
     """Return the database's revision, or None when it has never been migrated."""
-    with engine.connect() as connection:
+    with database_errors(engine), engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 

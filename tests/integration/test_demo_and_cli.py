@@ -1,0 +1,83 @@
+"""The README's main job on the embedded default, and the CLI's one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+INVOKE = [sys.executable, "-m", "invoke"]
+
+
+def invoke(
+    args: list[str], env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))}
+    return subprocess.run(
+        [*INVOKE, *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_demo_runs_a_day_on_the_embedded_default_and_stops_what_it_started(
+    tmp_path: Path,
+) -> None:
+    env = {"MAQSAFY_VAR_DIR": str(tmp_path / "var"), "MAQSAFY_ENV_FILE": str(tmp_path / "none")}
+    done = invoke(["demo", "--purchases", "300", "--wallets", "30", "--json"], env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["ledger_balanced"] is True and summary["discrepancies"] == 0
+    assert summary["pending"] == 0
+    assert summary["posted"] + summary["rejected"] == 300 + 30
+    assert summary["submitted"] == 330 + summary["duplicates_absorbed"]
+    assert summary["settled_merchants"] >= 1 and summary["settled_total_halalas"] > 0
+    assert (tmp_path / "var" / "maqsafy.db").exists()
+    assert not (tmp_path / "var" / "redis.sock").exists(), "the embedded Redis was left running"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"REDIS_PORT": "abc", "REDIS_HOST": "redis"},
+            "error: REDIS_PORT: expected a whole number from 1 to 65535, got 'abc'",
+        ),
+        (
+            {"CACHE_DRIVER": "memcached"},
+            "error: CACHE_DRIVER: unknown driver 'memcached'; expected one of: redis, array",
+        ),
+        ({"DATABASE_URL": "postgresql://u@127.0.0.1:1/x"}, "error: database "),
+    ],
+)
+def test_bad_configuration_stops_with_one_line(
+    tmp_path: Path, env: dict[str, str], expected: str
+) -> None:
+    done = invoke(["db.migrate"], {"MAQSAFY_VAR_DIR": str(tmp_path), **env}, timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_worker_with_bad_configuration_exits_with_one_line(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "celery_app", "worker"],
+        cwd=ROOT,
+        env={**clean, "REDIS_URL": "http://nope"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "REDIS_URL: expected a URL starting with redis://" in done.stderr
+    assert "Traceback" not in done.stderr
