@@ -1,0 +1,1 @@
+"""Side-by-side measurements against the anchors (not tests): `python -m benchmarks.NAME`."""
