@@ -1,0 +1,49 @@
+"""docker-compose.yml keeps the platform's Redis rules (no Docker engine runs here to start it)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_the_whole_stack_is_there() -> None:
+    assert set(compose()["services"]) >= {"redis", "postgres", "migrate", "worker", "beat"}
+
+
+def test_redis_is_internal_persistent_noeviction_and_password_protected() -> None:
+    doc = compose()
+    redis = doc["services"]["redis"]
+    command = " ".join(redis["command"])
+    assert "ports" not in redis, "Redis must not publish a port to the host"
+    assert "--appendonly yes" in command
+    assert "--maxmemory-policy noeviction" in command
+    assert '--requirepass "$$REDIS_PASSWORD"' in command
+    assert redis["environment"]["REDIS_PASSWORD"].startswith("${REDIS_PASSWORD:?")
+    assert all(doc["networks"][n].get("internal") is True for n in redis["networks"])
+
+
+def test_no_service_publishes_the_data_stores_and_no_literal_secret() -> None:
+    doc = compose()
+    for name in ("redis", "postgres"):
+        assert "ports" not in doc["services"][name]
+    text = (ROOT / "docker-compose.yml").read_text()
+    for match in re.finditer(r"(PASSWORD\w*):\s*(\S+)", text):
+        assert match.group(2).startswith("${"), f"{match.group(1)} must come from the environment"
+
+
+def test_workers_and_beat_wait_for_the_migration() -> None:
+    services = compose()["services"]
+    assert services["migrate"]["command"] == ["invoke", "db.migrate"]
+    for name in ("worker", "beat"):
+        needs = services[name]["depends_on"]
+        assert needs["migrate"]["condition"] == "service_completed_successfully"
+        assert needs["redis"]["condition"] == "service_healthy"
