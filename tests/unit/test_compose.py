@@ -36,7 +36,7 @@ def test_no_service_publishes_the_data_stores_and_no_literal_secret() -> None:
     for name in ("redis", "postgres"):
         assert "ports" not in doc["services"][name]
     text = (ROOT / "docker-compose.yml").read_text()
-    for match in re.finditer(r"(PASSWORD\w*):\s*(\S+)", text):
+    for match in re.finditer(r"^\s*(\w*PASSWORD\w*):\s*(\S+)", text, re.MULTILINE):
         assert match.group(2).startswith("${"), f"{match.group(1)} must come from the environment"
 
 
