@@ -313,6 +313,20 @@ failed_ns.add_task(failed_prune, "prune")
 # --- sessions -------------------------------------------------------------------------------
 
 
+def recorded(app: Any, name: str, **arguments: Any) -> Any:
+    """Record the ops command run inside the block in the run history, redacted."""
+    from runbooks import history
+    from runbooks.redact import for_settings
+
+    return history.recording(
+        app.sessions,
+        name,
+        environment="local",
+        arguments=arguments,
+        redactor=for_settings(app.settings),
+    )
+
+
 @task(help={"user": "count only this user's sessions", "json": "print one JSON document"})
 def sessions_count(c: Context, user: str | None = None, json: bool = False) -> None:
     """Count live sessions, of everyone or of one user."""
@@ -334,13 +348,16 @@ def sessions_count(c: Context, user: str | None = None, json: bool = False) -> N
 
 @task(help={"user": "the user to log out everywhere", "json": "print one JSON document"})
 def sessions_revoke(c: Context, user: str, json: bool = False) -> None:
-    """Log one user out everywhere (after a credential leak)."""
-    from celery_app.sessions import revoke_sessions
+    """Log one user out everywhere (after a credential leak); recorded in the history."""
+    from celery_app.sessions import check_user, revoke_sessions
 
     app = container()
     with operator_errors():
-        data = revoke_sessions(app, user)
-    emit(data, json, lambda d: print(f"revoked {d['revoked']} session(s) of user {d['user']}"))
+        user = check_user(user)  # a bad id writes nothing, not even a history row
+        with recorded(app, "sessions.revoke", user=user) as record:
+            data = revoke_sessions(app, user)
+            record.message = f"revoked {data['revoked']} session(s) of user {user}"
+            emit(data, json, lambda _: print(record.message))
 
 
 sessions_ns = Collection("sessions")
@@ -366,19 +383,18 @@ def ratelimit_show(c: Context, key: str, json: bool = False) -> None:
 
 @task(help={"key": RATELIMIT_KEY_HELP, "json": "print one JSON document"})
 def ratelimit_reset(c: Context, key: str, json: bool = False) -> None:
-    """Clear a rate limit or unlock a locked-out login."""
+    """Clear a rate limit or unlock a locked-out login; recorded in the history."""
     from celery_app import ratelimit
 
     app = container()
     with operator_errors():
-        data = ratelimit.reset(app, key)
-    emit(
-        data,
-        json,
-        lambda d: print(
-            f"{d['kind']} {d['subject']}: {'cleared' if d['cleared'] else 'nothing to clear'}"
-        ),
-    )
+        kind, subject = ratelimit.parse_key(app, key)  # a bad key writes nothing
+        with recorded(app, "ratelimit.reset", key=f"{kind}:{subject}") as record:
+            data = ratelimit.reset(app, key)
+            record.message = (
+                f"{kind} {subject}: {'cleared' if data['cleared'] else 'nothing to clear'}"
+            )
+            emit(data, json, lambda _: print(record.message))
 
 
 ratelimit_ns = Collection("ratelimit")

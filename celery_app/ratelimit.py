@@ -173,17 +173,22 @@ def check_top_up(parent_id: object, app: Any = None) -> Decision:
     return TopUpThrottle.from_container(app).enforce(parent_id)
 
 
-def _parse(app: Any, key: str) -> tuple[str, str]:
-    """Split an operator's KEY into (kind, subject); accept the full Redis key too."""
+def parse_key(app: Any, key: str) -> tuple[str, str]:
+    """Split an operator's KEY into (kind, checked subject); accept the full Redis key too."""
+    from celery_app.login import subject as login_subject
+
     name = key.strip()
     full_prefix = app.keyspace.ratelimit("")
     if name.startswith(full_prefix):
         name = name[len(full_prefix) :]
-    for suffix in (":failures", ":lock"):
-        name = name.removesuffix(suffix) if name.startswith("login:") else name
+    if name.startswith("login:"):
+        name = name.removesuffix(":failures").removesuffix(":lock")
     for kind in ("login:account:", "login:address:", f"{TopUpThrottle.NAME}:"):
         if name.startswith(kind) and len(name) > len(kind):
-            return kind.rstrip(":"), name[len(kind) :]
+            value = name[len(kind) :]
+            if kind.startswith("login:"):
+                return kind.rstrip(":"), login_subject(kind.split(":")[1], value)
+            return kind.rstrip(":"), identifier(value, "parent id")
     raise InvalidRequest(
         f"unknown rate-limit key {key!r:.80}; expected topup:PARENT, login:account:ACCOUNT "
         "or login:address:IP"
@@ -194,7 +199,7 @@ def show(app: Any, key: str) -> dict[str, Any]:
     """Describe the limiter or login lock named `key` on `app`; write nothing."""
     from celery_app.login import LoginGuard
 
-    kind, subject = _parse(app, key)
+    kind, subject = parse_key(app, key)
     if kind.startswith("login:"):
         return LoginGuard.from_container(app).status(kind.split(":")[1], subject)
     decision = TopUpThrottle.from_container(app).limiter.peek(subject)
@@ -205,7 +210,7 @@ def reset(app: Any, key: str) -> dict[str, Any]:
     """Clear the limiter or login lock named `key` on `app`; say whether it held anything."""
     from celery_app.login import LoginGuard
 
-    kind, subject = _parse(app, key)
+    kind, subject = parse_key(app, key)
     if kind.startswith("login:"):
         cleared = LoginGuard.from_container(app).reset(kind.split(":")[1], subject)
     else:

@@ -274,13 +274,18 @@ class SessionStore:
         return int(self._revoke(keys=keys, args=[user, *ids]))
 
 
+def check_user(user_id: object) -> str:
+    """Return `user_id` if it can name a user's sessions, else raise InvalidRequest."""
+    return identifier(user_id, "user id")
+
+
 def count_sessions(app: Any, user_id: object | None = None) -> dict[str, Any]:
     """Count live sessions on `app` (the id is checked before Redis is touched)."""
-    user = None if user_id is None else identifier(user_id, "user id")
+    user = None if user_id is None else check_user(user_id)
     return {"user": user, **SessionStore.from_container(app).count(user)}
 
 
 def revoke_sessions(app: Any, user_id: object) -> dict[str, Any]:
     """Log `user_id` out everywhere on `app` (the id is checked before Redis is touched)."""
-    user = identifier(user_id, "user id")
+    user = check_user(user_id)
     return {"user": user, "revoked": SessionStore.from_container(app).revoke_user(user)}

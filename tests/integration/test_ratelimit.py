@@ -16,7 +16,7 @@ from celery_app.errors import ConfigError, InvalidRequest, RateLimited
 from celery_app.keyspace import Keyspace
 from celery_app.login import LoginGuard, LoginPolicy
 from celery_app.ratelimit import Quota, RateLimiter, TopUpThrottle, check_top_up
-from tests.support.redis_app import app_env, build_app, invoke
+from tests.support.redis_app import app_env, build_app, history_names, invoke, migrated_app
 from tests.support.services import RedisServer, wait_for
 
 KS = Keyspace("maqsafy")
@@ -191,9 +191,12 @@ def test_account_policy_beyond_asvs_is_refused(redis_server: RedisServer) -> Non
         LoginGuard(redis_server.client(), KS, LoginPolicy(30, 900, 900))
 
 
-def test_commands_show_reset_and_refuse_bad_keys(redis_server: RedisServer, tmp_path: Path) -> None:
+def test_commands_show_reset_record_it_and_refuse_bad_keys(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
     env = app_env(tmp_path, redis_server.url)
-    limiter = TopUpThrottle.from_container(build_app(env))
+    app = migrated_app(env)
+    limiter = TopUpThrottle.from_container(app)
     limiter.check(9)
 
     shown = invoke(env, "ratelimit.show", "topup:9", "--json")
@@ -209,3 +212,4 @@ def test_commands_show_reset_and_refuse_bad_keys(redis_server: RedisServer, tmp_
         assert refused.returncode == 2
         assert refused.stderr.startswith("error: ") and why in refused.stderr
         assert refused.stderr.strip().count("\n") == 0
+    assert history_names(app) == [("ratelimit.reset", "ok", {"key": "topup:9"})]

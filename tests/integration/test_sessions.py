@@ -13,7 +13,7 @@ from redis.retry import Retry
 from celery_app.errors import InvalidRequest, ServiceUnavailable
 from celery_app.keyspace import Keyspace
 from celery_app.sessions import SessionPolicy, SessionStore
-from tests.support.redis_app import app_env, invoke
+from tests.support.redis_app import app_env, history_names, invoke, migrated_app
 from tests.support.services import RedisServer, wait_for
 
 KS = Keyspace("maqsafy")
@@ -116,13 +116,14 @@ def test_a_dead_redis_is_reported_as_unavailable(redis_server: RedisServer) -> N
         sessions.create("u1")
 
 
-def test_commands_count_revoke_and_refuse_bad_ids(
+def test_commands_count_revoke_record_it_and_refuse_bad_ids(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     sessions = store(redis_server)
     for user in ("u1", "u1", "u2"):
         sessions.create(user)
     env = app_env(tmp_path, redis_server.url)
+    app = migrated_app(env)
 
     counted = invoke(env, "sessions.count", "--json")
     assert counted.returncode == 0, counted.stderr
@@ -139,3 +140,4 @@ def test_commands_count_revoke_and_refuse_bad_ids(
     assert refused.stderr.strip().count("\n") == 0
     assert refused.stderr.startswith("error: user id must be")
     assert redis_server.client().dbsize() == before
+    assert history_names(app) == [("sessions.revoke", "ok", {"user": "u1"})]

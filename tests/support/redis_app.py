@@ -29,6 +29,23 @@ def build_app(env: dict[str, str]) -> Container:
     return bootstrap.build(load_settings(env))
 
 
+def migrated_app(env: dict[str, str]) -> Container:
+    """A container whose SQL database has the schema, run history included."""
+    from celery_app import migrate
+
+    app = build_app(env)
+    migrate.upgrade(app.engine)
+    return app
+
+
+def history_names(app: Container) -> list[tuple[str, str, dict[str, object]]]:
+    """(name, status, arguments) of every recorded run, oldest first."""
+    from runbooks import history
+
+    runs = history.list_runs(app.sessions, limit=100)
+    return [(r["name"], r["status"], r["arguments"]) for r in reversed(runs)]
+
+
 def invoke(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """Run `invoke ARGS` in the project with `env` added; capture text output."""
     return subprocess.run(

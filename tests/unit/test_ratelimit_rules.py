@@ -10,7 +10,7 @@ from celery_app.boundary import identifier
 from celery_app.errors import ConfigError, InvalidRequest
 from celery_app.keyspace import Keyspace
 from celery_app.login import ACCOUNT_POLICY, ASVS_FAILURES_PER_HOUR, LoginPolicy, subject
-from celery_app.ratelimit import TOPUP_QUOTA, Quota, _parse
+from celery_app.ratelimit import TOPUP_QUOTA, Quota, parse_key
 from celery_app.sessions import SessionPolicy, session_id
 
 KS = Keyspace("maqsafy")
@@ -98,16 +98,30 @@ def test_addresses_are_normalised_and_checked() -> None:
         ("login:account:alice", ("login:account", "alice")),
         ("maqsafy:rl:login:account:alice:lock", ("login:account", "alice")),
         ("login:address:2001:db8::1:failures", ("login:address", "2001:db8::1")),
+        ("login:address:2001:0db8::0001", ("login:address", "2001:db8::1")),
     ],
 )
 def test_operator_keys_parse(key: str, parsed: tuple[str, str]) -> None:
-    assert _parse(SimpleNamespace(keyspace=KS), key) == parsed
+    assert parse_key(SimpleNamespace(keyspace=KS), key) == parsed
 
 
 @pytest.mark.parametrize("key", ["", "topup:", "login:user:x", "cache:x", "maqsafy:lock:x"])
 def test_unknown_operator_keys_are_refused(key: str) -> None:
     with pytest.raises(InvalidRequest, match="unknown rate-limit key"):
-        _parse(SimpleNamespace(keyspace=KS), key)
+        parse_key(SimpleNamespace(keyspace=KS), key)
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("topup:a b", "parent id must be"),
+        ("login:address:1.2.3", "IP address"),
+        ("login:account:*", "account must be"),
+    ],
+)
+def test_operator_keys_with_bad_subjects_are_refused(key: str, why: str) -> None:
+    with pytest.raises(InvalidRequest, match=why):
+        parse_key(SimpleNamespace(keyspace=KS), key)
 
 
 def test_every_key_these_services_write_has_its_documented_role() -> None:
