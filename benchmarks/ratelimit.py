@@ -12,47 +12,16 @@ from __future__ import annotations
 
 import argparse
 import platform
-import socket
-import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import redis
 
-from celery_app.embedded import find_redis_server
+from benchmarks.support import private_redis
 from celery_app.keyspace import Keyspace
 from celery_app.ratelimit import Quota, RateLimiter
 
 SUBJECTS = [f"parent-{i}" for i in range(10_000)]
-
-
-@contextmanager
-def private_redis() -> Iterator[redis.Redis]:
-    """Start a throwaway redis-server on a spare loopback port; stop it afterwards."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    with tempfile.TemporaryDirectory() as directory:
-        args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", directory]
-        server = subprocess.Popen([find_redis_server(), *args], stdout=subprocess.DEVNULL)
-        client = redis.Redis(port=port)
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-            yield client
-        finally:
-            client.close()
-            server.terminate()
-            server.wait(10)
 
 
 def rate(decide: Callable[[str], object], seconds: float) -> tuple[int, float]:
@@ -74,7 +43,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per side, alternating")
     options = parser.parse_args()
 
-    with private_redis() as client:
+    with private_redis() as port:
+        client = redis.Redis(port=port)
         limiter = RateLimiter(client, Keyspace(), "bench", Quota(1_000_000, 3600))
         keyspace = Keyspace()
 
