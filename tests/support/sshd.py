@@ -19,9 +19,11 @@ import getpass
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.support.services import free_port, require, wait_for
@@ -191,3 +193,24 @@ def write_inventory(
     path = directory / f"{environment}.yml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
+
+
+# -- pytest fixtures (import them into a conftest.py to use them) ----------------------------
+
+
+@pytest.fixture(scope="session")
+def sshd_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[SSHHost]]:
+    """Four real sshd hosts for the whole session (127.0.0.2-5)."""
+    hosts = start_sshd_hosts(tmp_path_factory.mktemp("sshd"), 4)
+    yield hosts
+    stop_all(hosts)
+
+
+@pytest.fixture
+def sshd_hosts(sshd_fleet: list[SSHHost]) -> list[SSHHost]:
+    """The session's sshd hosts, each with an empty root folder for this test."""
+    for host in sshd_fleet:
+        assert host.process.poll() is None, f"sshd of {host.name} died; see {host.directory}"
+        shutil.rmtree(host.root, ignore_errors=True)
+        host.root.mkdir(parents=True)
+    return sshd_fleet

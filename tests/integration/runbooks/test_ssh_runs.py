@@ -1,0 +1,139 @@
+"""Books over real OpenSSH: every host, one session per host, check mode, serial, unreachable."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runbooks.book import inline_book
+from runbooks.executor import Executor, RunOptions
+from runbooks.inventory import load_environment
+from runbooks.results import RunResult
+from tests.support.sshd import SSHHost, keygen, write_inventory
+
+pytestmark = pytest.mark.ssh
+
+
+def run(directory: Path, document: dict[str, Any], **options: Any) -> RunResult:
+    inventory = load_environment("test", {}, directory)
+    return Executor(inline_book("t", document), inventory, RunOptions(**options)).run()
+
+
+WRITE_BOOK = {
+    "steps": [
+        {"name": "facts", "facts": {}},
+        {"name": "pid", "shell": {"cmd": "echo $$", "read_only": True}, "register": "first"},
+        {
+            "name": "config",
+            "file": {
+                "path": "{{ root }}/app.conf",
+                "content": "host={{ inventory_hostname }}\n",
+                "mode": "0640",
+            },
+        },
+        {
+            "name": "touch",
+            "shell": {"cmd": "touch {{ root }}/touched", "creates": "{{ root }}/touched"},
+        },
+        {"name": "pid again", "shell": {"cmd": "echo $$", "read_only": True}, "register": "second"},
+        {
+            "name": "same session",
+            "shell": {"cmd": "true", "read_only": True},
+            "when": "first.stdout == second.stdout",
+        },
+    ]
+}
+
+
+def test_a_book_runs_on_every_host_through_one_session_each(
+    inventory_dir: Path, sshd_hosts: list[SSHHost]
+) -> None:
+    result = run(inventory_dir, WRITE_BOOK)
+    assert result.ok, result.to_dict()
+    for host in sshd_hosts:
+        assert (host.root / "app.conf").read_text() == f"host={host.name}\n"
+        assert (host.root / "touched").exists()
+        steps = result.hosts[host.name].steps
+        # every step ran in the same remote shell: `$$` did not change, so the last step ran
+        assert [s.status for s in steps] == ["ok", "ok", "changed", "changed", "ok", "ok"]
+    again = run(inventory_dir, WRITE_BOOK)
+    assert all(h.counts()["changed"] == 0 for h in again.hosts.values())
+
+
+def test_check_mode_changes_nothing_on_disk(inventory_dir: Path, sshd_hosts: list[SSHHost]) -> None:
+    result = run(inventory_dir, WRITE_BOOK, check=True)
+    assert result.ok
+    for host in sshd_hosts:
+        assert list(host.root.iterdir()) == []
+        statuses = [s.status for s in result.hosts[host.name].steps]
+        assert statuses == ["ok", "ok", "changed", "skipped", "ok", "ok"]
+        assert "would create" in result.hosts[host.name].steps[2].message
+
+
+def test_serial_and_max_fail_percentage_stop_at_the_failing_batch(
+    tmp_path: Path, sshd_hosts: list[SSHHost]
+) -> None:
+    directory = tmp_path / "inv"
+    write_inventory(directory, "test", sshd_hosts)
+    (sshd_hosts[1].root / "broken").touch()
+    book = {
+        "serial": 1,
+        "max_fail_percentage": 0,
+        "steps": [
+            {"shell": "test ! -e {{ root }}/broken"},
+            {"shell": "touch {{ root }}/done"},
+        ],
+    }
+    result = run(directory, book)
+    assert [result.hosts[h.name].status for h in sshd_hosts] == [
+        "ok",
+        "failed",
+        "not_run",
+        "not_run",
+    ]
+    assert result.stopped is not None and result.stopped.startswith("batch 2:")
+    assert [(h.root / "done").exists() for h in sshd_hosts] == [True, False, False, False]
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts TCP connections (kernel backlog) but never speaks SSH."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
+
+
+def test_unreachable_hosts_are_classified_by_cause(
+    tmp_path: Path, sshd_hosts: list[SSHHost], silent_port: int
+) -> None:
+    good = sshd_hosts[0]
+    stranger = keygen(tmp_path / "stranger" / "id_ed25519")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    extra = {
+        "nameless": {"address": "no-such-host.invalid", "timeout": 2},
+        "refused": {"address": "127.0.0.1", "port": closed_port, "timeout": 2},
+        "stranger": {**good.inventory_entry(), "key": str(stranger), "timeout": 5},
+        "silent": {"address": "127.0.0.1", "port": silent_port, "timeout": 1},
+    }
+    directory = tmp_path / "inv"
+    write_inventory(directory, "test", [good], extra_hosts=extra)
+    result = run(directory, {"steps": [{"shell": "true"}]})
+    causes = {name: (h.status, h.cause) for name, h in result.hosts.items()}
+    assert causes == {
+        good.name: ("ok", None),
+        "nameless": ("unreachable", "unresolved"),
+        "refused": ("unreachable", "refused"),
+        "stranger": ("unreachable", "auth"),
+        "silent": ("unreachable", "timeout"),
+    }
+    for name in extra:
+        message = result.hosts[name].message
+        assert "\n" not in message and "Traceback" not in message
+        assert result.hosts[name].counts()["unreachable"] == 1

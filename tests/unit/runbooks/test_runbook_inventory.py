@@ -1,0 +1,118 @@
+"""Inventories: hosts, groups, vars, ${VAR} secrets; malformed files give file:line:field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runbooks.errors import InventoryError, NotFound, SecretLiteral
+from runbooks.inventory import INVENTORY_DIR, load_environment, load_inventory
+
+GOOD = """\
+environment: staging
+defaults: {user: deploy, port: 2222, key: ~/.ssh/id}
+vars:
+  redis_port: 6379
+  redis_password: ${REDIS_PASSWORD}
+  broker_url: redis://:${REDIS_PASSWORD}@redis:6379/0
+groups:
+  workers:
+    vars: {queues: payments, redis_port: 6380}
+hosts:
+  w1: {address: 10.0.0.1, groups: [workers]}
+  w2: {address: 10.0.0.2, groups: [workers], vars: {redis_port: 7000}}
+  r1: {address: 10.0.0.3, port: 22, groups: [redis]}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "staging.yml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_loads_hosts_groups_and_vars_with_precedence(tmp_path: Path) -> None:
+    inv = load_inventory(write(tmp_path, GOOD), {"REDIS_PASSWORD": "pw-123"})
+    assert list(inv.hosts) == ["w1", "w2", "r1"]
+    assert inv.hosts["w1"].port == 2222 and inv.hosts["r1"].port == 22
+    assert inv.hosts["w1"].user == "deploy"
+    assert inv.groups["workers"] == ("w1", "w2")
+    assert inv.host_vars(inv.hosts["w1"])["redis_port"] == 6380
+    assert inv.host_vars(inv.hosts["w2"])["redis_port"] == 7000
+    assert inv.host_vars(inv.hosts["r1"])["redis_port"] == 6379
+    assert inv.vars["broker_url"] == "redis://:pw-123@redis:6379/0"
+    assert "pw-123" in inv.secrets
+
+
+@pytest.mark.parametrize(
+    ("pattern", "limit", "expected"),
+    [
+        ("all", None, ["w1", "w2", "r1"]),
+        ("workers", None, ["w1", "w2"]),
+        ("all", "w*", ["w1", "w2"]),
+        ("all", "workers,!w2", ["w1"]),
+        ("!redis", None, ["w1", "w2"]),
+        ("workers", "r1,w2", ["w2"]),
+    ],
+)
+def test_select(tmp_path: Path, pattern: str, limit: str | None, expected: list[str]) -> None:
+    inv = load_inventory(write(tmp_path, GOOD), {"REDIS_PASSWORD": "x"})
+    assert [h.name for h in inv.select(pattern, limit)] == expected
+
+
+def test_unknown_limit_is_named(tmp_path: Path) -> None:
+    inv = load_inventory(write(tmp_path, GOOD), {"REDIS_PASSWORD": "x"})
+    with pytest.raises(NotFound, match="'db' matches no host"):
+        inv.select("all", "db")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "error"),
+    [
+        (
+            "hosts:\n  a:\n    vars:\n      redis_password: hunter2\n",
+            4,
+            "hosts.a.vars.redis_password",
+            SecretLiteral,
+        ),
+        ("vars:\n  api_token: abc\nhosts: {a: {}}\n", 2, "vars.api_token", SecretLiteral),
+        ("vars:\n  url: redis://:hunter2@h:6379\nhosts: {a: {}}\n", 2, "vars.url", SecretLiteral),
+        ("hosts:\n  a:\n    password: hunter2\n", 3, "hosts.a.password", SecretLiteral),
+        ("hosts:\n  a:\n    adress: 1.2.3.4\n", 3, "hosts.a.adress", InventoryError),
+        ("hosts:\n  a:\n    port: http\n", 3, "hosts.a.port", InventoryError),
+        ("hosts:\n  a:\n    connection: telnet\n", 3, "hosts.a.connection", InventoryError),
+        ("vars:\n  x: ${NOT_SET_ANYWHERE}\nhosts: {a: {}}\n", 2, "vars.x", InventoryError),
+        ("hosts: {}\n", 1, "hosts", InventoryError),
+        ("hosts:\n  a: {}\n  a: {}\n", 3, "", InventoryError),
+        ("hosts:\n  a: [1\n", 3, "", InventoryError),
+        ("colour: blue\nhosts: {a: {}}\n", 1, "colour", InventoryError),
+    ],
+)
+def test_malformed_inventory_names_file_line_field(
+    tmp_path: Path, text: str, line: int, field: str, error: type[Exception]
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(error) as caught:
+        load_inventory(path, {})
+    message = str(caught.value)
+    assert message.startswith(f"{path}:{line}: {field}")
+    assert "\n" not in message
+    assert "hunter2" not in message
+
+
+def test_secret_reference_with_default_and_examples_load(tmp_path: Path) -> None:
+    path = write(tmp_path, "vars:\n  redis_password: ${RP:-}\nhosts: {a: {}}\n")
+    assert load_inventory(path, {}).vars["redis_password"] == ""
+    env = {"REDIS_PASSWORD": "placeholder", "DATABASE_URL": "sqlite://"}
+    for example in INVENTORY_DIR.glob("*.example.yml"):
+        inv = load_inventory(example, env)
+        assert inv.hosts
+    local = load_environment("local", {})
+    assert local.hosts["localhost"].is_local
+
+
+def test_unknown_environment_lists_the_known_ones(tmp_path: Path) -> None:
+    write(tmp_path, GOOD)
+    with pytest.raises(NotFound, match="known: staging"):
+        load_environment("prod", {}, tmp_path)
