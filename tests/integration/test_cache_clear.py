@@ -188,3 +188,22 @@ def test_shared_database_is_never_flushed(redis_server: RedisServer) -> None:
         environ={"REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0"}, dotenv=NO_DOTENV
     )
     assert not cache.dedicated_cache_db(settings)
+
+
+def test_clear_without_scripting_uses_plain_commands(
+    seeded: Seeded, redis_server: RedisServer
+) -> None:
+    seeded.client.acl_setuser(
+        "cacheop", enabled=True, nopass=True, keys=["*"], commands=["+@all", "-@scripting"]
+    )
+    restricted = redis.Redis(port=redis_server.port, username="cacheop", password="")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        restricted.eval("return 1", 0)
+    before = dump_all(seeded.client)
+
+    check = cache.clear(restricted, KS, check=True, batch=50)
+    assert dump_all(seeded.client) == before
+    report = cache.clear(restricted, KS, batch=50)
+
+    assert check.matched == report.deleted == seeded.cache_keys
+    assert non_cache(dump_all(seeded.client)) == non_cache(before)

@@ -60,4 +60,4 @@ def seed_other_roles(client: redis.Redis, keyspace: Keyspace) -> None:
 
 def dump_all(client: redis.Redis) -> dict[bytes, bytes | None]:
     """Return every key's DUMP (value, type and encoding)."""
-    return {key: client.dump(key) for key in client.scan_iter(count=1000)}  # type: ignore[misc]
+    return {key: client.dump(key) for key in client.scan_iter(count=1000)}
