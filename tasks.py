@@ -312,8 +312,20 @@ failed_ns.add_task(failed_prune, "prune")
 
 # --- sessions -------------------------------------------------------------------------------
 
+ENV_HELP = "an inventory environment whose Redis to use (default: this machine's REDIS_*)"
 
-def recorded(app: Any, name: str, **arguments: Any) -> Any:
+
+def redis_app(env: str) -> Any:
+    """This process's app or, with --env, the app on that environment's Redis."""
+    if not env:
+        return container()
+    from runbooks.redis_env import environment_app
+
+    with operator_errors():
+        return environment_app(env)
+
+
+def recorded(app: Any, name: str, env: str, **arguments: Any) -> Any:
     """Record the ops command run inside the block in the run history, redacted."""
     from runbooks import history
     from runbooks.redact import for_settings
@@ -321,18 +333,24 @@ def recorded(app: Any, name: str, **arguments: Any) -> Any:
     return history.recording(
         app.sessions,
         name,
-        environment="local",
+        environment=env or "local",
         arguments=arguments,
         redactor=for_settings(app.settings),
     )
 
 
-@task(help={"user": "count only this user's sessions", "json": "print one JSON document"})
-def sessions_count(c: Context, user: str | None = None, json: bool = False) -> None:
+@task(
+    help={
+        "user": "count only this user's sessions",
+        "env": ENV_HELP,
+        "json": "print one JSON document",
+    }
+)
+def sessions_count(c: Context, user: str | None = None, env: str = "", json: bool = False) -> None:
     """Count live sessions, of everyone or of one user."""
     from celery_app.sessions import count_sessions
 
-    app = container()
+    app = redis_app(env)
     with operator_errors():
         data = count_sessions(app, user)
     emit(
@@ -346,15 +364,21 @@ def sessions_count(c: Context, user: str | None = None, json: bool = False) -> N
     )
 
 
-@task(help={"user": "the user to log out everywhere", "json": "print one JSON document"})
-def sessions_revoke(c: Context, user: str, json: bool = False) -> None:
+@task(
+    help={
+        "user": "the user to log out everywhere",
+        "env": ENV_HELP,
+        "json": "print one JSON document",
+    }
+)
+def sessions_revoke(c: Context, user: str, env: str = "", json: bool = False) -> None:
     """Log one user out everywhere (after a credential leak); recorded in the history."""
     from celery_app.sessions import check_user, revoke_sessions
 
-    app = container()
+    app = redis_app(env)
     with operator_errors():
         user = check_user(user)  # a bad id writes nothing, not even a history row
-        with recorded(app, "sessions.revoke", user=user) as record:
+        with recorded(app, "sessions.revoke", env, user=user) as record:
             data = revoke_sessions(app, user)
             record.message = f"revoked {data['revoked']} session(s) of user {user}"
             emit(data, json, lambda _: print(record.message))
@@ -370,26 +394,26 @@ sessions_ns.add_task(sessions_revoke, "revoke")
 RATELIMIT_KEY_HELP = "topup:PARENT, login:account:ACCOUNT or login:address:IP"
 
 
-@task(help={"key": RATELIMIT_KEY_HELP, "json": "print one JSON document"})
-def ratelimit_show(c: Context, key: str, json: bool = False) -> None:
+@task(help={"key": RATELIMIT_KEY_HELP, "env": ENV_HELP, "json": "print one JSON document"})
+def ratelimit_show(c: Context, key: str, env: str = "", json: bool = False) -> None:
     """Show a rate limit or login lock: what is left, when allowed again."""
     from celery_app import ratelimit
 
-    app = container()
+    app = redis_app(env)
     with operator_errors():
         data = ratelimit.show(app, key)
     emit(data, json, lambda d: print("\n".join(f"{k}: {v}" for k, v in d.items())))
 
 
-@task(help={"key": RATELIMIT_KEY_HELP, "json": "print one JSON document"})
-def ratelimit_reset(c: Context, key: str, json: bool = False) -> None:
+@task(help={"key": RATELIMIT_KEY_HELP, "env": ENV_HELP, "json": "print one JSON document"})
+def ratelimit_reset(c: Context, key: str, env: str = "", json: bool = False) -> None:
     """Clear a rate limit or unlock a locked-out login; recorded in the history."""
     from celery_app import ratelimit
 
-    app = container()
+    app = redis_app(env)
     with operator_errors():
         kind, subject = ratelimit.parse_key(app, key)  # a bad key writes nothing
-        with recorded(app, "ratelimit.reset", key=f"{kind}:{subject}") as record:
+        with recorded(app, "ratelimit.reset", env, key=f"{kind}:{subject}") as record:
             data = ratelimit.reset(app, key)
             record.message = (
                 f"{kind} {subject}: {'cleared' if data['cleared'] else 'nothing to clear'}"
@@ -405,12 +429,12 @@ ratelimit_ns.add_task(ratelimit_reset, "reset")
 # --- redis ----------------------------------------------------------------------------------
 
 
-@task(help={"json": "print one JSON document"})
-def redis_keyspace(c: Context, json: bool = False) -> None:
+@task(help={"env": ENV_HELP, "json": "print one JSON document"})
+def redis_keyspace(c: Context, env: str = "", json: bool = False) -> None:
     """Show keys and memory per Redis role, sampled with SCAN."""
     from celery_app import keyspace_report
 
-    app = container()
+    app = redis_app(env)
     with operator_errors():
         data = keyspace_report.report(app).as_dict()
 
