@@ -224,11 +224,8 @@ class LoginGuard:
 
     def status(self, kind: str, value: object) -> dict[str, Any]:
         """Show one subject: failures in the window, whether locked, seconds until allowed."""
-        policy = self.policies.get(kind)
-        if policy is None:
-            subject(kind, value)  # raises with the valid kinds
-        assert policy is not None
-        failures_key, lock_key = self.keys(kind, value)
+        failures_key, lock_key = self.keys(kind, value)  # checks the kind and the subject
+        policy = self.policies[kind]
         with redis_errors("login guard"):
             count, wait, lock_ms = self._peek(
                 keys=[failures_key, lock_key], args=[policy.max_failures, round(policy.window * US)]
