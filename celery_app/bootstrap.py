@@ -19,7 +19,7 @@ from celery_app.keyspace import Keyspace
 from celery_app.settings import Settings, load_settings
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity, so per-container helpers can be memoised
 class Container:
     """The process's wired dependencies."""
 

@@ -42,7 +42,7 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     return create_engine(
         url,
         pool_size=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=False,  # a dropped connection fails the task, which retries on a fresh one
         isolation_level="READ COMMITTED",
     )
 

@@ -70,3 +70,8 @@ def reconcile() -> dict[str, Any]:
 def relay() -> int:
     """Re-send pending payment requests whose messages may have been lost."""
     return submit.relay(bootstrap.get(), enqueue)
+
+
+@app.task(name="health.noop")
+def noop() -> None:
+    """Do nothing: proves a worker consumes a queue, and is the benchmarks' baseline."""

@@ -9,10 +9,10 @@ no-op: that is how duplicate deliveries are absorbed.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, case, func, insert, or_, select, update
 
 from celery_app import ledger
 from celery_app.bootstrap import Container
@@ -31,6 +31,7 @@ class Outcome:
     reason: str | None = None
 
 
+@functools.lru_cache(maxsize=8)
 def locks(container: Container) -> FencedLocks:
     """Build the fenced lock service on the locks role, floored by SQL's highest token."""
 
@@ -47,18 +48,27 @@ def locks(container: Container) -> FencedLocks:
     )
 
 
-def wallet_of(request: PaymentRequest) -> int:
-    """The account whose lock serialises this request: the student's wallet."""
-    return request.credit_account_id if request.kind == "top_up" else request.debit_account_id
+def wallet_of(kind: str, debit: int, credit: int) -> int:
+    """The account whose lock serialises a request: the student's wallet."""
+    return credit if kind == "top_up" else debit
 
 
 def peek(container: Container, request_id: int) -> tuple[str, str | None, int]:
-    """Return the request's status, reason and wallet without locking anything."""
-    with container.uow() as uow:
-        request = uow.session.get(PaymentRequest, request_id)
-        if request is None:
-            raise InvalidRequest(f"no payment request with id {request_id}")
-        return request.status, request.reason, wallet_of(request)
+    """Return the request's status, reason and wallet: one read, no transaction, no lock."""
+    with container.engine.connect() as conn:
+        row = conn.execute(
+            select(
+                PaymentRequest.status,
+                PaymentRequest.reason,
+                PaymentRequest.kind,
+                PaymentRequest.debit_account_id,
+                PaymentRequest.credit_account_id,
+            ).where(PaymentRequest.id == request_id)
+        ).first()
+        conn.rollback()
+    if row is None:
+        raise InvalidRequest(f"no payment request with id {request_id}")
+    return row.status, row.reason, wallet_of(row.kind, row.debit_account_id, row.credit_account_id)
 
 
 def post_request(container: Container, request_id: int, lock_service: FencedLocks) -> Outcome:
@@ -71,73 +81,101 @@ def post_request(container: Container, request_id: int, lock_service: FencedLock
 
 
 def commit_request(container: Container, request_id: int, grant: Grant) -> Outcome:
-    """Write the request's posting in one transaction if `grant`'s token is still current."""
-    with container.uow() as uow:
-        session = uow.session
-        request = session.scalars(
-            select(PaymentRequest).where(PaymentRequest.id == request_id).with_for_update()
+    """Write the request's posting in one transaction if `grant`'s token is still current.
+
+    Core statements, not the ORM, and few round trips: the fence check and the account row
+    locks are one UPDATE ... RETURNING, the two balance changes one UPDATE.
+    """
+    with container.engine.connect() as conn, conn.begin():
+        request = conn.execute(
+            select(
+                PaymentRequest.kind,
+                PaymentRequest.debit_account_id,
+                PaymentRequest.credit_account_id,
+                PaymentRequest.amount,
+                PaymentRequest.status,
+                PaymentRequest.reason,
+            )
+            .where(PaymentRequest.id == request_id)
+            .with_for_update()
         ).one()
         if request.status != "pending":
             return Outcome(request_id, "duplicate", request.status, request.reason)
-        wallet = wallet_of(request)
-        fenced = session.execute(
+        wallet = request.credit_account_id if request.kind == "top_up" else request.debit_account_id
+        ids = sorted({request.debit_account_id, request.credit_account_id})
+        # Lock both rows; move the wallet's fence to our token only if it is still below it.
+        rows = conn.execute(
             update(Account)
-            .where(Account.id == wallet, Account.fence < grant.token)
-            .values(fence=grant.token)
-        )
-        if fenced.rowcount != 1:  # type: ignore[attr-defined]
+            .where(Account.id.in_(ids), or_(Account.id != wallet, Account.fence < grant.token))
+            .values(fence=case((Account.id == wallet, grant.token), else_=Account.fence))
+            .returning(Account.id, Account.balance, Account.kind)
+        ).all()
+        if wallet not in {row.id for row in rows}:
             raise StaleFence(
                 f"fencing token {grant.token} on account {wallet} was superseded; "
                 "this lock holder stalled past its lock's expiry"
             )
-        ids = sorted({request.debit_account_id, request.credit_account_id})
-        rows = session.execute(
-            select(Account.id, Account.balance, Account.kind)
-            .where(Account.id.in_(ids))
-            .order_by(Account.id)
-            .with_for_update()
-        ).all()
-        balances = {row.id: row.balance for row in rows}
-        kinds = {row.id: row.kind for row in rows}
         posting = ledger.transfer(
             request.debit_account_id, request.credit_account_id, request.amount
         )
         now = dt.datetime.now(dt.UTC)
-        short = ledger.shortfall(posting, balances, kinds)
-        request.updated_at = now
+        short = ledger.shortfall(
+            posting, {r.id: r.balance for r in rows}, {r.id: r.kind for r in rows}
+        )
         if short:
-            request.status = "rejected"
-            request.reason = f"insufficient funds: short by {short} halalas"
-            uow.commit()
-            return Outcome(request_id, "rejected", "rejected", request.reason)
-        write_posting(session, posting, kind=request.kind, request_id=request.id, fence=grant.token)
-        request.status = "posted"
-        request.posted_at = now
-        uow.commit()
+            reason = f"insufficient funds: short by {short} halalas"
+            _finish(conn, request_id, status="rejected", reason=reason, updated_at=now)
+            return Outcome(request_id, "rejected", "rejected", reason)
+        write_posting(conn, posting, kind=request.kind, request_id=request_id, fence=grant.token)
+        _finish(conn, request_id, status="posted", updated_at=now, posted_at=now)
         return Outcome(request_id, "posted", "posted")
 
 
+def _finish(conn: Connection, request_id: int, **values: object) -> None:
+    conn.execute(update(PaymentRequest).where(PaymentRequest.id == request_id).values(**values))
+
+
 def write_posting(
-    session: Session,
+    conn: Connection,
     posting: ledger.Posting,
     *,
     kind: str,
     request_id: int | None = None,
     settlement_batch_id: int | None = None,
     fence: int = 0,
-) -> Posting:
-    """Insert a posting, its entries, and apply its deltas to the stored balances."""
-    row = Posting(
-        kind=kind, request_id=request_id, settlement_batch_id=settlement_batch_id, fence=fence
-    )
-    session.add(row)
-    session.flush()
-    session.add_all(
-        LedgerEntry(posting_id=row.id, account_id=e.account, amount=e.amount)
-        for e in posting.entries
-    )
-    for account, delta in posting.deltas().items():
-        session.execute(
-            update(Account).where(Account.id == account).values(balance=Account.balance + delta)
+) -> int:
+    """Insert a posting and its entries and apply its deltas to the balances; return its id."""
+    now = dt.datetime.now(dt.UTC)
+    posting_id = conn.execute(
+        insert(Posting)
+        .values(
+            kind=kind,
+            request_id=request_id,
+            settlement_batch_id=settlement_batch_id,
+            fence=fence,
+            created_at=now,
         )
-    return row
+        .returning(Posting.id)
+    ).scalar_one()
+    conn.execute(
+        insert(LedgerEntry),
+        [
+            {
+                "posting_id": posting_id,
+                "account_id": e.account,
+                "amount": e.amount,
+                "created_at": now,
+            }
+            for e in posting.entries
+        ],
+    )
+    deltas = posting.deltas()
+    conn.execute(
+        update(Account)
+        .where(Account.id.in_(sorted(deltas)))
+        .values(
+            balance=Account.balance
+            + case(*((Account.id == a, d) for a, d in deltas.items()), else_=0)
+        )
+    )
+    return int(posting_id)

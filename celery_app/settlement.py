@@ -48,7 +48,9 @@ def run_daily(container: Container, business_date: dt.date) -> SettlementResult:
         session.add(batch)
         session.flush()
         if posting is not None:
-            write_posting(session, posting, kind="settlement", settlement_batch_id=batch.id)
+            write_posting(
+                session.connection(), posting, kind="settlement", settlement_batch_id=batch.id
+            )
         try:
             uow.commit()
         except IntegrityError:  # another run settled the same date first
