@@ -65,11 +65,34 @@ def _account_id(session: Session, code: object, kind: str) -> int:
 
 
 def submit_top_up(
-    container: Container, key: object, wallet: object, amount: object, enqueue: Enqueue
+    container: Container,
+    key: object,
+    wallet: object,
+    amount: object,
+    enqueue: Enqueue,
+    parent: object | None = None,
 ) -> Submitted:
-    """Credit a student's wallet from the platform's clearing account."""
+    """Credit a student's wallet from the platform's clearing account.
+
+    With `parent`, a new top-up counts against that parent's throttle (10 an hour by default)
+    and is refused with RateLimited past it; a repeated idempotency key counts nothing.
+    """
+    throttle = None
+    if parent is not None:
+        from celery_app.ratelimit import check_top_up
+
+        def throttle() -> None:
+            check_top_up(parent, container)
+
     return _submit(
-        container, "top_up", key, (CLEARING, "clearing"), (wallet, "wallet"), amount, enqueue
+        container,
+        "top_up",
+        key,
+        (CLEARING, "clearing"),
+        (wallet, "wallet"),
+        amount,
+        enqueue,
+        before_new=throttle,
     )
 
 
@@ -95,6 +118,7 @@ def _submit(
     credit: tuple[object, str],
     amount: object,
     enqueue: Enqueue,
+    before_new: Callable[[], None] | None = None,
 ) -> Submitted:
     idem = ledger.parse_key(key)
     value = ledger.parse_amount(amount)
@@ -106,6 +130,8 @@ def _submit(
             select(PaymentRequest).where(PaymentRequest.idempotency_key == idem)
         )
         if existing is None:
+            if before_new is not None:
+                before_new()
             request = PaymentRequest(
                 idempotency_key=idem,
                 kind=kind,

@@ -140,3 +140,21 @@ def test_unit_of_work_rolls_back_unless_committed(money: MoneyEnv) -> None:
     with money.container.uow() as uow:
         found = uow.session.scalar(select(Account).where(Account.code == "wallet:ghost"))
     assert found is None
+
+
+def test_top_ups_are_throttled_per_parent_and_a_repeated_key_counts_nothing(
+    money: MoneyEnv,
+) -> None:
+    from celery_app.errors import RateLimited
+
+    noop = lambda *_: None  # noqa: E731 - only submission is under test
+    for n in range(10):
+        submit.submit_top_up(money.container, f"tp-{n}", "wallet:0", 100, noop, parent="p-1")
+    again = submit.submit_top_up(money.container, "tp-3", "wallet:0", 100, noop, parent="p-1")
+    assert again.duplicate
+    before = counts(money)
+    with pytest.raises(RateLimited, match="too many top-ups for parent p-1"):
+        submit.submit_top_up(money.container, "tp-10", "wallet:0", 100, noop, parent="p-1")
+    assert counts(money) == before
+    other = submit.submit_top_up(money.container, "tp-x", "wallet:1", 100, noop, parent="p-2")
+    assert not other.duplicate
