@@ -32,6 +32,7 @@ def kombu_url(url: str) -> str:
 
 
 def configure(app: Celery, settings: Settings) -> None:
+    settings.var_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule file here
     app.conf.update(
         broker_url=kombu_url(settings.redis_url("broker")),
         broker_connection_retry_on_startup=True,
