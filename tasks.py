@@ -86,6 +86,7 @@ db.add_task(db_current, "current")
         "namespace": "clear one namespace only",
         "pattern": "clear keys matching a glob that starts with PREFIX:cache:",
         "check": "count what would be deleted; delete nothing",
+        "env": "an inventory environment whose Redis to use (default: this machine's REDIS_*)",
         "json": "print one JSON document",
     }
 )
@@ -94,6 +95,7 @@ def cache_clear(
     namespace: str | None = None,
     pattern: str | None = None,
     check: bool = False,
+    env: str = "",
     json: bool = False,
 ) -> None:
     """Delete cache keys only (never queues, sessions, rate limits or locks)."""
@@ -104,11 +106,17 @@ def cache_clear(
     def progress(done: int) -> None:
         print(f"... {done} cache keys so far", file=sys.stderr, flush=True)
 
-    app = container()
+    app = redis_app(env)
     with operator_errors():
-        report = cache.clear_for(
-            app, namespace=namespace, pattern=pattern, check=check, progress=progress
-        )
+        cache.clear_pattern(app.keyspace, namespace, pattern)  # refused: no history row
+        if check:
+            report = cache.clear_for(app, namespace=namespace, pattern=pattern, check=True)
+        else:
+            with recorded(app, "cache.clear", env, namespace=namespace, pattern=pattern) as rec:
+                report = cache.clear_for(
+                    app, namespace=namespace, pattern=pattern, progress=progress
+                )
+                rec.message = f"deleted {report.deleted} cache keys by {report.method}"
     emit(
         report.as_dict(),
         json,
@@ -145,12 +153,17 @@ def _render_queues(rows: list[dict[str, Any]]) -> None:
         )
 
 
-@task(help={"json": "print one JSON document"})
-def queue_size(c: Context, json: bool = False) -> None:
+@task(
+    help={
+        "env": "an inventory environment whose Redis to use (default: this machine's REDIS_*)",
+        "json": "print one JSON document",
+    }
+)
+def queue_size(c: Context, env: str = "", json: bool = False) -> None:
     """Show each queue's depth, unacked messages and the age of its oldest message."""
     from celery_app import queues
 
-    app = container()
+    app = redis_app(env)
     with operator_errors():
         stats = queues.queue_stats(app.redis("broker"))
     emit([s.as_dict() for s in stats], json, _render_queues)
@@ -160,18 +173,23 @@ def queue_size(c: Context, json: bool = False) -> None:
     help={
         "yes": "confirm: the queue's waiting messages are deleted",
         "force": "allow purging a money queue",
+        "env": "an inventory environment whose Redis to use (default: this machine's REDIS_*)",
     }
 )
-def queue_purge(c: Context, queue: str, yes: bool = False, force: bool = False) -> None:
-    """Delete every waiting message of QUEUE (money queues need --force)."""
+def queue_purge(
+    c: Context, queue: str, yes: bool = False, force: bool = False, env: str = ""
+) -> None:
+    """Delete every waiting message of QUEUE (money queues need --force); recorded in history."""
     from celery_app import queues
 
-    app = container()
+    app = redis_app(env)
     with operator_errors():
-        queues.known_queue(queue)
+        queues.check_purge(queue, force=force)  # refused: nothing written, not even history
         if not yes:
             raise Exit(f"error: purging {queue!r} deletes its waiting messages; add --yes", code=2)
-        removed = queues.purge(app.redis("broker"), queue, force=force)
+        with recorded(app, "queue.purge", env, queue=queue, force=force) as record:
+            removed = queues.purge(app.redis("broker"), queue, force=force)
+            record.message = f"purged {removed} waiting messages from {queue!r}"
     print(f"purged {removed} waiting messages from {queue!r}; unacked messages kept")
 
 

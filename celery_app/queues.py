@@ -157,18 +157,23 @@ def queue_stats(
     return stats
 
 
+def check_purge(queue: str, *, force: bool = False) -> str:
+    """Return `queue` if it may be purged; refuse an unknown queue, or a money one without force."""
+    name = known_queue(queue)
+    if name in MONEY_QUEUES and not force:
+        raise Refused(
+            f"{name!r} is a money queue: its messages are payments; purge it only with --force"
+        )
+    return name
+
+
 def purge(client: redis.Redis, queue: str, *, force: bool = False) -> int:
     """Delete every waiting message of `queue`; return how many. Unacked messages stay.
 
     A money queue is refused without `force`: its messages are payments someone is waiting for
     (the outbox relay would re-enqueue them, but only after its delay).
     """
-    name = known_queue(queue)
-    if name in MONEY_QUEUES and not force:
-        raise Refused(
-            f"{name!r} is a money queue: its messages are payments; purge it only with --force"
-        )
-    keys = priority_lists(name)
+    keys = priority_lists(check_purge(queue, force=force))
     with redis_errors("broker"):
         pipe = client.pipeline(transaction=True)
         for key in keys:

@@ -108,6 +108,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     assert dump_all(client) == before
     listed = json.loads(invoke(env, "failed.list", "--json").stdout)
     assert len(listed["rows"]) == 2
+    assert json.loads(invoke(env, "history", "--json").stdout) == []  # refusals record nothing
 
 
 def test_commands_work_end_to_end(env: dict[str, str], redis_server: RedisServer) -> None:
@@ -133,3 +134,5 @@ def test_commands_work_end_to_end(env: dict[str, str], redis_server: RedisServer
     assert invoke(env, "failed.prune").returncode == 0
     listed = json.loads(invoke(env, "failed.list", "--json").stdout)
     assert [r["id"] for r in listed["rows"]] == [2]
+    history = invoke(env, "history", "--json").stdout
+    assert "queue.purge" in history and "cache.clear" in history
