@@ -1,0 +1,229 @@
+"""Run one five-step shell runbook on N loopback sshd hosts four ways and compare wall times.
+
+    python -m benchmarks.fleet --hosts 30 --steps 5 [--tools engine,fabric,pyinfra,ansible]
+                               [--ansible-playbook PATH] [--pyinfra PATH]
+
+Starts N real OpenSSH servers (127.0.0.2 ... with generated keys, as the tests do), then runs
+the same N-step shell book through:
+
+- this engine (one Fabric connection and one remote `sh` session per host for all steps),
+- a plain Fabric ``ThreadingGroup`` running one command per step (an exec channel per step),
+- pyinfra (``--parallel`` = hosts, one ``server.shell`` operation per step),
+- ansible-core's ``ansible-playbook`` (pipelining on, forks = hosts, no fact gathering).
+
+Every tool's wall time includes connecting. The peers are benchmark-only: install them with
+``pip install -e '.[bench]'`` (ansible-core 2.21 needs Python 3.12+: point ``--ansible-playbook``
+at a 3.12 venv's ``ansible-playbook`` to use it). A missing peer is reported and skipped.
+The last line is ``ratio ansible/engine: X.X``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from runbooks.book import inline_book
+from runbooks.executor import Executor, RunOptions
+from runbooks.inventory import load_inventory
+from tests.support.sshd import SSHHost, start_sshd_hosts, stop_all, write_inventory
+
+
+def step_command(index: int) -> str:
+    """The shell of step `index`: cheap, the same for every tool, touches the host's root."""
+    return (
+        f'echo "step {index} on $(uname -n)" > "$MAQSAFY_HOST_ROOT/step{index}" && ls / >/dev/null'
+    )
+
+
+def run_engine(hosts: list[SSHHost], steps: int, work: Path) -> float:
+    path = write_inventory(work / "inventory", "bench", hosts)
+    started = time.perf_counter()
+    inventory = load_inventory(path, {})
+    book = inline_book(
+        "fleet", {"steps": [{"shell": step_command(i)} for i in range(1, steps + 1)]}
+    )
+    result = Executor(book, inventory, RunOptions(forks=len(hosts))).run()
+    elapsed = time.perf_counter() - started
+    if not result.ok:
+        raise RuntimeError(f"engine run failed: {result.failed}")
+    return elapsed
+
+
+def run_fabric(hosts: list[SSHHost], steps: int, work: Path) -> float:
+    from fabric import ThreadingGroup
+
+    started = time.perf_counter()
+    group = ThreadingGroup(
+        *[f"{h.user}@{h.address}:{h.port}" for h in hosts],
+        connect_kwargs={"key_filename": str(hosts[0].key), "look_for_keys": False},
+    )
+    try:
+        for index in range(1, steps + 1):
+            group.run(step_command(index), hide=True)
+    finally:
+        group.close()
+    return time.perf_counter() - started
+
+
+def run_pyinfra(hosts: list[SSHHost], steps: int, work: Path, binary: str) -> float:
+    inventory = work / "pyinfra_inventory.py"
+    entries = ",\n".join(
+        f"    ({h.address!r}, {{'ssh_port': {h.port}, 'ssh_user': {h.user!r}, "
+        f"'ssh_key': {str(h.key)!r}, 'ssh_strict_host_key_checking': 'off', "
+        f"'ssh_known_hosts_file': '/dev/null'}})"
+        for h in hosts
+    )
+    inventory.write_text(f"hosts = [\n{entries},\n]\n")
+    deploy = work / "pyinfra_deploy.py"
+    deploy.write_text(
+        "from pyinfra.operations import server\n"
+        + "".join(
+            f"server.shell(name='step {i}', commands=[{step_command(i)!r}])\n"
+            for i in range(1, steps + 1)
+        )
+    )
+    command = [binary, str(inventory), str(deploy), "--parallel", str(len(hosts)), "-y"]
+    return _timed(command, work, {})
+
+
+def run_ansible(hosts: list[SSHHost], steps: int, work: Path, binary: str) -> float:
+    inventory = {
+        "all": {
+            "hosts": {
+                h.name: {
+                    "ansible_host": h.address,
+                    "ansible_port": h.port,
+                    "ansible_user": h.user,
+                    "ansible_ssh_private_key_file": str(h.key),
+                    "ansible_python_interpreter": "/usr/bin/python3",
+                }
+                for h in hosts
+            }
+        }
+    }
+    (work / "ansible_inventory.yml").write_text(yaml.safe_dump(inventory))
+    play = [
+        {
+            "hosts": "all",
+            "gather_facts": False,
+            "tasks": [{"name": f"step {i}", "shell": step_command(i)} for i in range(1, steps + 1)],
+        }
+    ]
+    (work / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
+    (work / "ansible.cfg").write_text(
+        "[defaults]\n"
+        f"forks = {len(hosts)}\n"
+        "host_key_checking = False\n"
+        "interpreter_python = /usr/bin/python3\n"
+        "[ssh_connection]\n"
+        "pipelining = True\n"
+        "ssh_args = -o ControlMaster=auto -o ControlPersist=60s "
+        "-o UserKnownHostsFile=/dev/null\n"
+    )
+    env = {
+        "ANSIBLE_CONFIG": str(work / "ansible.cfg"),
+        "ANSIBLE_HOME": str(work / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
+    }
+    command = [binary, "-i", str(work / "ansible_inventory.yml"), str(work / "play.yml")]
+    return _timed(command, work, env)
+
+
+def _timed(command: list[str], work: Path, extra_env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(
+        command,
+        cwd=work,
+        env={**os.environ, **extra_env},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-15:]
+        raise RuntimeError(f"{Path(command[0]).name} exit {done.returncode}:\n" + "\n".join(tail))
+    return elapsed
+
+
+def find(name: str, given: str | None) -> str | None:
+    if given:
+        return given
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
+
+
+def check_steps_ran(hosts: list[SSHHost], steps: int) -> None:
+    for host in hosts:
+        for index in range(1, steps + 1):
+            if not (host.root / f"step{index}").exists():
+                raise RuntimeError(f"{host.name}: step {index} left no trace")
+            (host.root / f"step{index}").unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--tools", default="engine,fabric,pyinfra,ansible")
+    parser.add_argument("--ansible-playbook", dest="ansible_playbook")
+    parser.add_argument("--pyinfra")
+    args = parser.parse_args(argv)
+    if not 1 <= args.hosts <= 250:
+        parser.error("--hosts must be from 1 to 250 (one loopback address each)")
+    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    work = Path(tempfile.mkdtemp(prefix="maqsafy-fleet-"))
+    print(f"starting {args.hosts} sshd hosts on 127.0.0.2-{args.hosts + 1} ...", flush=True)
+    try:
+        hosts = start_sshd_hosts(work / "hosts", args.hosts)
+    except BaseException as exc:  # pytest.skip's Skipped when sshd is missing
+        print(f"cannot start sshd: {exc}")
+        return 2
+    runners: dict[str, Callable[[], float]] = {
+        "engine": lambda: run_engine(hosts, args.steps, work),
+        "fabric": lambda: run_fabric(hosts, args.steps, work),
+    }
+    pyinfra = find("pyinfra", args.pyinfra)
+    ansible = find("ansible-playbook", args.ansible_playbook)
+    if pyinfra:
+        runners["pyinfra"] = lambda: run_pyinfra(hosts, args.steps, work, pyinfra)
+    if ansible:
+        runners["ansible"] = lambda: run_ansible(hosts, args.steps, work, ansible)
+    times: dict[str, float] = {}
+    try:
+        for tool in tools:
+            if tool not in runners:
+                print(f"{tool:<8} skipped: not installed (pip install -e '.[bench]')", flush=True)
+                continue
+            times[tool] = runners[tool]()
+            check_steps_ran(hosts, args.steps)
+            print(
+                f"{tool:<8} {times[tool]:7.2f} s  ({args.hosts} hosts x {args.steps} steps)",
+                flush=True,
+            )
+    finally:
+        stop_all(hosts)
+        shutil.rmtree(work, ignore_errors=True)
+    engine = times.get("engine")
+    if engine:
+        for tool in ("fabric", "pyinfra"):
+            if tool in times:
+                print(f"ratio {tool}/engine: {times[tool] / engine:.1f}")
+        if "ansible" in times:
+            print(f"ratio ansible/engine: {times['ansible'] / engine:.1f}")
+        else:
+            print("ratio ansible/engine: n/a (ansible-playbook not installed)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
