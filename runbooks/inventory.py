@@ -176,12 +176,24 @@ class _Resolver:
         def one(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name in self.environ:
-                return self.environ[name]
-            if default is not None:
-                return default
-            raise fields.fail(key, f"${{{name}}} is not set in the environment (or .env)")
+                value = self.environ[name]
+            elif default is not None:
+                value = default
+            else:
+                raise fields.fail(key, f"${{{name}}} is not set in the environment (or .env)")
+            if SECRET_NAME.search(name) and value:
+                self.secrets.append(value)  # ${REDIS_PASSWORD} inside a URL is still a secret
+            return value
 
-        return _REFERENCE.sub(one, text)
+        resolved = _REFERENCE.sub(one, text)
+        if resolved != text and "://" in resolved:
+            try:
+                password = urlsplit(resolved.strip()).password
+            except ValueError:
+                password = None
+            if password:
+                self.secrets.append(password)
+        return resolved
 
     def _check_url(self, fields: Fields, key: Any, text: str) -> None:
         if "://" not in text:

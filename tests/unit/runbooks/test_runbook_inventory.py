@@ -45,6 +45,12 @@ def test_loads_hosts_groups_and_vars_with_precedence(tmp_path: Path) -> None:
     assert "pw-123" in inv.secrets
 
 
+def test_secrets_referenced_inside_urls_are_known(tmp_path: Path) -> None:
+    text = "vars:\n  url: redis://:${RB_PASS}@h:6379/0\n  dsn: ${DB_TOKEN}\nhosts: {a: {}}\n"
+    inv = load_inventory(write(tmp_path, text), {"RB_PASS": "url-pw", "DB_TOKEN": "tok-9"})
+    assert {"url-pw", "tok-9"} <= set(inv.secrets)
+
+
 @pytest.mark.parametrize(
     ("pattern", "limit", "expected"),
     [
