@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select
 
@@ -27,6 +27,9 @@ from celery_app.db import UnitOfWork
 from celery_app.errors import InvalidRequest, NotFound, ServiceUnavailable
 from celery_app.models import FailedTask
 from celery_app.queues import known_queue
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 UowFactory = Callable[[], UnitOfWork]
 # (task name, args, kwargs, queue or None); returns once the broker accepted the message.
@@ -100,12 +103,18 @@ def whole_number(text: str | int, flag: str, low: int = 0, high: int = 2**63 - 1
     return int(shown)
 
 
-def sender() -> Send:
-    """Return a Send over the app's Celery producer (imported only when a retry needs it)."""
-    from celery_app.celery import app
+def sender(app: Celery | None = None) -> Send:
+    """Return a Send over `app` (default: the app's own producer, imported only when needed)."""
+    if app is None:
+        from celery_app.celery import app as default
+
+        app = default
+    producer = app
 
     def send(name: str, args: list[Any], kwargs: dict[str, Any], queue: str | None) -> None:
-        app.send_task(name, args=args, kwargs=kwargs, queue=queue, retry_policy={"max_retries": 2})
+        producer.send_task(
+            name, args=args, kwargs=kwargs, queue=queue, retry_policy={"max_retries": 2}
+        )
 
     return send
 
