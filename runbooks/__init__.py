@@ -1,15 +1,15 @@
 """The ops side: Ansible-style runbooks run over Fabric SSH, one shell session per host.
 
-    inventory.py   environments -> hosts, groups, vars; secrets as ${VAR} references
-    book.py        YAML runbooks validated with file:line:field errors (source.py loads them)
-    expressions.py the tiny `when`/`{{ }}` language (nothing is evaluated as Python)
-    actions/       registered actions: shell, command, file, upload, facts (facts/ reads state)
-    session.py     one long-lived /bin/sh per host carrying every step, sentinel-delimited
-    targets.py     LocalTarget and SSHTarget; connection errors classified at the boundary
-    executor.py    batches per serial, hosts in parallel, retries, rescue, check mode
-    results.py     values: step, host and run results, recap, JSON
-    history.py     every run (and ops command) in SQL, redacted
-    redact.py      masks every secret the configuration knows
-    service.py     the API commands call: run_book, run_steps, run_python
-    render.py      progress lines, recap and history for people
+inventory.py   environments -> hosts, groups, vars; secrets as ${VAR} references
+book.py        YAML runbooks validated with file:line:field errors (source.py loads them)
+expressions.py the tiny `when`/`{{ }}` language (nothing is evaluated as Python)
+actions/       registered actions: shell, command, file, upload, facts (facts/ reads state)
+session.py     one long-lived /bin/sh per host carrying every step, sentinel-delimited
+targets.py     LocalTarget and SSHTarget; connection errors classified at the boundary
+executor.py    batches per serial, hosts in parallel, retries, rescue, check mode
+results.py     values: step, host and run results, recap, JSON
+history.py     every run (and ops command) in SQL, redacted
+redact.py      masks every secret the configuration knows
+service.py     the API commands call: run_book, run_steps, run_python
+render.py      progress lines, recap and history for people
 """

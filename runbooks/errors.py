@@ -9,7 +9,8 @@
         │       └── ExpressionError a `when` expression or `{{ }}` template that does not parse
         ├── NotFound                no such runbook, environment, host pattern or run id
         ├── HostUnreachable         the host could not be reached; `.cause` says why:
-        │                           unresolved | refused | auth | timeout | network | lost | ssh
+        │                           unresolved | refused | auth | hostkey | timeout | network |
+        │                           lost | ssh
         ├── StepError               a step could not run (template var undefined, timed out)
         └── HistoryError            the run history cannot be read or written (not migrated?)
 
@@ -64,6 +65,7 @@ CAUSES = {
     "unresolved": "name does not resolve",
     "refused": "connection refused",
     "auth": "authentication failed",
+    "hostkey": "host key not trusted",
     "timeout": "timed out",
     "network": "network unreachable",
     "lost": "connection lost",

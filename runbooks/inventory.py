@@ -11,6 +11,10 @@
       worker-1: {address: 10.0.1.11, groups: [workers]}
       localhost: {connection: local}           # this machine, no SSH
 
+Host keys are checked against `known_hosts` (default ``~/.ssh/known_hosts``) per
+`host_key_check`: ``strict`` (the default: an unknown or changed key refuses the host),
+``accept-new`` (remember an unknown key in that file; a changed one is still refused) or ``off``.
+
 Secret fields (a host's `password`/`key_passphrase`, any var whose name says password, secret,
 token, passphrase, credential or api key, and any URL carrying a password) must be a
 ``${VAR}`` reference (``${VAR:-default}`` allowed); a literal is refused with file:line:field.
@@ -35,6 +39,7 @@ INVENTORY_DIR = Path(__file__).resolve().parent.parent / "inventory"
 SECRET_NAME = re.compile(
     r"(password|passwd|secret|token|passphrase|credential|api_?key|private_key)", re.I
 )
+HOST_KEY_CHECKS = ("strict", "accept-new", "off")
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _HOST_KEYS = (
     "address",
@@ -45,6 +50,8 @@ _HOST_KEYS = (
     "key_passphrase",
     "connection",
     "timeout",
+    "host_key_check",
+    "known_hosts",
     "groups",
     "vars",
 )
@@ -63,6 +70,8 @@ class Host:
     password: str | None = field(default=None, repr=False)
     key_passphrase: str | None = field(default=None, repr=False)
     timeout: float = 10.0
+    host_key_check: str = "strict"  # strict | accept-new | off
+    known_hosts: str = "~/.ssh/known_hosts"
     groups: tuple[str, ...] = ()
     vars: Mapping[str, Any] = field(default_factory=dict)
 
@@ -286,6 +295,11 @@ def _host(resolver: _Resolver, hosts: Fields, name: str, defaults: Fields) -> Ho
     address = text("address") or name
     port = setting("port").integer("port", 22, 1, 65535)
     timeout = setting("timeout").number("timeout", 10.0, 0.1, 600)
+    host_key_check = text("host_key_check") or "strict"
+    if host_key_check not in HOST_KEY_CHECKS:
+        raise setting("host_key_check").fail(
+            "host_key_check", f"expected one of: {', '.join(HOST_KEY_CHECKS)}"
+        )
     return Host(
         name=name,
         address=address,
@@ -296,6 +310,8 @@ def _host(resolver: _Resolver, hosts: Fields, name: str, defaults: Fields) -> Ho
         password=text("password", secret=True),
         key_passphrase=text("key_passphrase", secret=True),
         timeout=timeout,
+        host_key_check=host_key_check,
+        known_hosts=text("known_hosts") or "~/.ssh/known_hosts",
         groups=tuple(entry.str_list("groups")),
         vars=_vars(resolver, entry, "vars"),
     )

@@ -192,6 +192,7 @@ class SSHTarget(_SessionTarget):
             connect_timeout=max(1, math.ceil(host.timeout)),
             connect_kwargs=connect_kwargs,
         )
+        _host_keys(connection.client, host)
         try:
             connection.open()
         except Exception as exc:
@@ -216,6 +217,27 @@ class SSHTarget(_SessionTarget):
             self._connection = None
 
 
+def _host_keys(client: Any, host: Host) -> None:
+    """Apply the host's `host_key_check` policy to a paramiko client (Fabric accepts any key)."""
+    import paramiko
+
+    if host.host_key_check == "off":
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        return
+    path = os.path.expanduser(host.known_hosts)
+    if host.host_key_check == "accept-new":
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        if not os.path.exists(path):
+            with open(path, "a", encoding="utf-8"):
+                pass
+        client.load_host_keys(path)  # AutoAddPolicy saves new keys back to this file
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        return
+    if os.path.exists(path):
+        client.load_host_keys(path)
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+
+
 def classify(host: Host, exc: BaseException, lost: bool = False) -> HostUnreachable:
     """Translate a connection error into HostUnreachable(cause)."""
     import paramiko
@@ -223,6 +245,20 @@ def classify(host: Host, exc: BaseException, lost: bool = False) -> HostUnreacha
     where = f"{host.address}:{host.port}"
     if isinstance(exc, socket.gaierror):
         return HostUnreachable(host.name, "unresolved", f"{host.address}: {exc.strerror or exc}")
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return HostUnreachable(
+            host.name,
+            "hostkey",
+            f"{where} presented a different host key than {host.known_hosts} holds "
+            "(a reinstalled host, or someone in between: check before trusting it)",
+        )
+    if isinstance(exc, paramiko.SSHException) and "known_hosts" in str(exc):
+        return HostUnreachable(
+            host.name,
+            "hostkey",
+            f"{where} is not in {host.known_hosts}: add its key (ssh-keyscan) or set "
+            "host_key_check: accept-new",
+        )
     if isinstance(exc, paramiko.AuthenticationException):
         return HostUnreachable(host.name, "auth", f"{host.user or ''}@{where}: {exc}")
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):

@@ -45,12 +45,18 @@ class SSHHost:
     directory: Path
     process: subprocess.Popen[bytes]
 
+    @property
+    def known_hosts(self) -> Path:
+        """A known_hosts file holding this host's key (the inventory checks it strictly)."""
+        return self.directory / "known_hosts"
+
     def inventory_entry(self) -> dict[str, object]:
         return {
             "address": self.address,
             "port": self.port,
             "user": self.user,
             "key": str(self.key),
+            "known_hosts": str(self.known_hosts),
             "vars": {"root": str(self.root)},
         }
 
@@ -146,6 +152,8 @@ def start_sshd(base: Path, index: int, client_key: Path, authorized: Path | None
         stderr=open(directory / "sshd.log", "wb"),  # noqa: SIM115 - owned by the process
     )
     host = SSHHost(name, address, port, user, client_key, root, directory, process)
+    public = host_key.with_suffix(".pub").read_text().split()
+    host.known_hosts.write_text(f"[{address}]:{port} {public[0]} {public[1]}\n")
     try:
         wait_for(lambda: _listening(address, port), 10, f"sshd on {address}:{port}")
     except AssertionError:

@@ -137,3 +137,41 @@ def test_unreachable_hosts_are_classified_by_cause(
         message = result.hosts[name].message
         assert "\n" not in message and "Traceback" not in message
         assert result.hosts[name].counts()["unreachable"] == 1
+
+
+def test_host_keys_are_checked_strictly_by_default(
+    tmp_path: Path, sshd_hosts: list[SSHHost]
+) -> None:
+    good, other = sshd_hosts[0], sshd_hosts[1]
+    empty = tmp_path / "empty_known_hosts"
+    empty.touch()
+    wrong = tmp_path / "wrong_known_hosts"
+    other_key = other.known_hosts.read_text().split()[1:]
+    wrong.write_text(f"[{good.address}]:{good.port} {' '.join(other_key)}\n")
+    learned = tmp_path / "learned" / "known_hosts"
+    extra = {
+        "unknown": {**good.inventory_entry(), "known_hosts": str(empty)},
+        "changed": {**good.inventory_entry(), "known_hosts": str(wrong)},
+        "changed-accept-new": {
+            **good.inventory_entry(),
+            "known_hosts": str(wrong),
+            "host_key_check": "accept-new",
+        },
+        "learns": {
+            **good.inventory_entry(),
+            "known_hosts": str(learned),
+            "host_key_check": "accept-new",
+        },
+    }
+    directory = tmp_path / "inv"
+    write_inventory(directory, "test", [good], extra_hosts=extra)
+    result = run(directory, {"steps": [{"shell": "true"}]})
+    causes = {name: (h.status, h.cause) for name, h in result.hosts.items()}
+    assert causes == {
+        good.name: ("ok", None),
+        "unknown": ("unreachable", "hostkey"),
+        "changed": ("unreachable", "hostkey"),
+        "changed-accept-new": ("unreachable", "hostkey"),
+        "learns": ("ok", None),
+    }
+    assert f"[{good.address}]:{good.port}" in learned.read_text()
