@@ -514,6 +514,8 @@ def demo_progress() -> Callable[[str, int, int], None]:
         import time
 
         now = time.monotonic()
+        if not sys.stderr.isatty() and done < total:
+            return  # in logs and pipes, one line per finished phase
         if phase == last["phase"] and done < total and now - float(last["at"]) < 0.2:
             return
         last.update(phase=phase, at=now)
