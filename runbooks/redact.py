@@ -63,6 +63,11 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        if record.exc_info:
+            # A traceback's text is formatted after filters run; mask it here, as text.
+            message += "\n" + logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+            record.exc_text = None
         record.msg = self.redactor.text(message)
         record.args = None
         return True

@@ -181,6 +181,9 @@ def execute(
         )
         try:
             executor.run(result)
+        except BaseException as exc:  # recorded as interrupted, then re-raised
+            result.stopped = f"interrupted: {type(exc).__name__}: {exc}".rstrip(": ")
+            raise
         finally:
             history.finish_run(app.sessions, run_id, result, redactor)
     return result

@@ -44,3 +44,15 @@ def test_logging_filter_masks_formatted_messages() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "auth %s ok", ("hunter2",), None)
     RedactingFilter(Redactor(["hunter2"])).filter(record)
     assert record.getMessage() == f"auth {MASK} ok"
+
+
+def test_logging_filter_masks_tracebacks() -> None:
+    try:
+        raise ValueError("token hunter2 rejected")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "boom", (), sys.exc_info())
+    RedactingFilter(Redactor(["hunter2"])).filter(record)
+    formatted = logging.Formatter().format(record)
+    assert "ValueError: token ******** rejected" in formatted and "hunter2" not in formatted
