@@ -73,6 +73,11 @@ class Cache:
         self.keyspace = keyspace
         self.default_ttl = default_ttl
 
+    @classmethod
+    def of(cls, container: Container, default_ttl: int = 3600) -> Cache:
+        """The cache on the container's cache role."""
+        return cls(container.redis("cache"), container.keyspace, default_ttl)
+
     def _generation_key(self, namespace: str) -> str:
         return self.keyspace.cache(GENERATIONS, identifier(namespace, "cache namespace"))
 
