@@ -468,6 +468,69 @@ def redis_keyspace(c: Context, env: str = "", json: bool = False) -> None:
 redis_ns = Collection("redis")
 redis_ns.add_task(redis_keyspace, "keyspace")
 
+# --- redis health (issue 6): ping, doctor ---------------------------------------------------
+
+
+def _role(role: str) -> str | None:
+    from celery_app.settings import ROLES
+
+    if role and role not in ROLES:
+        raise Exit(f"error: unknown Redis role {role!r}; expected one of: {', '.join(ROLES)}", 2)
+    return role or None
+
+
+@task(
+    help={
+        "role": "the Redis role to ping: broker (default), cache, sessions, ratelimit, locks",
+        "env": ENV_HELP,
+        "json": "print one JSON document",
+    }
+)
+def redis_ping(c: Context, role: str = "broker", env: str = "", json: bool = False) -> None:
+    """PING a Redis role: PONG, or which layer failed and why (exit 2)."""
+    from celery_app import findings, redis_doctor
+
+    name = _role(role) or "broker"
+    app = redis_app(env)
+    result = redis_doctor.ping(app.settings.redis_url(name))
+    emit(result.as_dict(), json, lambda _: print("\n".join(findings.render_lines([result]))))
+    if result.level != "ok":
+        raise Exit(code=2)
+
+
+@task(
+    help={
+        "role": "only the server this role uses (default: every role's server)",
+        "env": ENV_HELP,
+        "json": "print one JSON document",
+    }
+)
+def redis_doctor(c: Context, role: str = "", env: str = "", json: bool = False) -> None:
+    """Diagnose Redis layer by layer; exit 0 ok, 1 warning, 2 critical."""
+    from celery_app import findings
+    from celery_app import redis_doctor as doctor
+
+    only = _role(role)
+    app = redis_app(env)
+    results = doctor.diagnose(app.settings.redis_urls, app.keyspace, only)
+
+    def render(_: Any) -> None:
+        for result in results:
+            print(f"{result.target}  (roles: {', '.join(result.roles)})")
+            for line in findings.render_lines(result.findings):
+                print(f"  {line}")
+
+    emit([r.as_dict() for r in results], json, render)
+    code = doctor.report_exit_code(results)
+    if code:
+        raise Exit(code=code)
+
+
+redis_ns.add_task(redis_ping, "ping")
+redis_ns.add_task(redis_doctor, "doctor")
+
+# --- end redis health -----------------------------------------------------------------------
+
 # --- demo -----------------------------------------------------------------------------------
 
 

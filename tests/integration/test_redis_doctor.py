@@ -1,0 +1,182 @@
+"""`redis.ping` and `redis.doctor`: each diagnosis produced for real against test-started servers.
+
+Every failure the platform's Redis page lists is provoked on a real redis-server on a spare port
+(or a name that cannot resolve, a port nothing listens on) and must come back with the page's
+causes; no password ever appears in the output.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from celery_app.findings import Finding
+from celery_app.keyspace import Keyspace
+from celery_app.redis_doctor import Diagnosis, diagnose, diagnose_url, ping
+from tests.support.redis_app import app_env, invoke
+from tests.support.services import RedisServer, free_port, start_redis, wait_for
+
+PASSWORD = "doctor-test-pw-7f3a"
+
+
+def finding(diagnosis: Diagnosis, check: str) -> Finding:
+    found = [f for f in diagnosis.findings if f.check == check]
+    assert found, f"no {check} finding in {[f.check for f in diagnosis.findings]}"
+    return found[-1]
+
+
+@pytest.fixture
+def locked(tmp_path: Path) -> RedisServer:
+    server = start_redis(tmp_path / "locked", "--appendonly", "yes", password=PASSWORD)
+    yield server
+    server.stop()
+
+
+def test_a_name_that_does_not_resolve_lists_the_pages_causes() -> None:
+    result = diagnose_url("redis://redis.invalid:6379/0")
+    resolve = finding(result, "resolve")
+    assert resolve.level == "critical"
+    assert "getaddrinfo for redis.invalid failed" in resolve.message
+    assert "wrong Redis hostname in .env (REDIS_HOST or REDIS_URL)" in resolve.causes
+    assert any("same Docker network" in c for c in resolve.causes)
+    assert "docker.ps" in resolve.next_check
+    assert [f.check for f in result.findings] == ["resolve"]  # the walk stops there
+
+
+def test_a_closed_port_is_connection_refused() -> None:
+    port = free_port()
+    result = ping(f"redis://127.0.0.1:{port}/0")
+    assert (result.check, result.level, result.data["kind"]) == ("connect", "critical", "refused")
+    assert f"connection refused by 127.0.0.1:{port}" in result.message
+    assert "the Redis service is down" in result.causes
+    assert "wrong Redis port (REDIS_PORT)" in result.causes
+
+
+def test_no_password_and_wrong_password(locked: RedisServer) -> None:
+    missing = diagnose_url(f"redis://127.0.0.1:{locked.port}/0")
+    assert finding(missing, "connect").level == "ok"
+    assert finding(missing, "ping").data["kind"] == "noauth"
+    assert "REDIS_PASSWORD is missing or null in .env" in finding(missing, "ping").causes
+
+    wrong = ping(f"redis://:not-it@127.0.0.1:{locked.port}/0")
+    assert (wrong.level, wrong.data["kind"]) == ("critical", "wrongpass")
+
+
+def test_a_healthy_locked_down_server_is_all_ok(locked: RedisServer) -> None:
+    result = diagnose_url(locked.url, ("broker", "cache"))
+    assert result.level == "ok", [f for f in result.findings if f.level != "ok"]
+    assert result.facts is not None and result.facts.aof_enabled
+    assert PASSWORD not in json.dumps(result.as_dict())
+    assert result.target == f"redis://:********@127.0.0.1:{locked.port}/0"
+
+
+def test_an_evicting_broker_warns_but_an_evicting_cache_does_not(tmp_path: Path) -> None:
+    server = start_redis(
+        tmp_path / "lru", "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"
+    )
+    try:
+        broker = diagnose_url(server.url, ("broker",))
+        policy = finding(broker, "policy")
+        assert policy.level == "warn" and "allkeys-lru, not noeviction" in policy.message
+        assert finding(broker, "persistence").level == "warn"  # --save "" and no AOF
+        cache = diagnose_url(server.url, ("cache",))
+        assert finding(cache, "policy").level == "ok"
+        assert not [f for f in cache.findings if f.check == "persistence"]
+    finally:
+        server.stop()
+
+
+def test_memory_at_maxmemory_is_oom_on_write(tmp_path: Path) -> None:
+    server = start_redis(tmp_path / "oom", "--maxmemory", "2mb", "--maxmemory-policy", "noeviction")
+    try:
+        client = server.client()
+        filler = "x" * 100_000
+
+        def full() -> bool:
+            try:
+                client.set(f"fill:{client.dbsize()}", filler)
+                return False
+            except Exception:
+                return True
+
+        wait_for(full, 30, "Redis to refuse writes at maxmemory", every=0)
+        result = diagnose_url(server.url, ("broker",))
+        assert finding(result, "write").data["kind"] == "oom"
+        assert finding(result, "memory").level == "critical"
+    finally:
+        server.stop()
+
+
+def test_a_replica_is_readonly(tmp_path: Path, redis_server: RedisServer) -> None:
+    replica = start_redis(tmp_path / "replica", "--replicaof", "127.0.0.1", str(redis_server.port))
+    try:
+        result = diagnose_url(replica.url, ("broker",))
+        write = finding(result, "write")
+        assert (write.level, write.data["kind"]) == ("critical", "readonly")
+        assert any("Sentinel failover" in c for c in write.causes)
+    finally:
+        replica.stop()
+
+
+def test_an_acl_user_denied_a_command_is_noperm(locked: RedisServer) -> None:
+    admin = locked.client()
+    admin.acl_setuser(
+        "reader",
+        enabled=True,
+        passwords=["+reader-pw"],
+        keys=["*"],
+        commands=["+@read", "+ping", "+info"],
+    )
+    result = diagnose_url(f"redis://reader:reader-pw@127.0.0.1:{locked.port}/0", ("cache",))
+    assert finding(result, "auth").message == "authenticated as ACL user 'reader'"
+    write = finding(result, "write")
+    assert (write.level, write.data["kind"]) == ("critical", "noperm")
+    assert "'set'" in write.message
+    assert "invoke redis.acl" in write.next_check
+    assert finding(result, "server").level == "ok"
+
+
+def test_roles_on_one_server_are_diagnosed_once(redis_server: RedisServer) -> None:
+    other = f"redis://127.0.0.1:{free_port()}/0"
+    urls = {
+        "broker": redis_server.url,
+        "cache": redis_server.url.replace("/0", "/1"),
+        "sessions": other,
+    }
+    results = diagnose(urls, Keyspace())
+    assert [r.roles for r in results] == [("broker", "cache"), ("sessions",)]
+    assert [r.level for r in results] == ["warn", "critical"]
+    assert [r.roles for r in diagnose(urls, Keyspace(), role="sessions")] == [("sessions",)]
+
+
+def test_the_commands_exit_codes_and_json(locked: RedisServer, tmp_path: Path) -> None:
+    env = app_env(tmp_path, locked.url)
+    doctor = invoke(env, "redis.doctor", "--json")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert PASSWORD not in doctor.stdout
+    assert {r["level"] for r in json.loads(doctor.stdout)} == {"ok"}
+
+    refused = invoke(app_env(tmp_path, f"redis://127.0.0.1:{free_port()}/0"), "redis.ping")
+    assert refused.returncode == 2
+    assert "[CRIT] connect: connection refused" in refused.stdout
+
+    bad = invoke(env, "redis.doctor", "--role", "queue")
+    assert (bad.returncode, bad.stderr.strip()) == (
+        2,
+        "error: unknown Redis role 'queue'; expected one of: "
+        "broker, cache, sessions, ratelimit, locks",
+    )
+
+
+def test_env_points_the_doctor_at_the_inventorys_redis(locked: RedisServer, tmp_path: Path) -> None:
+    env = {
+        **app_env(tmp_path, f"redis://127.0.0.1:{free_port()}/0"),
+        "REDIS_HOST": "127.0.0.1",  # what inventory/local.yml reads
+        "REDIS_PORT": str(locked.port),
+        "REDIS_PASSWORD": PASSWORD,
+    }
+    pinged = invoke(env, "redis.ping", "--env", "local")
+    assert pinged.returncode == 0, pinged.stdout + pinged.stderr
+    assert "PONG" in pinged.stdout and PASSWORD not in pinged.stdout
