@@ -270,6 +270,12 @@ def classify(host: Host, exc: BaseException, lost: bool = False) -> HostUnreacha
         return HostUnreachable(host.name, "refused", f"nothing listens on {where}")
     if isinstance(exc, TimeoutError | socket.timeout):
         return HostUnreachable(host.name, "timeout", f"{where} did not answer in {host.timeout:g}s")
+    if isinstance(exc, paramiko.SSHException) and str(exc) == "No existing session" and not lost:
+        # paramiko's start_client returns silently when its timeout passes mid-handshake,
+        # and the next call finds no session: the handshake did not finish in time.
+        return HostUnreachable(
+            host.name, "timeout", f"{where} did not finish the SSH handshake in {host.timeout:g}s"
+        )
     if isinstance(exc, paramiko.SSHException):
         text = str(exc)
         if "banner" in text.lower() or "timeout" in text.lower() or "timed out" in text.lower():
