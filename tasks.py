@@ -529,6 +529,31 @@ def redis_doctor(c: Context, role: str = "", env: str = "", json: bool = False) 
 redis_ns.add_task(redis_ping, "ping")
 redis_ns.add_task(redis_doctor, "doctor")
 
+
+@task(help={"env": ENV_HELP, "json": "print one JSON document"})
+def status(c: Context, env: str = "", json: bool = False) -> None:
+    """One screen: Redis, database, workers, queues, failures, outbox, ledger; exit 0/1/2."""
+    from celery_app import findings
+    from celery_app import status as health
+    from celery_app.celery import make_app
+
+    app = redis_app(env)
+    celery = make_app(app.settings)
+    try:
+        result = health.collect(app, health.workers_pinger(celery, timeout=1.0))
+    finally:
+        celery.close()
+
+    def render(d: dict[str, Any]) -> None:
+        print("\n".join(health.render(d)))
+        if result.findings:
+            print("\n".join(findings.render_lines(result.findings)))
+
+    emit(result.as_dict(), json, render)
+    if result.level != "ok":
+        raise Exit(code=findings.EXIT_CODES[result.level])
+
+
 # --- end redis health -----------------------------------------------------------------------
 
 # --- demo -----------------------------------------------------------------------------------
@@ -719,6 +744,7 @@ ns.add_collection(failed_ns)
 ns.add_collection(sessions_ns)
 ns.add_collection(ratelimit_ns)
 ns.add_collection(redis_ns)
+ns.add_task(status)  # issue 6
 ns.add_task(run_runbook, "run")
 ns.add_task(runbooks_list, "runbooks")
 ns.add_collection(history_ns)

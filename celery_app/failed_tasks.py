@@ -209,9 +209,13 @@ def list_failed(
     return Page(views, views[-1].id if more else None)
 
 
-def count_failed(uow: UowFactory) -> int:
+def count_failed(uow: UowFactory, since: dt.datetime | None = None) -> int:
+    """Count failed tasks, all or those that failed at or after `since`."""
+    query = select(func.count()).select_from(FailedTask)
+    if since is not None:
+        query = query.where(FailedTask.failed_at >= utc(since))
     with uow() as work:
-        return int(work.session.scalar(select(func.count()).select_from(FailedTask)) or 0)
+        return int(work.session.scalar(query) or 0)
 
 
 def _require(work: UnitOfWork, ids: Sequence[int]) -> list[FailedTask]:
