@@ -554,6 +554,41 @@ def status(c: Context, env: str = "", json: bool = False) -> None:
         raise Exit(code=findings.EXIT_CODES[result.level])
 
 
+@task(
+    help={
+        "port": "the port to listen on (default 9808)",
+        "host": "the address to listen on (default 127.0.0.1; keep it internal)",
+        "env": ENV_HELP,
+    }
+)
+def metrics_serve(c: Context, port: str = "9808", host: str = "127.0.0.1", env: str = "") -> None:
+    """Serve Prometheus metrics on http://HOST:PORT/metrics until stopped."""
+    import threading
+
+    from celery_app import metrics
+    from celery_app import status as health
+    from celery_app.celery import make_app
+    from celery_app.failed_tasks import whole_number
+
+    with operator_errors():
+        number = whole_number(port, "--port", 1, 65535)
+    app = redis_app(env)
+    ping = health.workers_pinger(make_app(app.settings), timeout=1.0)
+    try:
+        server = metrics.serve(lambda: health.collect(app, ping), number, host)
+    except OSError as exc:
+        raise Exit(f"error: cannot listen on {host}:{number}: {exc.strerror or exc}", 2) from None
+    print(f"serving metrics on http://{host}:{number}/metrics (Ctrl-C stops)", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
+metrics_ns = Collection("metrics")
+metrics_ns.add_task(metrics_serve, "serve")
+
+
 # --- end redis health -----------------------------------------------------------------------
 
 # --- demo -----------------------------------------------------------------------------------
@@ -572,7 +607,7 @@ def demo(
     purchases: int = 2000,
     wallets: int = 200,
     merchants: int = 5,
-    json: bool = False,  # noqa: A002 - the flag is --json
+    json: bool = False,
 ) -> None:
     """Run a school day of payments end to end: migrate, worker, submit, settle, reconcile."""
     from celery_app.demo import run_demo
@@ -581,7 +616,8 @@ def demo(
         raise Exit("error: --purchases, --wallets and --merchants must be at least 1", code=2)
     app = container()
     with operator_errors():
-        from celery_app.celery import app as celery, enqueue
+        from celery_app.celery import app as celery
+        from celery_app.celery import enqueue
 
         summary = run_demo(
             app, enqueue, celery.send_task, purchases, wallets, merchants,
@@ -735,7 +771,154 @@ history_ns.add_task(history_show, "show")
 
 # --- end runbooks ---------------------------------------------------------------------------
 
+# --- workers --------------------------------------------------------------------------------
+
+WORKER_HELP = {
+    "nodes": "worker node names, comma-separated (default w1)",
+    "queues": "queues the nodes consume (default payments,maintenance,ops)",
+    "concurrency": "processes per node (default 2)",
+    "timeout": "seconds to wait for running tasks at a warm shutdown (default 60)",
+    "env": "run on an inventory environment's worker hosts (runbook workers-restart)",
+    "limit": "with --env: only these hosts or groups",
+    "check": "with --env: say what would change, change nothing",
+    "json": "print one JSON document",
+}
+
+
+def celery_control() -> Any:
+    """The Celery app for remote control; starts the embedded Redis when that is the broker."""
+    from celery_app.celery import app as celery
+    from celery_app.embedded import ensure_embedded_redis
+
+    settings = container().settings
+    if settings.embedded_redis:
+        with operator_errors():
+            ensure_embedded_redis(settings.var_dir)
+    return celery
+
+
+def supervisor(queues: str, concurrency: int) -> Any:
+    from celery_app.workers import MultiSupervisor
+
+    app = container()
+    return MultiSupervisor(
+        app.settings.var_dir / "run",
+        queues=[q for q in queues.split(",") if q],
+        concurrency=concurrency,
+    )
+
+
+def node_list(nodes: str) -> list[str]:
+    names = [n.strip() for n in nodes.split(",") if n.strip()]
+    bad = [n for n in names if not n.replace("-", "").replace("_", "").isalnum()]
+    if not names or bad:
+        raise Exit(f"error: --nodes takes names like w1,w2; got {nodes!r}", code=2)
+    return names
+
+
+@task(help={"json": WORKER_HELP["json"]})
+def workers_status(c: Context, json: bool = False) -> None:
+    """Show each worker: queues consumed, active and reserved tasks, release, uptime."""
+    from celery_app import workers
+
+    with operator_errors():
+        nodes = [n.as_dict() for n in workers.status(celery_control())]
+
+    def render(rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            print("no worker answered (start one: invoke workers.start)")
+        for r in rows:
+            print(f"{r['name']:<28} release {r['release']:<12} up {r['uptime'] or 0:>6}s  "
+                  f"active {r['active']:>3}  reserved {r['reserved']:>3}  "
+                  f"queues {','.join(r['queues'])}")
+
+    emit(nodes, json, render)
+    if not nodes:
+        raise Exit(code=1)
+
+
+@task(help={"json": WORKER_HELP["json"]})
+def workers_ping(c: Context, json: bool = False) -> None:
+    """Ping every worker over the broker; exit 1 when none answers."""
+    from celery_app import workers
+
+    with operator_errors():
+        names = workers.ping(celery_control())
+    emit(names, json, lambda n: print("\n".join(f"{x}: pong" for x in n) or "no worker answered"))
+    if not names:
+        raise Exit(code=1)
+
+
+@task(help={k: WORKER_HELP[k] for k in ("nodes", "queues", "concurrency")})
+def workers_start(
+    c: Context, nodes: str = "w1", queues: str = "payments,maintenance,ops", concurrency: int = 2
+) -> None:
+    """Start worker nodes on this machine (celery multi, pidfiles under ./var/run)."""
+    from celery_app import workers
+
+    names = node_list(nodes)
+    sup = supervisor(queues, concurrency)
+    with operator_errors():
+        sup.start(names)
+        host = workers._hostname()
+        workers.verify(celery_control(), [f"{n}@{host}" for n in names], sup.queues, 60)
+    print(f"started and verified: {', '.join(names)}")
+
+
+@task(help={k: WORKER_HELP[k] for k in ("nodes", "timeout")})
+def workers_stop(c: Context, nodes: str = "w1", timeout: float = 60.0) -> None:
+    """Warm-stop worker nodes on this machine: running tasks finish first."""
+    names = node_list(nodes)
+    left = supervisor("payments", 1).stop(names, timeout)
+    if left:
+        raise Exit(f"error: still running after {timeout:.0f}s: {', '.join(left)}", code=1)
+    print(f"stopped: {', '.join(names)}")
+
+
+@task(help=WORKER_HELP)
+def workers_restart(
+    c: Context,
+    nodes: str = "w1",
+    queues: str = "payments,maintenance,ops",
+    concurrency: int = 2,
+    timeout: float = 60.0,
+    env: str = "",
+    limit: str = "",
+    check: bool = False,
+    json: bool = False,
+) -> None:
+    """Restart workers gracefully: warm shutdown, start, verify ping and queues."""
+    import sys
+
+    from celery_app import workers
+
+    if env and env != "local":
+        run_runbook(c, "workers-restart", env=env, limit=limit, check=check, json=json)
+        return
+    names = node_list(nodes)
+    app = container()
+    with operator_errors(), recorded(app, "workers.restart", env, nodes=names) as rec:
+        report = workers.restart(
+            celery_control(), supervisor(queues, concurrency), names, timeout=timeout,
+            progress=None if json else lambda m: print(m, file=sys.stderr, flush=True),
+        )
+        rec.message = f"restarted {', '.join(report.nodes)}; {report.redelivered} redelivered"
+    emit(report.as_dict(), json, lambda d: print(
+        f"restarted {', '.join(d['nodes'])}: stopped in {d['stopped_in']}s, "
+        f"{d['redelivered']} prefetched message(s) handed back and redelivered, "
+        f"verified {', '.join(d['verified'])}"))
+
+
+workers_ns = Collection("workers")
+workers_ns.add_task(workers_status, "status")
+workers_ns.add_task(workers_ping, "ping")
+workers_ns.add_task(workers_start, "start")
+workers_ns.add_task(workers_stop, "stop")
+workers_ns.add_task(workers_restart, "restart")
+
+
 ns = Collection(db)
+ns.add_collection(workers_ns)
 ns.add_task(demo)
 ns.add_task(stop)
 ns.add_collection(cache_ns)
@@ -745,6 +928,7 @@ ns.add_collection(sessions_ns)
 ns.add_collection(ratelimit_ns)
 ns.add_collection(redis_ns)
 ns.add_task(status)  # issue 6
+ns.add_collection(metrics_ns)  # issue 6
 ns.add_task(run_runbook, "run")
 ns.add_task(runbooks_list, "runbooks")
 ns.add_collection(history_ns)
