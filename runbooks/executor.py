@@ -103,7 +103,14 @@ class Executor:
         self.steps = select_steps(book, self.options)
 
     def hosts(self) -> list[Host]:
-        return self.inventory.select(self.book.hosts, self.options.limit)
+        """The hosts this run targets; NotFound when the book's pattern and --limit share none."""
+        chosen = self.inventory.select(self.book.hosts, self.options.limit)
+        if not chosen:
+            raise NotFound(
+                f"no host of {self.inventory.environment!r} is in both the book's hosts "
+                f"({self.book.hosts}) and --limit ({self.options.limit})"
+            )
+        return chosen
 
     def run(self, result: RunResult | None = None) -> RunResult:
         result = result or RunResult(self.book.name, self.inventory.environment, self.options.check)

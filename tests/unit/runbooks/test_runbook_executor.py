@@ -167,3 +167,5 @@ def test_without_a_limit_a_batch_where_every_host_failed_stops(tmp_path: Path) -
 def test_limit_and_group_pattern(tmp_path: Path) -> None:
     result = run(tmp_path, {"hosts": "even", "steps": [{"shell": "true"}]}, 5, limit="h0,h1,h4")
     assert list(result.hosts) == ["h0", "h4"]
+    with pytest.raises(NotFound, match="no host"):
+        run(tmp_path / "none", {"hosts": "even", "steps": [{"shell": "true"}]}, 3, limit="h1")
