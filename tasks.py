@@ -589,6 +589,91 @@ metrics_ns = Collection("metrics")
 metrics_ns.add_task(metrics_serve, "serve")
 
 
+@task(help={"env": ENV_HELP, "json": "print one JSON document"})
+def maintenance_memory(c: Context, env: str = "", json: bool = False) -> None:
+    """Check Redis memory, policy, evictions and persistence (beat: every 5 min); exit 0/1/2."""
+    from celery_app import findings, maintenance
+
+    app = redis_app(env)
+    report = maintenance.memory_check(app)
+    emit(
+        report.as_dict(),
+        json,
+        lambda d: print("\n".join(d["problems"]) or "memory, policy and evictions ok"),
+    )
+    if report.level != "ok":
+        raise Exit(code=findings.EXIT_CODES[report.level])
+
+
+@task(help={"hours": "delete those older than this many hours (default 168, a week)"})
+def maintenance_prune(c: Context, hours: str = "168") -> None:
+    """Delete failed tasks older than a week (beat: hourly)."""
+    from celery_app import failed_tasks as ft
+    from celery_app import maintenance
+
+    app = container()
+    with operator_errors():
+        deleted = maintenance.prune_failed(app, ft.whole_number(hours, "--hours", 0, ft.MAX_HOURS))
+    print(f"pruned {deleted} failed tasks older than {hours}h")
+
+
+@task(help={"json": "print one JSON document"})
+def maintenance_reconcile(c: Context, json: bool = False) -> None:
+    """Reconcile the ledger and record the run (beat: hourly); exit 2 on a discrepancy."""
+    from celery_app import settlement
+
+    app = container()
+    with operator_errors():
+        result = settlement.reconcile(app)
+    data = {
+        "accounts": result.accounts,
+        "postings": result.postings,
+        "balanced": result.balanced,
+        "discrepancies": result.discrepancies[:20],
+    }
+    emit(
+        data,
+        json,
+        lambda d: print(
+            f"{d['accounts']} accounts, {d['postings']} postings: "
+            + ("balanced" if d["balanced"] else "\n".join(["NOT BALANCED", *d["discrepancies"]]))
+        ),
+    )
+    if not result.balanced:
+        raise Exit(code=2)
+
+
+@task
+def maintenance_relay(c: Context) -> None:
+    """Re-send payment requests still pending after MAQSAFY_RELAY_AFTER s (beat: every 30 s)."""
+    from celery_app import submit
+    from celery_app.celery import make_app, make_enqueue
+
+    app = container()
+    with operator_errors():
+        sent = submit.relay(app, make_enqueue(make_app(app.settings), app.settings))
+    print(f"re-sent {sent} pending payment request(s)")
+
+
+@task(help={"env": ENV_HELP})
+def maintenance_locks(c: Context, env: str = "") -> None:
+    """Delete lock keys that would never expire (beat: every 10 min)."""
+    from celery_app import maintenance
+
+    app = redis_app(env)
+    with operator_errors():
+        removed = maintenance.sweep_stale_locks(app)
+    print(f"swept {removed} lock key(s) without a TTL; live locks untouched")
+
+
+maintenance_ns = Collection("maintenance")
+maintenance_ns.add_task(maintenance_memory, "memory")
+maintenance_ns.add_task(maintenance_prune, "prune")
+maintenance_ns.add_task(maintenance_reconcile, "reconcile")
+maintenance_ns.add_task(maintenance_relay, "relay")
+maintenance_ns.add_task(maintenance_locks, "locks")
+
+
 # --- end redis health -----------------------------------------------------------------------
 
 # --- demo -----------------------------------------------------------------------------------
@@ -929,6 +1014,7 @@ ns.add_collection(ratelimit_ns)
 ns.add_collection(redis_ns)
 ns.add_task(status)  # issue 6
 ns.add_collection(metrics_ns)  # issue 6
+ns.add_collection(maintenance_ns)  # issue 6
 ns.add_task(run_runbook, "run")
 ns.add_task(runbooks_list, "runbooks")
 ns.add_collection(history_ns)

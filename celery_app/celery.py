@@ -63,6 +63,10 @@ def configure(app: Celery, settings: Settings) -> None:
                 "task": "settlement.run_daily",
                 "schedule": crontab(hour=23, minute=30),
             },
+            # maintenance (issue 6): see celery_app/maintenance.py
+            "redis-memory-check": {"task": "maintenance.memory", "schedule": 300.0},
+            "failed-prune": {"task": "maintenance.prune_failed", "schedule": crontab(minute=17)},
+            "lock-sweep": {"task": "maintenance.sweep_locks", "schedule": 600.0},
         },
     )
 

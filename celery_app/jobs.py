@@ -12,7 +12,7 @@ from typing import Any
 from celery import Task
 from sqlalchemy.exc import OperationalError
 
-from celery_app import bootstrap, posting, settlement, submit
+from celery_app import bootstrap, maintenance, posting, settlement, submit
 from celery_app.celery import app, enqueue
 from celery_app.errors import InvalidRequest, LockError, ServiceUnavailable
 
@@ -70,6 +70,27 @@ def reconcile() -> dict[str, Any]:
 def relay() -> int:
     """Re-send pending payment requests whose messages may have been lost."""
     return submit.relay(bootstrap.get(), enqueue)
+
+
+# --- maintenance (issue 6): beat runs these; `invoke maintenance.*` runs the same functions ---
+
+
+@app.task(name="maintenance.memory")
+def memory_check() -> dict[str, Any]:
+    """Check Redis memory, policy, evictions and persistence; log what is wrong."""
+    return maintenance.memory_check(bootstrap.get()).as_dict()
+
+
+@app.task(name="maintenance.prune_failed")
+def prune_failed() -> int:
+    """Delete failed tasks older than a week."""
+    return maintenance.prune_failed(bootstrap.get())
+
+
+@app.task(name="maintenance.sweep_locks")
+def sweep_locks() -> int:
+    """Delete lock keys that would never expire."""
+    return maintenance.sweep_stale_locks(bootstrap.get())
 
 
 @app.task(name="health.noop")
