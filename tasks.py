@@ -705,7 +705,12 @@ def demo(
         from celery_app.celery import enqueue
 
         summary = run_demo(
-            app, enqueue, celery.send_task, purchases, wallets, merchants,
+            app,
+            enqueue,
+            celery.send_task,
+            purchases,
+            wallets,
+            merchants,
             progress=None if json else demo_progress(),
         )
     emit(summary.as_dict(), json, render_demo)
@@ -746,10 +751,14 @@ def render_demo(d: dict[str, Any]) -> None:
     print(f"  rejected             {d['rejected']} (insufficient funds)")
     print(f"  still pending        {d['pending']}")
     state = "settled now" if d["settlement_created"] else "already settled earlier today"
-    print(f"  settlement {d['settlement_date']}: {d['settled_merchants']} merchants, "
-          f"{sar:,.2f} SAR ({state})")
-    print(f"  ledger balanced      {'yes' if d['ledger_balanced'] else 'NO'}"
-          f" ({d['discrepancies']} discrepancies)")
+    print(
+        f"  settlement {d['settlement_date']}: {d['settled_merchants']} merchants, "
+        f"{sar:,.2f} SAR ({state})"
+    )
+    print(
+        f"  ledger balanced      {'yes' if d['ledger_balanced'] else 'NO'}"
+        f" ({d['discrepancies']} discrepancies)"
+    )
     print(f"  took                 {d['seconds']:.1f}s")
 
 
@@ -913,9 +922,11 @@ def workers_status(c: Context, json: bool = False) -> None:
         if not rows:
             print("no worker answered (start one: invoke workers.start)")
         for r in rows:
-            print(f"{r['name']:<28} release {r['release']:<12} up {r['uptime'] or 0:>6}s  "
-                  f"active {r['active']:>3}  reserved {r['reserved']:>3}  "
-                  f"queues {','.join(r['queues'])}")
+            print(
+                f"{r['name']:<28} release {r['release']:<12} up {r['uptime'] or 0:>6}s  "
+                f"active {r['active']:>3}  reserved {r['reserved']:>3}  "
+                f"queues {','.join(r['queues'])}"
+            )
 
     emit(nodes, json, render)
     if not nodes:
@@ -984,14 +995,22 @@ def workers_restart(
     app = container()
     with operator_errors(), recorded(app, "workers.restart", env, nodes=names) as rec:
         report = workers.restart(
-            celery_control(), supervisor(queues, concurrency), names, timeout=timeout,
+            celery_control(),
+            supervisor(queues, concurrency),
+            names,
+            timeout=timeout,
             progress=None if json else lambda m: print(m, file=sys.stderr, flush=True),
         )
         rec.message = f"restarted {', '.join(report.nodes)}; {report.redelivered} redelivered"
-    emit(report.as_dict(), json, lambda d: print(
-        f"restarted {', '.join(d['nodes'])}: stopped in {d['stopped_in']}s, "
-        f"{d['redelivered']} prefetched message(s) handed back and redelivered, "
-        f"verified {', '.join(d['verified'])}"))
+    emit(
+        report.as_dict(),
+        json,
+        lambda d: print(
+            f"restarted {', '.join(d['nodes'])}: stopped in {d['stopped_in']}s, "
+            f"{d['redelivered']} prefetched message(s) handed back and redelivered, "
+            f"verified {', '.join(d['verified'])}"
+        ),
+    )
 
 
 workers_ns = Collection("workers")

@@ -73,7 +73,9 @@ def configure(app: Celery, settings: Settings) -> None:
 
 def make_app(settings: Settings) -> Celery:
     """Build a Celery app for `settings` (the module's `app` uses the environment's)."""
-    new = Celery("maqsafy", include=["celery_app.jobs"], set_as_current=False)
+    new = Celery(
+        "maqsafy", include=["celery_app.jobs", "celery_app.worker_control"], set_as_current=False
+    )
     configure(new, settings)
     return new
 

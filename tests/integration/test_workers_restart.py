@@ -1,0 +1,142 @@
+"""Workers: status, ping and a graceful restart in the middle of a batch (real `celery multi`)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from celery_app import settlement, submit, workers
+from celery_app.celery import make_app
+from celery_app.settings import load_settings
+from tests.support.money import MoneyEnv, money_env
+from tests.support.services import RedisServer, wait_for
+
+
+@pytest.fixture
+def money(tmp_path: Path, redis_server: RedisServer, database_url: str) -> Iterator[MoneyEnv]:
+    env = money_env(tmp_path, redis_server.url, database_url)
+    yield env
+    env.close()
+
+
+@pytest.fixture
+def supervisor(money: MoneyEnv, tmp_path: Path) -> Iterator[workers.MultiSupervisor]:
+    sup = workers.MultiSupervisor(
+        tmp_path / "run", queues=("payments", "maintenance"), concurrency=2, env=money.env
+    )
+    yield sup
+    left = sup.stop(["w1"], timeout=30)
+    for node in left:
+        pid = sup.pid(node)
+        if pid:
+            import os
+            import signal
+
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+
+
+def test_restart_mid_batch_loses_nothing_and_posts_nothing_twice(
+    money: MoneyEnv, supervisor: workers.MultiSupervisor
+) -> None:
+    app = make_app(load_settings(money.env))
+    money.open_wallets(10)
+    for i in range(10):
+        submit.submit_top_up(money.container, f"seed-{i}", f"wallet:{i}", 100_000, money.enqueue)
+    supervisor.start(["w1"], release="v1")
+    node = workers.verify(app, ["w1@" + workers._hostname()], supervisor.queues, 60)[0]
+
+    rng = random.Random(3)
+    for n in range(300):
+        submit.submit_purchase(
+            money.container,
+            f"b-{n}",
+            f"wallet:{rng.randrange(10)}",
+            "merchant:0",
+            rng.randrange(100, 900),
+            money.enqueue,
+        )
+    wait_for(lambda: money.statuses().get("posted", 0) >= 60, 60, "part of the batch")
+
+    assert money.pending() > 0, "the batch finished before the restart; nothing was tested"
+    report = workers.restart(app, supervisor, ["w1"], timeout=60, release="v2")
+    assert report.verified == [node]
+
+    (status,) = workers.status(app)
+    assert status.name == node and status.release == "v2"
+    assert set(status.queues) == {"payments", "maintenance"}
+    assert workers.ping(app) == [node]
+
+    money.wait_settled(relay=False)  # a graceful restart needs no help from the relay
+    per_request = money.postings_per_request()
+    assert max(per_request.values()) == 1
+    assert sum(money.statuses().values()) == 310
+    assert settlement.reconcile(money.container).balanced
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_stop_past_the_timeout_names_the_running_tasks(
+    money: MoneyEnv, supervisor: workers.MultiSupervisor
+) -> None:
+    """A worker busy past --timeout is not killed: the restart stops and says what runs."""
+    from celery_app import posting
+
+    app = make_app(load_settings(money.env))
+    money.open_wallets(1)
+    supervisor.start(["w1"])
+    workers.verify(app, ["w1@" + workers._hostname()], supervisor.queues, 60)
+    sent = submit.submit_top_up(money.container, "t", "wallet:0", 100, lambda *_: None)
+    _, _, wallet = posting.peek(money.container, sent.request_id)
+    held = posting.locks(money.container).acquire(f"account:{wallet}")  # the task will wait
+    money.enqueue("wallet.top_up", sent.request_id)
+    wait_for(lambda: bool(workers.running_tasks(app)), 30, "the top-up to start")
+    with pytest.raises(
+        workers.WorkerError,
+        match=r"still running after 1s; tasks in flight: w1@\S+: wallet.top_up\[",
+    ):
+        workers.restart(app, supervisor, ["w1"], timeout=1)
+    posting.locks(money.container).release(held)
+    money.wait_settled()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_worker_commands_from_the_command_line(money: MoneyEnv, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, **money.env, "MAQSAFY_VAR_DIR": str(tmp_path / "cli-var")}
+
+    def invoke(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    assert invoke("workers.status").returncode == 1  # nobody home yet
+    bad = invoke("workers.start", "--nodes", "a b")
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "error: --nodes takes names like w1,w2; got 'a b'"
+    )
+    try:
+        assert invoke("workers.start", "--nodes", "w1").returncode == 0
+        (node,) = json.loads(invoke("workers.status", "--json").stdout)
+        assert node["name"].startswith("w1@") and "payments" in node["queues"]
+        done = invoke("workers.restart", "--timeout", "30", "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["verified"] == [node["name"]]
+        history = json.loads(invoke("history", "--json").stdout)
+        assert any(
+            run.get("book") == "workers.restart" or run.get("name") == "workers.restart"
+            for run in history
+        ), history
+    finally:
+        assert invoke("workers.stop", "--timeout", "30").returncode == 0
