@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import runbooks.history  # noqa: F401 - registers the run-history tables on Base.metadata
 from celery_app.db import make_engine
 from celery_app.models import Base
 
