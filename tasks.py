@@ -530,6 +530,52 @@ redis_ns.add_task(redis_ping, "ping")
 redis_ns.add_task(redis_doctor, "doctor")
 
 
+@task(
+    help={
+        "apply": "set the rules on the broker's Redis (as the admin REDIS_* names)",
+        "check": "with --apply: say whether anything would change, change nothing",
+        "user": "the app's ACL user (default maqsafy-app)",
+        "password_env": "the variable holding the app user's password "
+        "(default MAQSAFY_REDIS_APP_PASSWORD)",
+        "env": ENV_HELP,
+    }
+)
+def redis_acl(
+    c: Context,
+    apply: bool = False,
+    check: bool = False,
+    user: str = "maqsafy-app",
+    password_env: str = "MAQSAFY_REDIS_APP_PASSWORD",
+    env: str = "",
+) -> None:
+    """Print (or --apply) the least-privilege ACL for the app's Redis user."""
+    import os
+
+    from celery_app import redis_acl as acl
+    from celery_app.redis_facts import Endpoint
+
+    app = redis_app(env)
+    db = Endpoint.parse(app.settings.redis_url("broker")).db
+    if not apply:
+        print(acl.render(user, app.keyspace.prefix, password_env, db))
+        return
+    password = os.environ.get(password_env, "")
+    if not password:
+        raise Exit(
+            f"error: {password_env} is not set: the app user's password comes from the "
+            "environment, never the command line",
+            2,
+        )
+    with operator_errors():
+        result = acl.apply(
+            app.redis("broker"), user, app.keyspace.prefix, password, check=check, db=db
+        )
+    print(result.message())
+
+
+redis_ns.add_task(redis_acl, "acl")
+
+
 @task(help={"env": ENV_HELP, "json": "print one JSON document"})
 def status(c: Context, env: str = "", json: bool = False) -> None:
     """One screen: Redis, database, workers, queues, failures, outbox, ledger; exit 0/1/2."""
