@@ -635,6 +635,67 @@ metrics_ns = Collection("metrics")
 metrics_ns.add_task(metrics_serve, "serve")
 
 
+@task(
+    help={
+        "user": "the app's ACL user to check (default: REDIS_URL's user, else maqsafy-app)",
+        "path": "the folder to scan for secrets (default: this repository)",
+        "env": ENV_HELP,
+        "json": "print one JSON document",
+    }
+)
+def audit_security(
+    c: Context, user: str = "", path: str = "", env: str = "", json: bool = False
+) -> None:
+    """Audit Redis (auth, protected mode, bind, the app user's ACL, TLS) and scan for secrets."""
+    from pathlib import Path
+
+    from celery_app import findings
+    from celery_app.redis_audit import audit
+    from celery_app.redis_doctor import servers
+    from celery_app.redis_facts import Endpoint
+    from runbooks.secret_scan import candidate_files, scan
+
+    root = Path(path) if path else Path(__file__).resolve().parent
+    if not root.is_dir():
+        raise Exit(f"error: --path: no folder {str(root)!r}", 2)
+    app = redis_app(env)
+    audited = [
+        (Endpoint.parse(url).display, roles, audit(url, user))
+        for url, roles in servers(app.settings.redis_urls)
+    ]
+    every = [f for _target, _roles, found in audited for f in found]
+    report = [
+        {"target": target, "roles": list(roles), "findings": [f.as_dict() for f in found]}
+        for target, roles, found in audited
+    ]
+    files = candidate_files(root)
+    leaks = scan(root, files)
+    secrets = [
+        findings.Finding(
+            "secret", "critical", f"{leak.path}:{leak.line}: {leak.kind}", (),
+            "replace it with a ${VAR} reference or a <placeholder>; rotate the real one",
+        )
+        for leak in leaks
+    ] or [findings.Finding("secrets", "ok", f"no real-looking secret in {len(files)} files")]
+    every.extend(secrets)
+    data = {"redis": report, "secrets": [f.as_dict() for f in secrets]}
+
+    def render(_: Any) -> None:
+        for target, roles, found in audited:
+            print(f"{target}  (roles: {', '.join(roles)})")
+            print("\n".join(f"  {line}" for line in findings.render_lines(found)))
+        print("\n".join(findings.render_lines(secrets)))
+
+    emit(data, json, render)
+    code = findings.exit_code(every)
+    if code:
+        raise Exit(code=code)
+
+
+audit_ns = Collection("audit")
+audit_ns.add_task(audit_security, "security")
+
+
 @task(help={"env": ENV_HELP, "json": "print one JSON document"})
 def maintenance_memory(c: Context, env: str = "", json: bool = False) -> None:
     """Check Redis memory, policy, evictions and persistence (beat: every 5 min); exit 0/1/2."""
@@ -1080,6 +1141,7 @@ ns.add_collection(redis_ns)
 ns.add_task(status)  # issue 6
 ns.add_collection(metrics_ns)  # issue 6
 ns.add_collection(maintenance_ns)  # issue 6
+ns.add_collection(audit_ns)  # issue 6
 ns.add_task(run_runbook, "run")
 ns.add_task(runbooks_list, "runbooks")
 ns.add_collection(history_ns)

@@ -1,0 +1,132 @@
+"""`audit.security`: fails on an exposed test instance, passes on a locked-down one; secrets found
+in files are named by file and line, never shown."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from celery_app import redis_acl
+from celery_app.redis_audit import audit, public_binds
+from runbooks.secret_scan import scan
+from tests.support.redis_app import app_env, invoke
+from tests.support.services import RedisServer, start_redis
+
+ADMIN_PW = "audit-admin-pw-8d2e"
+APP_PW = "audit-app-pw-77aa"
+REAL = "hunter2-Zq9x"  # a "real" secret planted in files the scan must find
+
+
+@pytest.fixture
+def clean_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    (root / "inventory").mkdir(parents=True)
+    (root / "inventory" / "prod.yml").write_text(
+        "vars:\n  redis_host: <redis-host>\n  redis_password: ${REDIS_PASSWORD}\n"
+    )
+    (root / ".env.example").write_text("REDIS_PASSWORD=null\nREDIS_HOST=redis\n")
+    (root / "README.md").write_text("redis-cli -h <redis-host> -a <redis-password> ping\n")
+    return root
+
+
+@pytest.fixture
+def locked(tmp_path: Path) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path / "locked", password=ADMIN_PW)
+    redis_acl.apply(server.client(), redis_acl.APP_USER, "maqsafy", APP_PW)
+    yield server
+    server.stop()
+
+
+def levels(found: list[object]) -> dict[str, str]:
+    return {f.check: f.level for f in found}  # type: ignore[attr-defined]
+
+
+def test_an_exposed_instance_fails(tmp_path: Path, clean_tree: Path) -> None:
+    exposed = start_redis(tmp_path / "exposed", "--protected-mode", "no")
+    try:
+        found = levels(audit(exposed.url))
+        assert found["auth"] == "critical"
+        assert found["protected-mode"] == "warn"
+        assert found["app user"] == "warn"  # no least-privilege user exists
+        done = invoke(app_env(tmp_path, exposed.url), "audit.security", "--path", str(clean_tree))
+        assert done.returncode == 2
+        assert "[CRIT] auth: Redis answers a client that sends no password" in done.stdout
+    finally:
+        exposed.stop()
+
+
+def test_a_locked_down_instance_passes(
+    locked: RedisServer, tmp_path: Path, clean_tree: Path
+) -> None:
+    done = invoke(
+        app_env(tmp_path, locked.url), "audit.security", "--path", str(clean_tree), "--json"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads(done.stdout)
+    [server] = data["redis"]
+    assert {f["check"]: f["level"] for f in server["findings"]} == {
+        "auth": "ok",
+        "bind": "ok",
+        "protected-mode": "ok",
+        "tls": "ok",
+        "app user": "ok",
+    }
+    assert ADMIN_PW not in done.stdout
+
+
+def test_an_app_user_allowed_everything_is_critical(locked: RedisServer) -> None:
+    locked.client().acl_setuser(
+        "too-wide", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all"]
+    )
+    found = audit(locked.url, "too-wide")
+    [user] = [f for f in found if f.check == "app user"]
+    assert user.level == "critical"
+    assert "may run FLUSHALL, FLUSHDB, CONFIG, DEBUG, MODULE, KEYS" in user.message
+
+
+def test_as_the_app_user_admin_checks_say_so(locked: RedisServer) -> None:
+    url = f"redis://{redis_acl.APP_USER}:{APP_PW}@127.0.0.1:{locked.port}/0"
+    found = levels(audit(url))
+    assert found == {"auth": "ok", "bind": "warn", "app user": "ok", "app user flush": "warn"}
+
+
+def test_the_scan_names_real_looking_secrets_only(clean_tree: Path, tmp_path: Path) -> None:
+    assert scan(clean_tree) == []
+    (clean_tree / "docs").mkdir()
+    (clean_tree / "docs" / "howto.md").write_text(
+        f"connect with redis://:{REAL}@redis:6379/0\nor redis://:<redis-password>@redis:6379/0\n"
+    )
+    (clean_tree / "inventory" / "staging.yml").write_text(f"vars:\n  redis_password: {REAL}\n")
+    (clean_tree / "redis.conf").write_text(f"bind 127.0.0.1\nrequirepass {REAL}\n")
+    (clean_tree / "tests").mkdir()
+    (clean_tree / "tests" / "fixture.yml").write_text(f"password: {REAL}\n")  # skipped
+    found = [(leak.path, leak.line, leak.kind) for leak in scan(clean_tree)]
+    assert found == [
+        ("docs/howto.md", 1, "password in a URL"),
+        ("inventory/staging.yml", 2, "secret value"),
+        ("redis.conf", 2, "requirepass value"),
+    ]
+    done = invoke(
+        app_env(tmp_path, "redis://127.0.0.1:1/0"), "audit.security", "--path", str(clean_tree)
+    )
+    assert done.returncode == 2
+    assert "[CRIT] secret: inventory/staging.yml:2: secret value" in done.stdout
+    assert REAL not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("bind", "public"),
+    [
+        ("127.0.0.1 -::1", []),
+        ("10.0.3.7 127.0.0.1", []),
+        ("0.0.0.0", ["0.0.0.0"]),
+        ("* -::*", ["*", "::*"]),
+        ("", ["(every interface)"]),
+        ("34.1.2.3 127.0.0.1", ["34.1.2.3"]),
+    ],
+)
+def test_public_binds(bind: str, public: list[str]) -> None:
+    assert public_binds(bind) == public
