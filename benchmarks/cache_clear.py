@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +29,7 @@ from typing import Any
 
 import redis
 
+from benchmarks.support import private_redis
 from celery_app import cache
 from celery_app.keyspace import Keyspace
 
@@ -39,40 +38,12 @@ PATTERN = "maqsafy:cache:*"
 HELD: list[Any] = []
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
-def private_redis() -> Iterator[int]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not on PATH")
-    port = free_port()
-    with tempfile.TemporaryDirectory() as directory:
-        proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", directory, "--enable-debug-command", "local",
-             "--slowlog-log-slower-than", "1000", "--latency-monitor-threshold", "1"],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            client = redis.Redis(port=port)
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-            yield port
-        finally:
-            proc.terminate()
-            proc.wait(10)
+def debug_redis() -> Iterator[int]:
+    """A private redis-server that allows DEBUG (POPULATE, DIGEST) and logs slow commands."""
+    extra = ("--enable-debug-command", "local", "--slowlog-log-slower-than", "1000")
+    with private_redis(*extra) as port:
+        yield port
 
 
 def pinger(port: int, control: Pipe) -> None:
@@ -179,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("redis-cli is not on PATH")
 
     results: list[Result] = []
-    with private_redis() as port:
+    with debug_redis() as port:
         client = redis.Redis(port=port)
         print(f"seeding {others:,} non-cache keys and {args.keys:,} cache keys", flush=True)
         seed_others(client, port, others)
