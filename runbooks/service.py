@@ -214,11 +214,15 @@ def run_steps(
     serial: int | str | None = None,
     listener: Listener | None = None,
     inventory_dir: Path | None = None,
+    max_fail_percentage: float | None = None,
+    vars: Mapping[str, Any] | None = None,
 ) -> tuple[RunResult, Redactor]:
     """Run steps written in Python (dicts shaped like a book's steps) on `environment`."""
-    document: dict[str, Any] = {"hosts": hosts, "steps": steps}
+    document: dict[str, Any] = {"hosts": hosts, "steps": steps, "vars": dict(vars or {})}
     if serial is not None:
         document["serial"] = serial
+    if max_fail_percentage is not None:
+        document["max_fail_percentage"] = max_fail_percentage
     book = inline_book(name, document)
     request = RunRequest(
         name, environment=environment, limit=limit, check=check, inventory_dir=inventory_dir

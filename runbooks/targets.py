@@ -210,6 +210,14 @@ class SSHTarget(_SessionTarget):
             raise classify(self.host, exc, lost=True) from exc
         return ShellSession(_ChannelPipe(channel), self.name)
 
+    def sftp(self) -> Any:
+        """An SFTP client on this host's one connection (Fabric opens it once and caches it)."""
+        self.connect()
+        try:
+            return self._connection.sftp()
+        except Exception as exc:
+            raise classify(self.host, exc, lost=True) from exc
+
     def close(self) -> None:
         super().close()
         if self._connection is not None:

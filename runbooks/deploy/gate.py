@@ -1,0 +1,78 @@
+"""The health gate after each batch: the batch's workers answer on the new release.
+
+Asked over the environment's broker from the laptop (Celery remote control, as
+``invoke workers.status`` does): every node of the host answers ping and reports the release
+(``MAQSAFY_RELEASE``) and its queues; every queue the workers should consume has a consumer
+somewhere; and no task failed since the deploy began (failed tasks are SQL rows).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+
+from celery_app import failed_tasks, workers
+from celery_app.errors import MaqsafyError
+from runbooks.actions.base import Outcome, StepContext
+from runbooks.deploy.hostside import node_names
+
+
+@dataclass
+class Gate:
+    """What the gate checks against: the broker, the database, when the deploy began."""
+
+    celery: Celery
+    container: Any
+    started: dt.datetime
+    timeout: float = 60.0
+    failed_budget: int = 0
+
+    def problems(self, expected: Sequence[str], release: str, queues: Sequence[str]) -> list[str]:
+        seen = {s.name: s for s in workers.status(self.celery, timeout=1.0)}
+        found = []
+        for node in expected:
+            status = seen.get(node)
+            if status is None:
+                found.append(f"{node} does not answer")
+            elif status.release != release:
+                found.append(f"{node} runs {status.release}, not {release}")
+            elif not set(queues) <= set(status.queues):
+                found.append(f"{node} consumes {','.join(status.queues) or 'nothing'}")
+        consumed = {q for s in seen.values() for q in s.queues}
+        found += [f"queue {q} has no consumer" for q in queues if q not in consumed]
+        return found
+
+    def failed_since(self) -> int:
+        return failed_tasks.count_failed(self.container.uow, since=self.started)
+
+    def __call__(self, ctx: StepContext, params: dict[str, Any]) -> Outcome:
+        release = str(params["release"])
+        expected = node_names(ctx)
+        queues = [q for q in str(ctx.vars.get("worker_queues", "")).split(",") if q]
+        if ctx.check:
+            return Outcome("skipped", f"check mode: would wait for {', '.join(expected)}")
+        deadline = time.monotonic() + self.timeout
+        problems: list[str] = ["not asked yet"]
+        while time.monotonic() < deadline:
+            try:
+                problems = self.problems(expected, release, queues)
+            except MaqsafyError as exc:
+                problems = [str(exc)]
+            if not problems:
+                break
+            time.sleep(0.5)
+        data: dict[str, Any] = {"release": release, "nodes": expected}
+        if problems:
+            return Outcome("failed", f"health gate: {'; '.join(problems)}", data)
+        failed = self.failed_since()
+        data["failed_since_start"] = failed
+        if failed > self.failed_budget:
+            return Outcome(
+                "failed", f"health gate: {failed} task(s) failed since the deploy began", data
+            )
+        return Outcome("ok", f"{', '.join(expected)} answer on {release}", data)

@@ -1,0 +1,563 @@
+"""Deploy, roll back and list releases: phases composed from the engine's runs.
+
+    preflight  Redis answers PONG, the database answers (from the laptop); the lock is taken;
+               each host has disk to spare and its shared .env (all hosts at once)
+    build      `git archive REF` -> one tarball with its .venv, on the laptop, once
+    ship       SFTP upload and unpack on every host at once (nothing live changes yet)
+    migrate    once per environment, on the first host, with the release's own code
+    cache      the cache role cleared safely (celery_app.cache: cache keys only)
+    rollout    per `serial` batch: switch `current`, restart the workers gracefully, health gate;
+               a batch whose failed share exceeds --max-fail stops the rest
+
+Each phase is a recorded engine run (``deploy.preflight`` ...), and the deploy as a whole is
+one more history row (``deploy``) saying which host runs which release.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from runbooks import actions, history
+from runbooks.actions.base import Outcome, StepContext
+from runbooks.deploy import hostside, release
+from runbooks.deploy.gate import Gate
+from runbooks.deploy.lock import DEFAULT_TTL, DeployLock, force_unlock
+from runbooks.errors import RunbookError
+from runbooks.executor import Listener
+from runbooks.inventory import load_environment
+from runbooks.redact import Redactor, for_settings
+from runbooks.results import RunResult
+from runbooks.service import run_steps
+
+HOSTS = "workers"
+Say = Callable[[str], None]
+
+
+class DeployError(RunbookError):
+    """A deploy could not start or stopped before any host switched (bad input, preflight)."""
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+for _name, _fn, _ro in (
+    ("deploy.preflight", hostside.preflight, True),
+    ("deploy.ship", hostside.ship, False),
+    ("deploy.migrate", hostside.migrate, False),
+    ("deploy.releases", hostside.list_releases, True),
+):
+    actions.register_python(_name, _fn, read_only=_ro)
+
+
+def parse_serial(value: str | int | None) -> int | str | None:
+    """`--serial 2` or `--serial 25%` (None: every host at once); DeployError otherwise."""
+    if value in (None, "", 0, "0"):
+        return None
+    text_value = str(value).strip()
+    if re.fullmatch(r"[1-9]\d*", text_value):
+        return int(text_value)
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)%", text_value)
+    if match and 0 < float(match.group(1)) <= 100:
+        return text_value
+    raise DeployError(f"--serial: expected a host count like 2 or a share like 25%, got {value!r}")
+
+
+def parse_max_fail(value: str | float | None) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        number = float(str(value).rstrip("%"))
+    except ValueError:
+        number = -1.0
+    if not 0 <= number <= 100:
+        raise DeployError(f"--max-fail: expected a percentage from 0 to 100, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """What the operator asked for (`invoke deploy ...`)."""
+
+    environment: str = "local"
+    ref: str = "HEAD"
+    check: bool = False
+    limit: str | None = None
+    serial: int | str | None = 1
+    max_fail: float | None = 0.0
+    repo: Path = Path(".")
+    inventory_dir: Path | None = None
+    build_dir: Path | None = None
+    lock_ttl: float = DEFAULT_TTL
+    gate_timeout: float = 60.0
+    owner: str | None = None
+
+    def arguments(self) -> dict[str, Any]:
+        return {
+            "env": self.environment,
+            "ref": self.ref,
+            "check": self.check,
+            "limit": self.limit,
+            "serial": self.serial,
+            "max_fail": self.max_fail,
+        }
+
+
+@dataclass
+class DeployReport:
+    """A deploy's (or rollback's) outcome: the phases' runs and which host runs which release."""
+
+    action: str
+    environment: str
+    release: str
+    check: bool
+    status: str = "ok"
+    message: str = ""
+    phases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hosts: dict[str, dict[str, str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    run_id: int | None = None
+    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "started_at": self.started_at.isoformat()}
+
+
+class _Context:
+    """What one deploy or rollback carries between its phases."""
+
+    def __init__(
+        self,
+        app: Any,
+        environment: str,
+        environ: Mapping[str, str],
+        inventory_dir: Path | None,
+        limit: str | None,
+        check: bool,
+        listener: Listener | None,
+        say: Say,
+    ) -> None:
+        self.app = app
+        self.environment = environment
+        self.environ = environ
+        self.inventory_dir = inventory_dir
+        self.limit = limit
+        self.check = check
+        self.listener = listener
+        self.say = say
+        self.inventory = load_environment(environment, environ, inventory_dir)
+        self.redactor: Redactor = for_settings(app.settings, self.inventory.secrets)
+        self.hosts = [h.name for h in self.inventory.select(HOSTS, limit)]
+        if not self.hosts:
+            raise DeployError(
+                f"no host of {environment!r} is in group {HOSTS!r} and --limit ({limit})"
+            )
+        self.env_app = self._environment_app()
+        self.vars = {
+            "app_dir": str(Path(app.settings.var_dir) / "deploy")
+            if environment == "local"
+            else "/srv/maqsafy",
+            "worker_nodes": "w1",
+            "worker_queues": "payments,maintenance,ops",
+            "worker_concurrency": 2,
+            "worker_timeout": 60,
+            "keep_releases": 5,
+        }
+
+    def _environment_app(self) -> Any:
+        if self.environment == "local":
+            return self.app
+        from runbooks.redis_env import environment_app
+
+        return environment_app(self.environment, self.environ, self.inventory_dir)
+
+    def run(
+        self,
+        phase: str,
+        steps: list[dict[str, Any]],
+        report: DeployReport,
+        limit: str | None = None,
+        serial: int | str | None = None,
+        max_fail: float | None = None,
+    ) -> RunResult:
+        self.say(f"== {phase}")
+        result, _ = run_steps(
+            self.app,
+            f"deploy.{phase}",
+            steps,
+            environment=self.environment,
+            environ=self.environ,
+            limit=limit or self.limit,
+            check=self.check,
+            hosts=HOSTS,
+            serial=serial,
+            max_fail_percentage=max_fail,
+            listener=self.listener,
+            inventory_dir=self.inventory_dir,
+            vars=self.vars,
+        )
+        report.phases[phase] = {
+            "run_id": result.run_id,
+            "status": result.status,
+            "seconds": round(result.duration, 2),
+        }
+        return result
+
+    def preflight_services(self) -> None:
+        """Redis answers PONG and the database answers, or DeployError naming which."""
+        try:
+            if not self.env_app.redis("broker").ping():
+                raise DeployError("preflight: Redis did not answer PONG")
+        except DeployError:
+            raise
+        except Exception as exc:
+            raise DeployError(f"preflight: Redis did not answer PONG: {exc}") from exc
+        try:
+            with self.app.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as exc:
+            raise DeployError(f"preflight: the database did not answer: {exc}") from exc
+
+    def lock(self, release_name: str, ttl: float, owner: str | None) -> DeployLock:
+        return DeployLock(
+            self.env_app.redis("locks"),
+            lock_key(self.env_app, self.environment),
+            self.environment,
+            owner or history.operator_name(),
+            release_name,
+            ttl,
+        )
+
+    def roll(
+        self,
+        phase: str,
+        targets: Mapping[str, str],
+        before: Mapping[str, str],
+        report: DeployReport,
+        started: dt.datetime,
+        options: tuple[int | str | None, float | None, float],
+    ) -> None:
+        """Per batch: switch each host to its target release, restart its workers, gate."""
+        from celery_app.celery import make_app
+
+        serial, max_fail, gate_timeout = options
+        gate = Gate(make_app(self.env_app.settings), self.app, started, gate_timeout)
+
+        def to_target(fn: Callable[[StepContext, dict[str, Any]], Outcome]) -> Any:
+            return lambda c, p: fn(c, {**p, "release": targets[c.host]})
+
+        actions.register_python("deploy.switch", to_target(hostside.switch))
+        actions.register_python("deploy.restart", to_target(hostside.restart))
+        actions.register_python("deploy.gate", to_target(gate), read_only=True)
+        rolled = self.run(
+            phase,
+            [
+                {"name": "switch current", "deploy.switch": {"shipping": phase == "rollout"}},
+                {"name": "restart workers", "deploy.restart": {}},
+                {"name": "health gate", "deploy.gate": {}},
+            ],
+            report,
+            serial=serial,
+            max_fail=max_fail,
+        )
+        report.hosts = _host_releases(rolled, before, self.hosts, targets)
+        if not rolled.ok:
+            report.status = "failed"
+            report.message = rolled.stopped or f"failed on {_failures(rolled)}"
+
+
+def lock_key(env_app: Any, environment: str) -> str:
+    return str(env_app.keyspace.lock(f"deploy:{environment}"))
+
+
+def _failures(result: RunResult) -> str:
+    return "; ".join(f"{name}: {h.message or h.status}" for name, h in result.failed.items())
+
+
+def _host_releases(
+    result: RunResult, before: Mapping[str, str], hosts: list[str], wanted: Mapping[str, str]
+) -> dict[str, dict[str, str]]:
+    """Host -> status, the release its `current` names now, message (the recap's last column)."""
+    out = {}
+    for host in hosts:
+        got = result.hosts.get(host)
+        switched = bool(got) and any(
+            s.action == "deploy.switch" and s.status in ("ok", "changed") and not result.check
+            for s in got.steps  # type: ignore[union-attr]
+        )
+        out[host] = {
+            "status": got.status if got else "not_run",
+            "release": wanted[host] if switched else before.get(host, "") or "none",
+            "message": got.message if got else "",
+        }
+    return out
+
+
+def _record(ctx: _Context, name: str, arguments: Mapping[str, Any], report: DeployReport) -> None:
+    report.run_id = history.record_command(
+        ctx.app.sessions,
+        name,
+        environment=ctx.environment,
+        arguments=arguments,
+        status=report.status,
+        message=report.message,
+        hosts={
+            h: (v["status"] if v["status"] != "not_run" else "skipped", f"release {v['release']}")
+            for h, v in report.hosts.items()
+        },
+        check=ctx.check,
+        started_at=report.started_at,
+        redactor=ctx.redactor,
+    )
+
+
+def deploy(
+    app: Any,
+    request: DeployRequest,
+    environ: Mapping[str, str],
+    listener: Listener | None = None,
+    say: Say = _quiet,
+) -> DeployReport:
+    """Deploy `request.ref` to the environment's worker hosts; see the module docstring."""
+    serial = parse_serial(request.serial)
+    max_fail = parse_max_fail(request.max_fail)
+    sha = release.resolve(request.repo, request.ref)
+    ctx = _Context(
+        app,
+        request.environment,
+        environ,
+        request.inventory_dir,
+        request.limit,
+        request.check,
+        listener,
+        say,
+    )
+    report = DeployReport("deploy", request.environment, sha[:7], request.check)
+    started = report.started_at
+    ctx.preflight_services()
+    lock = ctx.lock(sha[:7], request.lock_ttl, request.owner)
+    if request.check:
+        holder = lock.current()
+        if holder is not None:
+            report.warnings.append(holder.describe(request.environment))
+    else:
+        lock.acquire()
+    try:
+        _deploy_phases(ctx, request, sha, serial, max_fail, started, report)
+    except BaseException as exc:
+        report.status = "failed"
+        report.message = report.message or f"interrupted: {type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if not request.check:
+            lock.release()
+        _record(ctx, "deploy", request.arguments(), report)
+    return report
+
+
+def _deploy_phases(
+    ctx: _Context,
+    request: DeployRequest,
+    sha: str,
+    serial: int | str | None,
+    max_fail: float | None,
+    started: dt.datetime,
+    report: DeployReport,
+) -> None:
+    pre = ctx.run("preflight", [{"name": "disk and settings", "deploy.preflight": {}}], report)
+    before = {n: h.steps[0].data.get("current", "") for n, h in pre.hosts.items() if h.steps}
+    if not pre.ok:
+        report.status, report.message = "failed", f"preflight failed: {_failures(pre)}"
+        report.hosts = _host_releases(pre, before, ctx.hosts, {})
+        return
+    known = [
+        r
+        for h in pre.hosts.values()
+        for r in h.steps[0].data.get("releases", [])
+        if r.endswith(f"-{sha[:7]}")
+    ]
+    ctx.say(f"== build {request.ref} ({sha[:7]})")
+    build_dir = request.build_dir or Path(tempfile.mkdtemp(prefix="maqsafy-release-"))
+    built = release.build(request.repo, sha, build_dir, name=max(known) if known else None)
+    report.release = built.name
+    report.phases["build"] = {"release": built.name, "revision": built.revision}
+    wanted = dict.fromkeys(ctx.hosts, built.name)
+    try:
+        shipped = ctx.run(
+            "ship",
+            [
+                {
+                    "name": "upload and unpack",
+                    "deploy.ship": {"release": built.name, "tarball": str(built.tarball)},
+                }
+            ],
+            report,
+        )
+    finally:
+        built.tarball.unlink(missing_ok=True)
+    if not shipped.ok:
+        report.status = "failed"
+        report.message = f"upload failed, no host switched: {_failures(shipped)}"
+        report.hosts = _host_releases(shipped, before, ctx.hosts, wanted)
+        return
+    if not request.check or built.name in known:
+        migrated = ctx.run(
+            "migrate",
+            [{"name": "migrate the database", "deploy.migrate": {"release": built.name}}],
+            report,
+            limit=ctx.hosts[0],
+        )
+        if not migrated.ok:
+            report.status = "failed"
+            report.message = f"migration failed, no host switched: {_failures(migrated)}"
+            report.hosts = _host_releases(migrated, before, ctx.hosts, wanted)
+            return
+    _clear_cache(ctx, report)
+    ctx.roll("rollout", wanted, before, report, started, (serial, max_fail, request.gate_timeout))
+
+
+def _clear_cache(ctx: _Context, report: DeployReport) -> None:
+    from celery_app import cache
+
+    ctx.say("== cache")
+    cleared = cache.clear_for(ctx.env_app, check=ctx.check)
+    report.phases["cache"] = {"method": cleared.method, "matched": cleared.matched}
+
+
+def rollback(
+    app: Any,
+    environment: str,
+    environ: Mapping[str, str],
+    to: str | None = None,
+    limit: str | None = None,
+    serial: str | int | None = 1,
+    max_fail: str | float | None = 0.0,
+    check: bool = False,
+    inventory_dir: Path | None = None,
+    listener: Listener | None = None,
+    say: Say = _quiet,
+    gate_timeout: float = 60.0,
+    lock_ttl: float = DEFAULT_TTL,
+) -> DeployReport:
+    """Switch each host back (to `to`, else the release before its current) and restart."""
+    parsed_serial, parsed_fail = parse_serial(serial), parse_max_fail(max_fail)
+    if to is not None and not release.RELEASE_NAME.match(to):
+        raise DeployError(
+            f"--to: expected a release name <time>-<sha> (see deploy.releases), got {to!r}"
+        )
+    ctx = _Context(app, environment, environ, inventory_dir, limit, check, listener, say)
+    report = DeployReport("rollback", environment, to or "", check)
+    started = report.started_at
+    ctx.preflight_services()
+    lock = ctx.lock(f"rollback {to or 'previous'}", lock_ttl, None)
+    if not check:
+        lock.acquire()
+    try:
+        seen = ctx.run("releases", [{"name": "releases", "deploy.releases": {}}], report)
+        targets: dict[str, str] = {}
+        before: dict[str, str] = {}
+        for name, host in seen.hosts.items():
+            data = host.steps[0].data if host.steps else {}
+            before[name] = data.get("current", "")
+            older = [r for r in data.get("releases", []) if r < before[name]]
+            chosen = to or (older[-1] if older else "")
+            if chosen:
+                targets[name] = chosen
+        missing = [h for h in ctx.hosts if h not in targets]
+        if missing or not seen.ok:
+            report.status = "failed"
+            report.message = (
+                f"no release to roll back to on {', '.join(missing)}"
+                if missing
+                else f"cannot read releases: {_failures(seen)}"
+            )
+            report.hosts = _host_releases(seen, before, ctx.hosts, targets)
+            return report
+        report.release = ", ".join(sorted(set(targets.values())))
+        first = ctx.hosts[0]
+        probe = ctx.run(
+            "revision",
+            [
+                {
+                    "name": "database revision",
+                    "deploy.migrate": {"release": targets[first], "apply": False},
+                }
+            ],
+            report,
+            limit=first,
+        )
+        data = probe.hosts[first].steps[0].data if probe.hosts[first].steps else {}
+        if data and data.get("before") != data.get("head"):
+            report.warnings.append(
+                f"{targets[first]}'s migrations end at {data.get('head')} but the database is at "
+                f"{data.get('before')}: the old code may not understand the new schema "
+                "(downgrade with db.migrate --revision, or roll forward)"
+            )
+
+        ctx.roll(
+            "rollback", targets, before, report, started, (parsed_serial, parsed_fail, gate_timeout)
+        )
+    except BaseException as exc:
+        report.status = "failed"
+        report.message = report.message or f"interrupted: {type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if not check:
+            lock.release()
+        arguments = {"env": environment, "to": to, "limit": limit, "check": check}
+        _record(ctx, "deploy.rollback", arguments, report)
+    return report
+
+
+def releases(
+    app: Any,
+    environment: str,
+    environ: Mapping[str, str],
+    limit: str | None = None,
+    inventory_dir: Path | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Each host's releases (oldest first), the current one and its workers' releases."""
+    ctx = _Context(app, environment, environ, inventory_dir, limit, False, None, _quiet)
+    report = DeployReport("releases", environment, "", False)
+    seen = ctx.run("releases", [{"name": "releases", "deploy.releases": {}}], report)
+    out: dict[str, dict[str, Any]] = {}
+    for name in ctx.hosts:
+        host = seen.hosts.get(name)
+        data = host.steps[0].data if host and host.steps else {}
+        out[name] = {
+            "status": host.status if host else "not_run",
+            "message": host.message if host else "",
+            "current": data.get("current", ""),
+            "releases": data.get("releases", []),
+            "workers": data.get("workers", {}),
+        }
+    return out
+
+
+def unlock(
+    app: Any, environment: str, environ: Mapping[str, str], inventory_dir: Path | None = None
+) -> str:
+    """Force the environment's deploy lock open; recorded. Return what was held (or 'free')."""
+    ctx = _Context(app, environment, environ, inventory_dir, None, False, None, _quiet)
+    with history.recording(
+        app.sessions, "deploy.unlock", environment=environment, redactor=ctx.redactor
+    ) as record:
+        holder = force_unlock(ctx.env_app.redis("locks"), lock_key(ctx.env_app, environment))
+        record.message = (
+            f"removed the lock: {holder.describe(environment)}"
+            if holder
+            else f"{environment} was not locked"
+        )
+    return record.message
