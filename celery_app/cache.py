@@ -289,6 +289,16 @@ def only_cache_keys(client: redis.Redis, keyspace: Keyspace, batch: int = BATCH)
     return seen
 
 
+def _flushdb_async(client: redis.Redis) -> bool:
+    """FLUSHDB ASYNC; False where the ACL denies it (a least-privilege user has no @dangerous)."""
+    with redis_errors("cache"):
+        try:
+            client.flushdb(asynchronous=True)
+        except redis.exceptions.NoPermissionError:
+            return False
+    return True
+
+
 def clear(
     client: redis.Redis,
     keyspace: Keyspace,
@@ -310,9 +320,7 @@ def clear(
     started = time.perf_counter()
     if dedicated and namespace is None and pattern is None and not check:
         count = only_cache_keys(client, keyspace)
-        if count is not None:
-            with redis_errors("cache"):
-                client.flushdb(asynchronous=True)
+        if count is not None and _flushdb_async(client):
             return ClearReport(
                 scan, "flushdb-async", count, count, 0, time.perf_counter() - started, False
             )

@@ -207,3 +207,22 @@ def test_clear_without_scripting_uses_plain_commands(
 
     assert check.matched == report.deleted == seeded.cache_keys
     assert non_cache(dump_all(seeded.client)) == non_cache(before)
+
+
+def test_dedicated_db_without_flushdb_permission_scans_instead(redis_server: RedisServer) -> None:
+    admin = redis_server.client()
+    admin.acl_setuser(
+        "app", enabled=True, nopass=True, keys=["*"], commands=["+@all", "-@dangerous"]
+    )
+    own = redis.Redis(port=redis_server.port, db=1, username="app", password="")
+    store = cache.Cache(own, KS)
+    for n in range(50):
+        store.set("users", str(n), n)
+    assert cache.only_cache_keys(own, KS) == 50  # proven cache-only: FLUSHDB would be tried
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        own.flushdb(asynchronous=True)
+
+    report = cache.clear(own, KS, dedicated=True)
+
+    assert (report.method, report.deleted) == ("scan-unlink", 50)
+    assert own.dbsize() == 0
