@@ -1127,6 +1127,148 @@ workers_ns.add_task(workers_start, "start")
 workers_ns.add_task(workers_stop, "stop")
 workers_ns.add_task(workers_restart, "restart")
 
+# --- deploy (issue 5) -----------------------------------------------------------------------
+
+DEPLOY_HELP = {
+    "env": "the environment (inventory/<env>.yml; default local: this machine)",
+    "ref": "the git ref to deploy (default HEAD)",
+    "to": "the release to roll back to (default: the one before each host's current)",
+    "check": "check mode: say what would change, change nothing",
+    "limit": "only these hosts or groups of the workers group",
+    "serial": "hosts per batch: a count or a share like 25% (default 1; 0: all at once)",
+    "max_fail": "stop after a batch whose failed share exceeds this percentage (default 0)",
+    "json": "print one JSON document",
+    "inventory": "the inventory folder (default ./inventory)",
+}
+
+
+def _deploy_args(env: str, inventory: str) -> tuple[Any, dict[str, str], Any]:
+    import os
+    from pathlib import Path
+
+    from runbooks.service import environ_with_dotenv
+
+    return container(), environ_with_dotenv(os.environ), Path(inventory) if inventory else None
+
+
+def _deploy_output(report: Any, json: bool) -> None:
+    emit(report.as_dict(), json, lambda _: print("\n".join(report.lines())))
+    if not report.ok:
+        raise Exit(code=1)
+
+
+def _deploy_progress(app: Any, env: str, environ: Any, inventory: Any, json: bool) -> Any:
+    import sys
+
+    from runbooks import render
+    from runbooks.deploy import rollout
+
+    if json:
+        return None, rollout._quiet
+    redactor = rollout.redactor_for(app, env, environ, inventory)
+    return render.ConsoleProgress(redactor), lambda m: print(m, file=sys.stderr, flush=True)
+
+
+@task(help={k: DEPLOY_HELP[k] for k in DEPLOY_HELP if k != "to"})
+def deploy_run(
+    c: Context,
+    env: str = "local",
+    ref: str = "HEAD",
+    check: bool = False,
+    limit: str = "",
+    serial: str = "1",
+    max_fail: str = "0",
+    json: bool = False,
+    inventory: str = "",
+) -> None:
+    """Deploy a git ref to the workers: build once, ship, migrate, restart per batch, verify."""
+    from pathlib import Path
+
+    from runbooks.deploy import rollout
+
+    app, environ, directory = _deploy_args(env, inventory)
+    with operator_errors():
+        listener, say = _deploy_progress(app, env, environ, directory, json)
+        request = rollout.DeployRequest(
+            environment=env,
+            ref=ref,
+            check=check,
+            limit=limit or None,
+            serial=rollout.parse_serial(serial),
+            max_fail=rollout.parse_max_fail(max_fail),
+            repo=Path.cwd(),
+            inventory_dir=directory,
+        )
+        report = rollout.deploy(app, request, environ, listener, say)
+    _deploy_output(report, json)
+
+
+@task(help={k: DEPLOY_HELP[k] for k in DEPLOY_HELP if k != "ref"})
+def deploy_rollback(
+    c: Context,
+    env: str = "local",
+    to: str = "",
+    check: bool = False,
+    limit: str = "",
+    serial: str = "1",
+    max_fail: str = "0",
+    json: bool = False,
+    inventory: str = "",
+) -> None:
+    """Switch the workers back to the previous release (or --to) and restart them."""
+    from runbooks.deploy import rollout
+
+    app, environ, directory = _deploy_args(env, inventory)
+    with operator_errors():
+        listener, say = _deploy_progress(app, env, environ, directory, json)
+        report = rollout.rollback(
+            app, env, environ, to or None, limit or None, serial, max_fail, check, directory,
+            listener, say,
+        )  # fmt: skip
+    _deploy_output(report, json)
+
+
+@task(help={k: DEPLOY_HELP[k] for k in ("env", "limit", "json", "inventory")})
+def deploy_releases(
+    c: Context, env: str = "local", limit: str = "", json: bool = False, inventory: str = ""
+) -> None:
+    """List each host's releases and which one is current."""
+    from runbooks.deploy import rollout
+
+    app, environ, directory = _deploy_args(env, inventory)
+    with operator_errors():
+        hosts = rollout.releases(app, env, environ, limit or None, directory)
+
+    def render(rows: dict[str, dict[str, Any]]) -> None:
+        for host, row in rows.items():
+            print(f"{host}: {row['status']}" + (f" {row['message']}" if row["message"] else ""))
+            for name in reversed(row["releases"]):
+                mark = "*" if name == row["current"] else " "
+                print(f"  {mark} {name}")
+            for node, release in row["workers"].items():
+                print(f"    worker {node}: {release}")
+
+    emit(hosts, json, render)
+    if any(row["status"] != "ok" for row in hosts.values()):
+        raise Exit(code=1)
+
+
+@task(help={k: DEPLOY_HELP[k] for k in ("env", "inventory")})
+def deploy_unlock(c: Context, env: str = "local", inventory: str = "") -> None:
+    """Force the environment's deploy lock open (when its deploy died); recorded."""
+    from runbooks.deploy import rollout
+
+    app, environ, directory = _deploy_args(env, inventory)
+    with operator_errors():
+        print(rollout.unlock(app, env, environ, directory))
+
+
+deploy_ns = Collection("deploy")
+deploy_ns.add_task(deploy_run, "deploy", default=True)
+deploy_ns.add_task(deploy_rollback, "rollback")
+deploy_ns.add_task(deploy_releases, "releases")
+deploy_ns.add_task(deploy_unlock, "unlock")
+
 
 ns = Collection(db)
 ns.add_collection(workers_ns)
@@ -1145,3 +1287,4 @@ ns.add_collection(audit_ns)  # issue 6
 ns.add_task(run_runbook, "run")
 ns.add_task(runbooks_list, "runbooks")
 ns.add_collection(history_ns)
+ns.add_collection(deploy_ns)  # issue 5
