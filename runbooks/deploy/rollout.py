@@ -134,6 +134,24 @@ class DeployReport:
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "started_at": self.started_at.isoformat()}
 
+    def lines(self) -> list[str]:
+        """The recap people read: which host runs which release, then the outcome."""
+        mode = " (check mode)" if self.check else ""
+        out = [f"RECAP {self.action} {self.release or '-'} on {self.environment}{mode}"]
+        width = max([16, *(len(h) for h in self.hosts)])
+        for host, row in self.hosts.items():
+            note = f"  {row['message']}" if row["message"] else ""
+            out.append(f"{host:<{width}} {row['status']:<11} runs {row['release']}{note}")
+        out += [f"warning: {w}" for w in self.warnings]
+        out.append(f"{self.action} {self.status}" + (f": {self.message}" if self.message else ""))
+        return out
+
+    def redact(self, redactor: Redactor) -> None:
+        self.message = redactor.text(self.message)
+        self.warnings = [redactor.text(w) for w in self.warnings]
+        for row in self.hosts.values():
+            row["message"] = redactor.text(row["message"])
+
 
 class _Context:
     """What one deploy or rollback carries between its phases."""
@@ -305,7 +323,15 @@ def _host_releases(
     return out
 
 
+def redactor_for(
+    app: Any, environment: str, environ: Mapping[str, str], inventory_dir: Path | None = None
+) -> Redactor:
+    """The redactor for an environment's deploy output (settings' and inventory's secrets)."""
+    return for_settings(app.settings, load_environment(environment, environ, inventory_dir).secrets)
+
+
 def _record(ctx: _Context, name: str, arguments: Mapping[str, Any], report: DeployReport) -> None:
+    report.redact(ctx.redactor)
     report.run_id = history.record_command(
         ctx.app.sessions,
         name,
