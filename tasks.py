@@ -510,17 +510,33 @@ def redis_doctor(c: Context, role: str = "", env: str = "", json: bool = False) 
     from celery_app import findings
     from celery_app import redis_doctor as doctor
 
+    from celery_app.redis_facts import Endpoint
+    from runbooks.facts.docker import explain_unreachable
+    from runbooks.targets import LocalTarget
+
     only = _role(role)
     app = redis_app(env)
     results = doctor.diagnose(app.settings.redis_urls, app.keyspace, only)
+    docker: dict[str, list[str]] = {}  # the page's Docker causes, checked on this machine
+    for result in results:
+        if {f.data.get("kind") for f in result.findings} & {"resolve", "refused"}:
+            local = LocalTarget()
+            try:
+                docker[result.target] = explain_unreachable(
+                    local, Endpoint.parse(result.target).host
+                )
+            finally:
+                local.close()
 
     def render(_: Any) -> None:
         for result in results:
             print(f"{result.target}  (roles: {', '.join(result.roles)})")
             for line in findings.render_lines(result.findings):
                 print(f"  {line}")
+            for line in docker.get(result.target, []):
+                print(f"  docker: {line}")
 
-    emit([r.as_dict() for r in results], json, render)
+    emit([{**r.as_dict(), "docker": docker.get(r.target)} for r in results], json, render)
     code = doctor.report_exit_code(results)
     if code:
         raise Exit(code=code)
@@ -694,6 +710,142 @@ def audit_security(
 
 audit_ns = Collection("audit")
 audit_ns.add_task(audit_security, "security")
+
+
+# --- docker (issue 6): the platform page's Docker checks, here or on an environment's hosts ----
+
+DOCKER_HELP = {
+    "env": "run on this environment's hosts (inventory/<env>.yml; default: this machine)",
+    "limit": "with --env: only these hosts or groups",
+    "inventory": "the inventory folder (default ./inventory)",
+    "json": "print one JSON document",
+}
+
+
+def on_docker_hosts(env: str, limit: str, inventory: str, read: Callable[[Any], Any]) -> Any:
+    """Run `read(target)` on each host; return {host: value or error text}, and whether all ok."""
+    import os
+    from pathlib import Path
+
+    from runbooks.errors import HostUnreachable
+    from runbooks.facts.docker import DockerUnavailable
+    from runbooks.inventory import load_environment
+    from runbooks.redact import for_settings
+    from runbooks.service import environ_with_dotenv
+    from runbooks.targets import LocalTarget, open_target
+
+    app = container()
+    with operator_errors():
+        if env:
+            found = load_environment(
+                env, environ_with_dotenv(os.environ), Path(inventory) if inventory else None
+            )
+            hosts, secrets = found.select(limit=limit or None), found.secrets
+        else:
+            hosts, secrets = [], ()
+    redactor = for_settings(app.settings, secrets)
+    results: dict[str, Any] = {}
+    ok = True
+    for host in hosts or [None]:
+        name = host.name if host else "localhost"
+        try:
+            target = open_target(host) if host else LocalTarget()
+            try:
+                results[name] = read(target)
+            finally:
+                target.close()
+        except (DockerUnavailable, HostUnreachable) as exc:  # a fact about the host: exit 1
+            results[name] = {"error": str(exc)}
+            ok = False
+    return redactor.value(results), ok
+
+
+def _docker_exit(ok: bool) -> None:
+    if not ok:
+        raise Exit(code=1)
+
+
+def _print_docker_errors(data: dict[str, Any]) -> dict[str, Any]:
+    for host, value in data.items():
+        if isinstance(value, dict) and "error" in value:
+            print(f"{host}: {value['error']}")
+    return {h: v for h, v in data.items() if not (isinstance(v, dict) and "error" in v)}
+
+
+@task(help=DOCKER_HELP)
+def docker_ps(
+    c: Context, env: str = "", limit: str = "", inventory: str = "", json: bool = False
+) -> None:
+    """List containers (docker ps -a) on this machine or each host; Redis ones marked."""
+    from runbooks.facts import docker
+
+    data, ok = on_docker_hosts(
+        env, limit, inventory, lambda t: [f.as_dict() for f in docker.containers(t)]
+    )
+
+    def render(d: dict[str, Any]) -> None:
+        for host, rows in _print_docker_errors(d).items():
+            print(f"{host}: {len(rows)} container(s)")
+            for r in rows:
+                mark = " <- redis" if "redis" in (r["name"] + r["image"]).lower() else ""
+                print(f"  {r['name']:<24} {r['image']:<24} {r['status']:<22} {r['networks']}{mark}")
+
+    emit(data, json, render)
+    _docker_exit(ok)
+
+
+@task(help={**DOCKER_HELP, "tail": "how many lines (default 100)"})
+def docker_logs(
+    c: Context,
+    service: str,
+    tail: str = "100",
+    env: str = "",
+    limit: str = "",
+    inventory: str = "",
+    json: bool = False,
+) -> None:
+    """Show the last lines of a container's log (docker logs), secrets masked."""
+    from celery_app.failed_tasks import whole_number
+    from runbooks.facts import docker
+
+    with operator_errors():
+        lines = whole_number(tail, "--tail", 1, 100_000)
+        docker.check_service(service)
+    data, ok = on_docker_hosts(env, limit, inventory, lambda t: docker.logs(t, service, lines))
+
+    def render(d: dict[str, Any]) -> None:
+        for host, text in _print_docker_errors(d).items():
+            print(f"--- {host}: {service}")
+            print(text.rstrip())
+
+    emit(data, json, render)
+    _docker_exit(ok)
+
+
+@task(help=DOCKER_HELP)
+def docker_networks(
+    c: Context, env: str = "", limit: str = "", inventory: str = "", json: bool = False
+) -> None:
+    """List Docker networks and the containers on each (are the app and Redis on one?)."""
+    from runbooks.facts import docker
+
+    data, ok = on_docker_hosts(
+        env, limit, inventory, lambda t: [n.as_dict() for n in docker.networks(t)]
+    )
+
+    def render(d: dict[str, Any]) -> None:
+        for host, rows in _print_docker_errors(d).items():
+            for n in rows:
+                print(f"{host}: {n['name']:<20} {n['driver']:<8} {', '.join(n['containers'])}")
+
+    emit(data, json, render)
+    _docker_exit(ok)
+
+
+docker_ns = Collection("docker")
+docker_ns.add_task(docker_ps, "ps")
+docker_ns.add_task(docker_logs, "logs")
+docker_ns.add_task(docker_networks, "networks")
 
 
 @task(help={"env": ENV_HELP, "json": "print one JSON document"})
@@ -1284,6 +1436,7 @@ ns.add_task(status)  # issue 6
 ns.add_collection(metrics_ns)  # issue 6
 ns.add_collection(maintenance_ns)  # issue 6
 ns.add_collection(audit_ns)  # issue 6
+ns.add_collection(docker_ns)  # issue 6
 ns.add_task(run_runbook, "run")
 ns.add_task(runbooks_list, "runbooks")
 ns.add_collection(history_ns)
