@@ -109,7 +109,10 @@ def _error(check: str, exc: redis.RedisError, endpoint: Endpoint, timeout: float
         "timeout": timeout,
         "path": endpoint.path,
     }
-    return failure(check, classify(exc), detail, **where)
+    kind = classify(exc)
+    if kind in ("noauth", "wrongpass", "noauth_set"):
+        detail = ""  # the summary says it all; the server's text only adds HELLO/AUTH noise
+    return failure(check, kind, detail, **where)
 
 
 def _auth_finding(endpoint: Endpoint) -> Finding:
