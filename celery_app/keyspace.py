@@ -13,7 +13,9 @@ from dataclasses import dataclass
 QUEUES = ("payments", "maintenance", "ops")
 MONEY_QUEUES = ("payments",)
 BROKER_EXACT = ("unacked", "unacked_index", "unacked_mutex", *QUEUES)
-BROKER_PREFIXES = ("_kombu.binding.", "celery-task-meta-", "celery-taskset-meta-")
+# kombu's bindings, binding_permanent.* and binding_deadlines; Celery's result keys.
+BROKER_PREFIXES = ("_kombu.", "celery-task-meta-", "celery-taskset-meta-")
+PIDBOX_SUFFIX = ".celery.pidbox"  # each worker node's remote-control queue, and reply queues
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,6 @@ class Keyspace:
         if segment in by_segment:
             return by_segment[segment]
         base = key.split("\x06\x16", 1)[0]  # kombu's priority-queue suffix separator
-        if base in BROKER_EXACT or key.startswith(BROKER_PREFIXES):
+        if base in BROKER_EXACT or key.startswith(BROKER_PREFIXES) or base.endswith(PIDBOX_SUFFIX):
             return "broker"
         return "unknown"
