@@ -8,14 +8,16 @@ cron and monitoring use: 0 healthy, 1 warning, 2 critical.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from celery_app import failed_tasks, migrate, queues
+from celery_app import failed_tasks, migrate, queues, workers
 from celery_app.bootstrap import Container
 from celery_app.db import check_database
 from celery_app.errors import MaqsafyError
@@ -31,14 +33,9 @@ STUCK_MIN_AGE = 120.0  # a pending request older than this (and 4 relay periods)
 PingWorkers = Callable[[], list[str]]
 
 
-def workers_pinger(celery: Any, timeout: float = 1.0) -> PingWorkers:
+def workers_pinger(celery: Celery, timeout: float = 1.0) -> PingWorkers:
     """Ping the workers through the app's remote control; the nodes that answered in time."""
-
-    def ping() -> list[str]:
-        replies = celery.control.ping(timeout=timeout) or []
-        return sorted(name for reply in replies for name in reply)
-
-    return ping
+    return functools.partial(workers.ping, celery, timeout)
 
 
 @dataclass
