@@ -13,12 +13,19 @@ from urllib.parse import parse_qs, urlsplit
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import beat_init, task_failure, worker_init, worker_process_init
+from celery.signals import (
+    beat_init,
+    before_task_publish,
+    task_failure,
+    worker_init,
+    worker_process_init,
+)
 
 from celery_app import bootstrap
 from celery_app.embedded import ensure_embedded_redis
 from celery_app.errors import ConfigError, MaqsafyError
 from celery_app.keyspace import QUEUES
+from celery_app.queues import stamp_sent_at
 from celery_app.settings import Settings, load_settings
 
 
@@ -107,6 +114,10 @@ assert set(QUEUES) >= {"payments", "maintenance", "ops"}
 def _embedded_broker(**_: Any) -> None:
     if _settings.embedded_redis:
         ensure_embedded_redis(_settings.var_dir)
+
+
+# Every message this process sends carries its send time, so `queue.size` can age it.
+before_task_publish.connect(stamp_sent_at, weak=False)
 
 
 @worker_process_init.connect

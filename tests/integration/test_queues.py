@@ -21,11 +21,22 @@ def stamped() -> Iterator[None]:
     before_task_publish.disconnect(queues.stamp_sent_at)
 
 
+@pytest.fixture
+def unstamped() -> Iterator[None]:
+    """A producer that is not this project's (the app's module stamps every message it sends)."""
+    connected = before_task_publish.disconnect(queues.stamp_sent_at)
+    yield
+    if connected:
+        before_task_publish.connect(queues.stamp_sent_at, weak=False)
+
+
 def by_name(stats: list[queues.QueueStats]) -> dict[str, queues.QueueStats]:
     return {s.name: s for s in stats}
 
 
-def test_depth_unacked_and_ages_from_real_messages(redis_server: RedisServer) -> None:
+def test_depth_unacked_and_ages_from_real_messages(
+    redis_server: RedisServer, unstamped: None
+) -> None:
     client = redis_server.client()
     app = producer(redis_server.url)
     for n in range(4):
