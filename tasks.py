@@ -933,6 +933,34 @@ maintenance_ns.add_task(maintenance_relay, "relay")
 maintenance_ns.add_task(maintenance_locks, "locks")
 
 
+def run_on_ops_queue(app: Any, request: Any, wait: int, as_json: bool) -> None:
+    """`run BOOK --remote`: send the book to the ops queue; with --wait, show the recorded run."""
+    from celery_app.celery import make_app
+    from runbooks import history, remote
+    from runbooks.render import print_run
+
+    if request.retry_failed or request.inventory_dir:
+        raise Exit("error: --remote runs with the worker's inventory; drop --retry-failed and "
+                   "--inventory", 2)
+    if wait < 0:
+        raise Exit("error: --wait: expected seconds, 0 or more", 2)
+    with operator_errors():
+        request_id = remote.send(make_app(app.settings), request, history.operator_name())
+        run = remote.wait(app.sessions, request_id, wait) if wait else None
+    if run is None:
+        message = f"sent {request.book!r} to the ops queue (request {request_id})"
+        emit({"request": request_id, "run": None}, as_json,
+             lambda _: print(f"{message}; `invoke history` shows it once a worker starts it"))
+        if wait:
+            raise Exit(code=1)
+        return
+    with operator_errors():
+        data = history.get_run(app.sessions, int(run["id"]))
+    emit(data, as_json, print_run)
+    if data["status"] != "ok":
+        raise Exit(code=1)
+
+
 # --- end redis health -----------------------------------------------------------------------
 
 # --- demo -----------------------------------------------------------------------------------
@@ -1047,6 +1075,8 @@ def stop(c: Context) -> None:
         "json": "print one JSON document",
         "retry_failed": "rerun only the hosts that failed in this run id",
         "inventory": "the inventory folder (default ./inventory)",
+        "remote": "send the run to the ops queue: a worker inside the network runs it",
+        "wait": "with --remote: wait up to this many seconds for the recorded result",
     }
 )
 def run_runbook(
@@ -1060,6 +1090,8 @@ def run_runbook(
     json: bool = False,
     retry_failed: int = 0,
     inventory: str = "",
+    remote: bool = False,
+    wait: int = 0,
 ) -> None:
     """Run a runbook on an environment's hosts; live progress, then a recap per host."""
     import os
@@ -1078,6 +1110,9 @@ def run_runbook(
         retry_failed=retry_failed or None,
         inventory_dir=Path(inventory) if inventory else None,
     )
+    if remote:  # issue 6: on the ops queue
+        run_on_ops_queue(app, request, wait, json)
+        return
     with operator_errors():
         prepared = service.prepare(app, request, service.environ_with_dotenv(os.environ))
         progress = None if json else render.ConsoleProgress(prepared.redactor)

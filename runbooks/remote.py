@@ -1,0 +1,90 @@
+"""Run a book as a Celery task on the `ops` queue, from inside the network; the result is history.
+
+An operator's laptop may reach the broker but not the hosts (or the hosts only from inside): the
+book is sent as ``runbook.run`` to the ``ops`` queue, a worker inside the network runs it through
+the same engine, and the run is recorded in SQL like any other, with ``remote`` and
+``requested_by`` in its arguments and a request id the sender waits on.
+
+The worker that serves ``ops`` loads this module itself (the app never imports ``runbooks/``)::
+
+    celery -A celery_app worker -Q ops -I runbooks.remote
+
+The task is acknowledged when it starts (not late): a book is not idempotent in general, so a
+worker lost mid-run leaves the run recorded as ``running`` rather than running it twice.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from celery import Celery
+
+from celery_app import bootstrap
+from celery_app.celery import app
+from runbooks import history
+from runbooks.book import book_path
+from runbooks.service import RunRequest, environ_with_dotenv, execute, prepare, split
+
+TASK = "runbook.run"
+FIELDS = ("book", "environment", "limit", "tags", "skip_tags", "check")
+
+
+@app.task(name=TASK, acks_late=False)
+def run_remote(request: dict[str, Any], request_id: str, requested_by: str) -> dict[str, Any]:
+    """Run the book `request` describes on this worker; return the history run id."""
+    run = RunRequest(**{k: request[k] for k in FIELDS if k in request})
+    container = bootstrap.get()
+    prepared = prepare(container, run, environ_with_dotenv(os.environ))
+    arguments = {
+        **run.arguments(),
+        "remote": True,
+        "request": request_id,
+        "requested_by": requested_by,
+    }
+    result = execute(container, prepared, arguments)
+    return {"run_id": result.run_id, "ok": result.ok}
+
+
+def send(celery: Celery, request: RunRequest, requested_by: str) -> str:
+    """Check the book exists here, send the run to the ops queue; return the request id."""
+    book_path(request.book, request.books_dir)  # a typo fails here, not on the worker
+    request_id = uuid.uuid4().hex
+    payload = {
+        "book": request.book,
+        "environment": request.environment,
+        "limit": request.limit,
+        "tags": split(request.tags),
+        "skip_tags": split(request.skip_tags),
+        "check": request.check,
+    }
+    celery.send_task(
+        TASK,
+        args=[payload, request_id, requested_by],
+        queue="ops",
+        retry_policy={"max_retries": 2},
+    )
+    return request_id
+
+
+def find_run(sessions: Any, request_id: str, newest: int = 200) -> Mapping[str, Any] | None:
+    """The recorded run a remote request started (None until the worker has recorded it)."""
+    for run in history.list_runs(sessions, newest):
+        if run.get("arguments", {}).get("request") == request_id:
+            return run
+    return None
+
+
+def wait(sessions: Any, request_id: str, timeout: float) -> Mapping[str, Any] | None:
+    """Wait up to `timeout` seconds for the run to finish; return it (None if it never began)."""
+    deadline = time.monotonic() + timeout
+    found = None
+    while time.monotonic() < deadline:
+        found = find_run(sessions, request_id)
+        if found is not None and found["status"] != "running":
+            return found
+        time.sleep(0.25)
+    return found
