@@ -8,9 +8,12 @@ causes; no password ever appears in the output.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+import redis
 
 from celery_app.findings import Finding
 from celery_app.keyspace import Keyspace
@@ -180,3 +183,71 @@ def test_env_points_the_doctor_at_the_inventorys_redis(locked: RedisServer, tmp_
     pinged = invoke(env, "redis.ping", "--env", "local")
     assert pinged.returncode == 0, pinged.stdout + pinged.stderr
     assert "PONG" in pinged.stdout and PASSWORD not in pinged.stdout
+
+
+def test_a_failed_save_is_misconf(tmp_path: Path) -> None:
+    server = start_redis(tmp_path / "misconf", "--save", "3600 1")
+    try:
+        client = server.client()
+        shutil.rmtree(server.directory)  # even root cannot save into a folder that is gone
+        client.bgsave()
+        wait_for(
+            lambda: client.info("persistence")["rdb_last_bgsave_status"] == "err",
+            30,
+            "the background save to fail",
+        )
+        result = diagnose_url(server.url, ("broker",))
+        refused = finding(result, "ping")  # Redis refuses even PING while it cannot save
+        assert (refused.level, refused.data["kind"]) == ("critical", "misconf")
+        assert "the disk holding Redis's dir is full" in refused.causes
+    finally:
+        server.client().config_set("save", "")  # or shutdown would retry the save for good
+        server.stop()
+
+
+def test_a_server_loading_its_dataset_is_loading(tmp_path: Path) -> None:
+    seed = start_redis(tmp_path / "seed", "--enable-debug-command", "yes")
+    seed.client().execute_command("DEBUG", "POPULATE", "3000")
+    seed.client().save()
+    seed.stop()
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(seed.directory),
+            "--logfile",
+            str(tmp_path / "loading.log"),
+            "--key-load-delay",
+            "3000",
+            "--loading-process-events-interval-bytes",
+            "1024",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+
+        def loading() -> bool:
+            try:
+                redis.Redis.from_url(url, socket_timeout=1).ping()
+            except redis.exceptions.BusyLoadingError:
+                return True
+            except redis.RedisError:
+                return False
+            return False
+
+        wait_for(loading, 10, "the server to reply LOADING")
+        result = ping(url)
+        assert (result.level, result.data["kind"]) == ("critical", "loading")
+        assert "loading_eta_seconds" in result.next_check
+    finally:
+        process.kill()
+        process.wait()
