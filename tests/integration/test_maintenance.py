@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from celery_app import submit
-from celery_app.failed import record_failure
 from celery_app.models import FailedTask, PaymentRequest, ReconciliationRun
+from tests.support.health import fail_a_task
 from tests.support.money import MoneyEnv, money_env
 from tests.support.redis_app import ROOT, invoke
 from tests.support.services import RedisServer, start_redis, wait_for
@@ -39,16 +39,7 @@ def seed(money: MoneyEnv, server: RedisServer) -> int:
     app = money.container
     old = dt.datetime.now(dt.UTC) - dt.timedelta(days=8)
     for task_id in ("old", "new"):
-        record_failure(
-            app,
-            task_id=task_id,
-            task_name="purchase.post",
-            queue="payments",
-            args=[1],
-            kwargs={},
-            exception=RuntimeError("boom"),
-            traceback="",
-        )
+        fail_a_task(app, task_id)
     with app.uow() as uow:
         uow.session.execute(
             update(FailedTask).where(FailedTask.task_id == "old").values(failed_at=old)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -210,30 +209,16 @@ def test_a_server_loading_its_dataset_is_loading(tmp_path: Path) -> None:
     seed.client().execute_command("DEBUG", "POPULATE", "3000")
     seed.client().save()
     seed.stop()
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--dir",
-            str(seed.directory),
-            "--logfile",
-            str(tmp_path / "loading.log"),
-            "--key-load-delay",
-            "3000",
-            "--loading-process-events-interval-bytes",
-            "1024",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    server = start_redis(
+        seed.directory,
+        "--key-load-delay",
+        "3000",
+        "--loading-process-events-interval-bytes",
+        "1024",
+        wait=False,
     )
     try:
-        url = f"redis://127.0.0.1:{port}/0"
+        url = server.url
 
         def loading() -> bool:
             try:
@@ -249,5 +234,5 @@ def test_a_server_loading_its_dataset_is_loading(tmp_path: Path) -> None:
         assert (result.level, result.data["kind"]) == ("critical", "loading")
         assert "loading_eta_seconds" in result.next_check
     finally:
-        process.kill()
-        process.wait()
+        server.process.kill()
+        server.process.wait()

@@ -11,10 +11,9 @@ from sqlalchemy import update
 
 from celery_app import failed_tasks, settlement
 from celery_app.celery import make_app
-from celery_app.failed import record_failure
 from celery_app.models import Account
 from celery_app.status import collect, workers_pinger
-from tests.support.health import PASSWORD, healthy_env
+from tests.support.health import PASSWORD, fail_a_task, healthy_env
 from tests.support.money import MoneyEnv
 from tests.support.redis_app import invoke
 from tests.support.services import RedisServer, start_redis
@@ -75,16 +74,7 @@ def test_failures_warn_and_a_ledger_discrepancy_is_critical(
     money, _server = live
     app = money.container
     ping = workers_pinger(make_app(app.settings), timeout=1.0)
-    record_failure(
-        app,
-        task_id="t1",
-        task_name="purchase.post",
-        queue="payments",
-        args=[1],
-        kwargs={},
-        exception=RuntimeError("boom"),
-        traceback="",
-    )
+    fail_a_task(app, "t1")
     try:
         found = collect(app, ping)
         assert (found.level, found.failed_24h) == ("warn", 1)

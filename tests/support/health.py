@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from celery_app import settlement
+from celery_app.bootstrap import Container
+from celery_app.failed import record_failure
 from tests.support.money import MoneyEnv, money_env
 from tests.support.services import RedisServer, start_redis
 
@@ -28,3 +30,17 @@ def healthy_env(directory: Path) -> Iterator[tuple[MoneyEnv, RedisServer]]:
     finally:
         money.close()
         server.stop()
+
+
+def fail_a_task(app: Container, task_id: str) -> None:
+    """Record a purchase that finally failed, as the worker's failure hook does."""
+    record_failure(
+        app,
+        task_id=task_id,
+        task_name="purchase.post",
+        queue="payments",
+        args=[1],
+        kwargs={},
+        exception=RuntimeError("boom"),
+        traceback="",
+    )

@@ -72,8 +72,13 @@ class RedisServer:
                 self.process.wait()
 
 
-def start_redis(directory: Path, *extra: str, password: str | None = None) -> RedisServer:
-    """Start redis-server with no persistence (unless `extra` asks) on a spare port."""
+def start_redis(
+    directory: Path, *extra: str, password: str | None = None, wait: bool = True
+) -> RedisServer:
+    """Start redis-server with no persistence (unless `extra` asks) on a spare port.
+
+    With `wait=False` it returns at once (for a server that will not answer PING yet).
+    """
     binary = shutil.which("redis-server")
     require(binary is not None, "redis-server is not installed (apt install redis-server)")
     assert binary is not None
@@ -106,7 +111,8 @@ def start_redis(directory: Path, *extra: str, password: str | None = None) -> Re
         except redis.RedisError:
             return False
 
-    wait_for(answers, 10, f"redis-server on port {port}")
+    if wait:
+        wait_for(answers, 10, f"redis-server on port {port}")
     return server
 
 
