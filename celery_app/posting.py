@@ -12,7 +12,7 @@ import datetime as dt
 import functools
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, case, func, insert, or_, select, update
+from sqlalchemy import Connection, case, func, insert, or_, select, text, update
 
 from celery_app import ledger
 from celery_app.bootstrap import Container
@@ -101,7 +101,7 @@ def commit_request(container: Container, request_id: int, grant: Grant) -> Outco
         ).one()
         if request.status != "pending":
             return Outcome(request_id, "duplicate", request.status, request.reason)
-        wallet = request.credit_account_id if request.kind == "top_up" else request.debit_account_id
+        wallet = wallet_of(request.kind, request.debit_account_id, request.credit_account_id)
         ids = sorted({request.debit_account_id, request.credit_account_id})
         # Lock both rows; move the wallet's fence to our token only if it is still below it.
         rows = conn.execute(
@@ -126,9 +126,66 @@ def commit_request(container: Container, request_id: int, grant: Grant) -> Outco
             reason = f"insufficient funds: short by {short} halalas"
             _finish(conn, request_id, status="rejected", reason=reason, updated_at=now)
             return Outcome(request_id, "rejected", "rejected", reason)
-        write_posting(conn, posting, kind=request.kind, request_id=request_id, fence=grant.token)
-        _finish(conn, request_id, status="posted", updated_at=now, posted_at=now)
+        if conn.dialect.name == "postgresql":
+            _post_in_one_statement(conn, posting, request.kind, request_id, grant.token, now)
+        else:
+            write_posting(
+                conn, posting, kind=request.kind, request_id=request_id, fence=grant.token
+            )
+            _finish(conn, request_id, status="posted", updated_at=now, posted_at=now)
         return Outcome(request_id, "posted", "posted")
+
+
+# PostgreSQL runs the four writes of a posting as one statement (data-modifying CTEs): the
+# posting, its two entries, both balance changes and the request's status, in one round trip.
+_POST_PG = text(
+    """
+    WITH p AS (
+        INSERT INTO postings (kind, request_id, fence, created_at)
+        VALUES (:kind, :request_id, :fence, :now) RETURNING id
+    ), e AS (
+        INSERT INTO ledger_entries (posting_id, account_id, amount, created_at)
+        SELECT p.id, v.account_id, v.amount, :now
+        FROM p, (VALUES (CAST(:a1 AS INTEGER), CAST(:m1 AS BIGINT)),
+                        (CAST(:a2 AS INTEGER), CAST(:m2 AS BIGINT))) AS v(account_id, amount)
+    ), b AS (
+        UPDATE accounts
+        SET balance = balance + CASE id WHEN :a1 THEN CAST(:m1 AS BIGINT)
+                                        WHEN :a2 THEN CAST(:m2 AS BIGINT) END
+        WHERE id IN (:a1, :a2)
+    ), r AS (
+        UPDATE payment_requests SET status = 'posted', updated_at = :now, posted_at = :now
+        WHERE id = :request_id
+    )
+    SELECT id FROM p
+    """
+)
+
+
+def _post_in_one_statement(
+    conn: Connection,
+    posting: ledger.Posting,
+    kind: str,
+    request_id: int,
+    fence: int,
+    now: dt.datetime,
+) -> int:
+    (first, second) = posting.entries
+    return int(
+        conn.execute(
+            _POST_PG,
+            {
+                "kind": kind,
+                "request_id": request_id,
+                "fence": fence,
+                "now": now,
+                "a1": first.account,
+                "m1": first.amount,
+                "a2": second.account,
+                "m2": second.amount,
+            },
+        ).scalar_one()
+    )
 
 
 def _finish(conn: Connection, request_id: int, **values: object) -> None:
