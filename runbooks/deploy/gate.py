@@ -1,9 +1,10 @@
 """The health gate after each batch: the batch's workers answer on the new release.
 
-Asked over the environment's broker from the laptop (Celery remote control, as
-``invoke workers.status`` does): every node of the host answers ping and reports the release
-(``MAQSAFY_RELEASE``) and its queues; every queue the workers should consume has a consumer
-somewhere; and no task failed since the deploy began (failed tasks are SQL rows).
+Asked over the environment's broker from the laptop with Celery remote control (the queries
+``invoke workers.status`` makes, addressed to the environment's nodes): every node of the host
+answers and reports the release (``MAQSAFY_RELEASE``) and its queues; every queue the workers
+should consume has a consumer somewhere; and no task failed since the deploy began (failed
+tasks are SQL rows).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import OperationalError as BrokerError
 
-from celery_app import failed_tasks, workers
-from celery_app.errors import MaqsafyError
+from celery_app import failed_tasks
+from celery_app.errors import MaqsafyError, ServiceUnavailable
 from runbooks.actions.base import Outcome, StepContext
 from runbooks.deploy.hostside import node_names
 
@@ -31,19 +33,36 @@ class Gate:
     started: dt.datetime
     timeout: float = 60.0
     failed_budget: int = 0
+    all_nodes: Sequence[str] = ()
+
+    def _ask(self, method: str, nodes: Sequence[str]) -> dict[str, Any]:
+        # Addressed to known nodes with a reply count, so it returns as soon as all answered
+        # instead of waiting out the timeout as a broadcast must.
+        inspect = self.celery.control.inspect(
+            timeout=1.0, destination=list(nodes), limit=len(nodes)
+        )
+        try:
+            return inspect._request(method) or {}
+        except (OSError, BrokerError) as exc:
+            raise ServiceUnavailable(f"broker did not answer: {exc} (is Redis up?)") from exc
 
     def problems(self, expected: Sequence[str], release: str, queues: Sequence[str]) -> list[str]:
-        seen = {s.name: s for s in workers.status(self.celery, timeout=1.0)}
+        everyone = sorted(set(self.all_nodes) | set(expected))
+        consuming = {
+            node: sorted(q["name"] for q in found)
+            for node, found in self._ask("active_queues", everyone).items()
+        }
+        running = self._ask("release", expected)
         found = []
         for node in expected:
-            status = seen.get(node)
-            if status is None:
+            got = str((running.get(node) or {}).get("release", ""))
+            if node not in running or node not in consuming:
                 found.append(f"{node} does not answer")
-            elif status.release != release:
-                found.append(f"{node} runs {status.release}, not {release}")
-            elif not set(queues) <= set(status.queues):
-                found.append(f"{node} consumes {','.join(status.queues) or 'nothing'}")
-        consumed = {q for s in seen.values() for q in s.queues}
+            elif got != release:
+                found.append(f"{node} runs {got}, not {release}")
+            elif not set(queues) <= set(consuming[node]):
+                found.append(f"{node} consumes {','.join(consuming[node]) or 'nothing'}")
+        consumed = {q for names in consuming.values() for q in names}
         found += [f"queue {q} has no consumer" for q in queues if q not in consumed]
         return found
 

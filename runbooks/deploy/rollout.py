@@ -258,6 +258,14 @@ class _Context:
             ttl,
         )
 
+    def node_names(self) -> list[str]:
+        """Every worker node of the selected hosts (`w1@host0` ...), as the gate asks them."""
+        names = []
+        for host in self.inventory.select(HOSTS, self.limit):
+            chosen = {**self.vars, **self.inventory.host_vars(host)}.get("worker_nodes", "w1")
+            names += [f"{n}@{host.name}" for n in str(chosen).replace(",", " ").split()]
+        return names
+
     def roll(
         self,
         phase: str,
@@ -272,6 +280,7 @@ class _Context:
 
         serial, max_fail, gate_timeout = options
         gate = Gate(make_app(self.env_app.settings), self.app, started, gate_timeout)
+        gate.all_nodes = self.node_names()
 
         def to_target(fn: Callable[[StepContext, dict[str, Any]], Outcome]) -> Any:
             return lambda c, p: fn(c, {**p, "release": targets[c.host]})
@@ -307,20 +316,29 @@ def _failures(result: RunResult) -> str:
 def _host_releases(
     result: RunResult, before: Mapping[str, str], hosts: list[str], wanted: Mapping[str, str]
 ) -> dict[str, dict[str, str]]:
-    """Host -> status, the release its `current` names now, message (the recap's last column)."""
+    """Host -> status, the release its `current` names now, message (the recap's last column).
+
+    A host whose run changed something reports `changed`; one already as wanted reports `ok`.
+    """
     out = {}
     for host in hosts:
         got = result.hosts.get(host)
+        status = got.status if got else "not_run"
+        if status == "ok" and got and any(s.status == "changed" for s in got.steps):
+            status = "changed"
         switched = bool(got) and any(
             s.action == "deploy.switch" and s.status in ("ok", "changed") and not result.check
             for s in got.steps  # type: ignore[union-attr]
         )
         out[host] = {
-            "status": got.status if got else "not_run",
+            "status": status,
             "release": wanted[host] if switched else before.get(host, "") or "none",
             "message": got.message if got else "",
         }
     return out
+
+
+_HISTORY_STATUS = {"not_run": "skipped", "changed": "ok"}
 
 
 def redactor_for(
@@ -340,7 +358,7 @@ def _record(ctx: _Context, name: str, arguments: Mapping[str, Any], report: Depl
         status=report.status,
         message=report.message,
         hosts={
-            h: (v["status"] if v["status"] != "not_run" else "skipped", f"release {v['release']}")
+            h: (_HISTORY_STATUS.get(v["status"], v["status"]), f"release {v['release']}")
             for h, v in report.hosts.items()
         },
         check=ctx.check,
@@ -450,7 +468,8 @@ def _deploy_phases(
             report.message = f"migration failed, no host switched: {_failures(migrated)}"
             report.hosts = _host_releases(migrated, before, ctx.hosts, wanted)
             return
-    _clear_cache(ctx, report)
+    if any(before.get(h) != built.name for h in ctx.hosts):  # nothing to roll: keep the cache
+        _clear_cache(ctx, report)
     ctx.roll("rollout", wanted, before, report, started, (serial, max_fail, request.gate_timeout))
 
 

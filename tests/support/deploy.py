@@ -1,0 +1,115 @@
+"""A deployable fleet for tests: a git repo with tags v1 and v2, sshd hosts with app folders.
+
+The repository is the project's own tree at HEAD (``git archive``), committed as ``v1``, then
+with a changed ``VERSION`` file as ``v2``, so the two releases differ. Each host gets
+``<root>/srv/maqsafy/shared/.env`` pointing at the test's Redis and database (what provisioning
+does on a real host); the deploy starts the workers itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tests.support.sshd import SSHHost, write_inventory
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def make_repo(directory: Path) -> Path:
+    """A git repository of the project's HEAD tagged v1, and v2 with a changed VERSION."""
+    directory.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(PROJECT), "archive", "--format=tar", "HEAD"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive.stdout, check=True)
+
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-C", str(directory), "-c", "user.name=test", "-c", "user.email=t@example.org",
+             *args],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+
+    git("init", "-q", "-b", "main")
+    (directory / "VERSION").write_text("v1\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "v1")
+    git("tag", "v1")
+    (directory / "VERSION").write_text("v2\n")
+    git("commit", "-q", "-am", "v2")
+    git("tag", "v2")
+    return directory
+
+
+@dataclass
+class Fleet:
+    """Hosts with app folders, the inventory naming them, and the settings their workers read."""
+
+    hosts: list[SSHHost]
+    inventory_dir: Path
+    env: dict[str, str]
+
+    def app_dir(self, host: SSHHost) -> Path:
+        return host.root / "srv" / "maqsafy"
+
+    def current(self, host: SSHHost) -> str:
+        link = self.app_dir(host) / "current"
+        return os.path.basename(os.readlink(link)) if link.is_symlink() else ""
+
+    def tree(self) -> dict[str, list[str]]:
+        """Every path under every host's root (to prove check mode touched nothing)."""
+        return {
+            h.name: sorted(str(p.relative_to(h.root)) for p in h.root.rglob("*"))
+            for h in self.hosts
+        }
+
+    def kill_workers(self) -> None:
+        """SIGKILL every worker a deploy started (each is its own session leader)."""
+        for host in self.hosts:
+            for pidfile in (self.app_dir(host) / "shared" / "run").glob("*.pid"):
+                with contextlib.suppress(ValueError, OSError):
+                    os.killpg(int(pidfile.read_text().strip()), signal.SIGKILL)
+
+
+def make_fleet(
+    directory: Path, hosts: list[SSHHost], redis_url: str, database_url: str, **vars: object
+) -> Fleet:
+    """Write the inventory (group workers) and each host's shared/.env."""
+    env = {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        "MAQSAFY_LOCK_TTL_MS": "10000",
+    }
+    for host in hosts:
+        shared = host.root / "srv" / "maqsafy" / "shared"
+        shared.mkdir(parents=True, exist_ok=True)
+        lines = {**env, "MAQSAFY_VAR_DIR": str(shared / "var")}
+        (shared / ".env").write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+    path = write_inventory(
+        directory,
+        "test",
+        hosts,
+        vars={
+            "redis_url": redis_url,
+            "worker_queues": "payments,maintenance",
+            "worker_concurrency": 1,
+            "worker_timeout": 30,
+            **vars,
+        },
+        groups={"workers": [h.name for h in hosts]},
+    )
+    document = yaml.safe_load(path.read_text())
+    for host in hosts:
+        document["hosts"][host.name]["vars"]["app_dir"] = str(host.root / "srv" / "maqsafy")
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return Fleet(hosts, directory, env)
