@@ -1169,6 +1169,7 @@ WORKER_HELP = {
     "env": "run on an inventory environment's worker hosts (runbook workers-restart)",
     "limit": "with --env: only these hosts or groups",
     "check": "with --env: say what would change, change nothing",
+    "inventory": "with --env: the inventory folder (default ./inventory)",
     "json": "print one JSON document",
 }
 
@@ -1275,6 +1276,7 @@ def workers_restart(
     env: str = "",
     limit: str = "",
     check: bool = False,
+    inventory: str = "",
     json: bool = False,
 ) -> None:
     """Restart workers gracefully: warm shutdown, start, verify ping and queues."""
@@ -1283,7 +1285,9 @@ def workers_restart(
     from celery_app import workers
 
     if env and env != "local":
-        run_runbook(c, "workers-restart", env=env, limit=limit, check=check, json=json)
+        run_runbook(
+            c, "workers-restart", env=env, limit=limit, check=check, json=json, inventory=inventory
+        )
         return
     names = node_list(nodes)
     app = container()
