@@ -47,6 +47,7 @@ def _auth(endpoint: Endpoint, timeout: float) -> Finding:
         url = f"unix://{endpoint.path}?db={endpoint.db}"
     else:
         url = f"{endpoint.scheme}://{endpoint.host}:{endpoint.port}/{endpoint.db}"
+        url += f"?{endpoint.query}" if endpoint.query else ""
     anonymous = client_for(url, timeout)
     try:
         anonymous.ping()

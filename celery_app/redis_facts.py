@@ -29,6 +29,7 @@ class Endpoint:
     db: int
     username: str
     has_password: bool
+    query: str = ""  # TLS options such as ssl_cert_reqs; never a secret
 
     @classmethod
     def parse(cls, url: str) -> Endpoint:
@@ -46,6 +47,7 @@ class Endpoint:
             int(db_text) if db_text.isdigit() else 0,
             parts.username or "",
             bool(parts.password),
+            parts.query,
         )
 
     @property

@@ -4,6 +4,8 @@ in files are named by file and line, never shown."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from celery_app import redis_acl
 from celery_app.redis_audit import audit, public_binds
 from runbooks.secret_scan import scan
 from tests.support.redis_app import app_env, invoke
-from tests.support.services import RedisServer, start_redis
+from tests.support.services import RedisServer, free_port, require, start_redis
 
 ADMIN_PW = "audit-admin-pw-8d2e"
 APP_PW = "audit-app-pw-77aa"
@@ -130,3 +132,30 @@ def test_the_scan_names_real_looking_secrets_only(clean_tree: Path, tmp_path: Pa
 )
 def test_public_binds(bind: str, public: list[str]) -> None:
     assert public_binds(bind) == public
+
+
+def test_tls_where_the_server_offers_it(tmp_path: Path) -> None:
+    openssl = shutil.which("openssl")
+    require(openssl is not None, "openssl is not installed (needed to make a test certificate)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [str(openssl), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    tls_port = free_port()
+    server = start_redis(
+        tmp_path / "tls", "--tls-port", str(tls_port), "--tls-cert-file", str(cert),
+        "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
+        password=ADMIN_PW,
+    )  # fmt: skip
+    try:
+        plain = {f.check: f for f in audit(server.url)}
+        assert plain["tls"].level == "warn"
+        assert f"offers TLS on port {tls_port} but the app connects without it" in (
+            plain["tls"].message
+        )
+        secure = audit(f"rediss://:{ADMIN_PW}@127.0.0.1:{tls_port}/0?ssl_cert_reqs=none")
+        assert levels(secure)["tls"] == "ok" and levels(secure)["auth"] == "ok"
+    finally:
+        server.stop()
