@@ -183,6 +183,14 @@ def test_env_points_the_doctor_at_the_inventorys_redis(locked: RedisServer, tmp_
     assert pinged.returncode == 0, pinged.stdout + pinged.stderr
     assert "PONG" in pinged.stdout and PASSWORD not in pinged.stdout
 
+    memory = invoke(env, "maintenance.memory", "--env", "local")
+    assert (memory.returncode, memory.stdout.strip()) == (0, "memory, policy and evictions ok")
+    (tmp_path / "empty").mkdir()
+    audited = invoke(env, "audit.security", "--env", "local", "--path", str(tmp_path / "empty"))
+    assert audited.returncode == 1  # no least-privilege app user on it yet
+    assert f"127.0.0.1:{locked.port}" in audited.stdout and PASSWORD not in audited.stdout
+    assert "[WARN] app user: no ACL user 'maqsafy-app'" in audited.stdout
+
 
 def test_a_failed_save_is_misconf(tmp_path: Path) -> None:
     server = start_redis(tmp_path / "misconf", "--save", "3600 1")
