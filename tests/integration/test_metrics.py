@@ -8,6 +8,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -18,8 +19,8 @@ from celery_app.celery import make_app
 from celery_app.status import collect, workers_pinger
 from tests.support.health import PASSWORD, healthy_env
 from tests.support.money import MoneyEnv
-from tests.support.redis_app import ROOT, invoke
-from tests.support.services import RedisServer, free_port
+from tests.support.redis_app import ROOT, app_env, invoke, migrated_app
+from tests.support.services import RedisServer, free_port, start_redis
 
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 
@@ -121,3 +122,23 @@ def test_a_port_in_use_is_one_line(live: tuple[MoneyEnv, RedisServer]) -> None:
     assert busy.returncode == 2
     assert busy.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}:")
     assert "Traceback" not in busy.stderr
+
+
+def test_a_stopped_redis_is_up_0_and_status_2(tmp_path: Path) -> None:
+    server = start_redis(tmp_path / "redis", password=PASSWORD)
+    env = {**app_env(tmp_path, server.url), "DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"}
+    app = migrated_app(env)
+    server.stop()
+    port = free_port()
+    http = metrics.serve(lambda: collect(app, lambda: []), port)
+    try:
+        text, samples = scrape(port)
+    finally:
+        http.shutdown()
+        app.engine.dispose()
+    roles = "broker,cache,sessions,ratelimit,locks"
+    assert samples[f"maqsafy_redis_up{{roles={roles},server=127.0.0.1:{server.port}}}"] == 0
+    assert samples["maqsafy_status{}"] == 2
+    assert samples["maqsafy_database_up{}"] == 1
+    assert "maqsafy_workers_online{}" not in samples  # not checked: no value rather than a 0
+    assert PASSWORD not in text
