@@ -9,6 +9,8 @@ A host's application folder (``app_dir``)::
     releases/<time>-<sha>/   one unpacked release each (RELEASE, REVISION, .venv, .env -> shared)
     shared/.env              the host's settings (provisioned, never shipped by a deploy)
     shared/run/              worker pidfiles, logs and the release each node was started on
+                             (`worker_run_dir` moves them: on `local`, var/run, where
+                             `invoke workers.stop` finds them)
     current -> releases/...  the live release, switched atomically (ln -s tmp; mv -T)
     incoming/                tarballs while they upload
 """
@@ -58,7 +60,15 @@ ls -1 releases | grep -v '\.tmp$' | sort -r | tail -n +$((KEEP + 1)) | while rea
 done
 """
 
-MIGRATE = r"""
+# The release reads its settings from shared/.env only, not from the shell it was started in.
+CLEAN_ENV = r"""
+roles='MAQSAFY\|REDIS\|DATABASE\|CACHE\|SESSION\|QUEUE'
+for v in $(env | sed -n "s/^\(\($roles\)_[A-Z_]*\)=.*/\1/p"); do unset "$v"; done
+"""
+
+MIGRATE = (
+    CLEAN_ENV
+    + r"""
 cd "$APP_DIR/releases/$NAME" || exit 3
 .venv/bin/python - "$APPLY" <<'PY'
 import sys
@@ -70,9 +80,10 @@ if sys.argv[1] == "yes":
 print(before or "-", migrate.current(app.engine) or "-", migrate.head(app.engine) or "-")
 PY
 """
+)
 
 WORKERS_RUNNING = r"""
-cd "$APP_DIR/shared/run" 2>/dev/null || exit 0
+cd "${RUN_DIR:-$APP_DIR/shared/run}" 2>/dev/null || exit 0
 for n in $NODES; do
   pid=$(cat "$n.pid" 2>/dev/null) && kill -0 "$pid" 2>/dev/null \
     && echo "$n $(cat "$n.release" 2>/dev/null || echo unknown)" || echo "$n stopped"
@@ -83,8 +94,9 @@ done
 # by a timeout that names what still runs; then a start from `current` on the new release. The
 # same steps as the workers-restart book's `celery multi` path, with pidfiles under shared/
 # so they outlive the release they were started from.
-RESTART = r"""
-RUN="$APP_DIR/shared/run"; mkdir -p "$RUN"
+RESTART = (
+    r"""
+RUN="${RUN_DIR:-$APP_DIR/shared/run}"; mkdir -p "$RUN"
 for n in $NODES; do
   pid=$(cat "$RUN/$n.pid" 2>/dev/null) || continue
   kill -TERM "$pid" 2>/dev/null || continue
@@ -99,15 +111,20 @@ for n in $NODES; do
   rm -f "$RUN/$n.pid"
 done
 cd "$APP_DIR/current" || exit 3
+"""
+    + CLEAN_ENV
+    + r"""
 export MAQSAFY_RELEASE="$NAME"
 set --
 for n in $NODES; do set -- "$@" "$n@$HOSTNAME_"; done
-.venv/bin/python -m celery multi start "$@" -A celery_app -Q "$QUEUES" -c "$CONC" \
+.venv/bin/python -m celery multi start "$@" -A celery_app -Q "$W_QUEUES" -c "$CONC" \
   --pidfile="$RUN/%n.pid" --logfile="$RUN/%n%I.log" -l info \
   --without-gossip --without-mingle >"$RUN/multi.out" 2>&1 \
-  || { tail -3 "$RUN/multi.out" >&2; exit 1; }
+  && ! grep -q FAILED "$RUN/multi.out" \
+  || { grep -v '^\s*$' "$RUN/multi.out" | tail -4 >&2; exit 1; }
 for n in $NODES; do echo "$NAME" > "$RUN/$n.release"; done
 """
+)
 
 
 def app_dir(ctx: StepContext) -> str:
@@ -115,6 +132,11 @@ def app_dir(ctx: StepContext) -> str:
     if not value.startswith("/"):
         raise OSError(f"app_dir must be an absolute path, got {value!r}")
     return value
+
+
+def run_dir(ctx: StepContext) -> str:
+    """Where worker pidfiles live ('' means the default, <app_dir>/shared/run)."""
+    return str(ctx.vars.get("worker_run_dir") or "")
 
 
 def nodes(ctx: StepContext) -> list[str]:
@@ -233,7 +255,8 @@ def switch(ctx: StepContext, params: dict[str, Any]) -> Outcome:
 
 def running(ctx: StepContext, app: str) -> dict[str, str]:
     """Node -> the release it was started on, or 'stopped'."""
-    done = _run(ctx, WORKERS_RUNNING, {"APP_DIR": app, "NODES": " ".join(nodes(ctx))})
+    env = {"APP_DIR": app, "NODES": " ".join(nodes(ctx)), "RUN_DIR": run_dir(ctx)}
+    done = _run(ctx, WORKERS_RUNNING, env)
     return dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
 
 
@@ -251,7 +274,8 @@ def restart(ctx: StepContext, params: dict[str, Any]) -> Outcome:
         "NAME": name,
         "NODES": " ".join(nodes(ctx)),
         "HOSTNAME_": ctx.host,
-        "QUEUES": str(ctx.vars.get("worker_queues", "payments,maintenance,ops")),
+        "RUN_DIR": run_dir(ctx),
+        "W_QUEUES": str(ctx.vars.get("worker_queues", "payments,maintenance,ops")),
         "CONC": str(ctx.vars.get("worker_concurrency", 2)),
         "TIMEOUT": str(int(float(ctx.vars.get("worker_timeout", 60)))),
     }

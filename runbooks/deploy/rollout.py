@@ -192,7 +192,29 @@ class _Context:
             "worker_concurrency": 2,
             "worker_timeout": 60,
             "keep_releases": 5,
+            "worker_run_dir": str(Path(app.settings.var_dir) / "run")
+            if environment == "local"
+            else "",
         }
+
+    def provision_local(self) -> None:
+        """On `local`, write shared/.env once from this process's settings (absolute paths)."""
+        if self.environment != "local" or self.check:
+            return
+        shared = Path(str(self.vars["app_dir"])) / "shared"
+        env_file = shared / ".env"
+        if env_file.exists():
+            return
+        shared.mkdir(parents=True, exist_ok=True)
+        kept = {
+            k: v
+            for k, v in self.environ.items()
+            if re.match(r"(REDIS|DATABASE|CACHE|SESSION|QUEUE)_", k)
+            or (k.startswith("MAQSAFY_") and k not in ("MAQSAFY_ENV_FILE", "MAQSAFY_RELEASE"))
+        }
+        kept["MAQSAFY_VAR_DIR"] = str(Path(self.app.settings.var_dir).absolute())
+        env_file.touch(mode=0o600)
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in sorted(kept.items())))
 
     def _environment_app(self) -> Any:
         if self.environment == "local":
@@ -420,6 +442,7 @@ def _deploy_phases(
     started: dt.datetime,
     report: DeployReport,
 ) -> None:
+    ctx.provision_local()
     pre = ctx.run("preflight", [{"name": "disk and settings", "deploy.preflight": {}}], report)
     before = {n: h.steps[0].data.get("current", "") for n, h in pre.hosts.items() if h.steps}
     if not pre.ok:
