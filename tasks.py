@@ -509,7 +509,6 @@ def redis_doctor(c: Context, role: str = "", env: str = "", json: bool = False) 
     """Diagnose Redis layer by layer; exit 0 ok, 1 warning, 2 critical."""
     from celery_app import findings
     from celery_app import redis_doctor as doctor
-
     from celery_app.redis_facts import Endpoint
     from runbooks.facts.docker import explain_unreachable
     from runbooks.targets import LocalTarget
@@ -602,7 +601,7 @@ def status(c: Context, env: str = "", json: bool = False) -> None:
     app = redis_app(env)
     celery = make_app(app.settings)
     try:
-        result = health.collect(app, health.workers_pinger(celery, timeout=1.0))
+        result = health.collect(app, health.workers_reader(celery, timeout=1.0))
     finally:
         celery.close()
 
@@ -635,9 +634,9 @@ def metrics_serve(c: Context, port: str = "9808", host: str = "127.0.0.1", env: 
     with operator_errors():
         number = whole_number(port, "--port", 1, 65535)
     app = redis_app(env)
-    ping = health.workers_pinger(make_app(app.settings), timeout=1.0)
+    read = health.workers_reader(make_app(app.settings), timeout=1.0)
     try:
-        server = metrics.serve(lambda: health.collect(app, ping), number, host)
+        server = metrics.serve(lambda: health.collect(app, read), number, host)
     except OSError as exc:
         raise Exit(f"error: cannot listen on {host}:{number}: {exc.strerror or exc}", 2) from None
     print(f"serving metrics on http://{host}:{number}/metrics (Ctrl-C stops)", flush=True)

@@ -116,9 +116,14 @@ class StatusCollector(Collector):
         yield overall
         yield from _redis_metrics(status)
         workers = _gauge("workers_online", "worker nodes that answered ping")
+        info = _gauge(
+            "worker_info", "1 per worker node, labelled with its release", ("node", "release")
+        )
         if status.workers is not None:
             workers.add_metric([], len(status.workers))
-        yield workers
+            for node in status.workers:
+                info.add_metric([node["name"], str(node["release"])], 1.0)
+        yield from (workers, info)
         yield from _queue_metrics(status)
         yield from _sql_metrics(status)
         duration = _gauge("scrape_duration_seconds", "how long reading the status took")

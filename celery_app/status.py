@@ -8,7 +8,6 @@ cron and monitoring use: 0 healthy, 1 warning, 2 critical.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,12 +29,16 @@ QUEUE_AGE_WARN = 300.0  # seconds a message may wait before the queue is called 
 RECONCILE_MAX_AGE = dt.timedelta(hours=2)  # beat reconciles hourly
 STUCK_MIN_AGE = 120.0  # a pending request older than this (and 4 relay periods) is stuck
 
-PingWorkers = Callable[[], list[str]]
+ReadWorkers = Callable[[], list[dict[str, Any]]]
 
 
-def workers_pinger(celery: Celery, timeout: float = 1.0) -> PingWorkers:
-    """Ping the workers through the app's remote control; the nodes that answered in time."""
-    return functools.partial(workers.ping, celery, timeout)
+def workers_reader(celery: Celery, timeout: float = 1.0) -> ReadWorkers:
+    """Ask the workers through the app's remote control: name, queues, release of each node."""
+
+    def read() -> list[dict[str, Any]]:
+        return [node.as_dict() for node in workers.status(celery, timeout)]
+
+    return read
 
 
 @dataclass
@@ -44,7 +47,7 @@ class Status:
 
     redis: list[dict[str, Any]] = field(default_factory=list)
     database: dict[str, Any] = field(default_factory=dict)
-    workers: list[str] | None = None
+    workers: list[dict[str, Any]] | None = None  # name, queues, release, active, ...
     queues: list[dict[str, Any]] | None = None
     failed_24h: int | None = None
     outbox: dict[str, Any] | None = None
@@ -136,9 +139,9 @@ def _database(app: Container, status: Status) -> bool:
     return True
 
 
-def _workers(ping: PingWorkers, status: Status) -> None:
+def _workers(read: ReadWorkers, status: Status) -> None:
     try:
-        status.workers = ping()
+        status.workers = read()
     except Exception as exc:  # kombu/redis errors from the remote-control round trip
         status.findings.append(_down("workers", exc))
         return
@@ -150,6 +153,28 @@ def _workers(ping: PingWorkers, status: Status) -> None:
                 "no worker answered ping: nothing consumes the queues, payments wait",
                 ("the workers are stopped or crashed", "the workers use another broker"),
                 "invoke workers.status; start or restart the workers",
+            )
+        )
+        return
+    if not any("payments" in node["queues"] for node in status.workers):
+        status.findings.append(
+            Finding(
+                "workers",
+                "critical",
+                "no worker consumes the payments queue",
+                ("the workers were started with -Q without payments",),
+                "invoke workers.status; restart a worker with -Q payments",
+            )
+        )
+    releases = sorted({str(node["release"]) for node in status.workers})
+    if len(releases) > 1:
+        status.findings.append(
+            Finding(
+                "workers",
+                "warn",
+                f"workers run different releases: {', '.join(releases)}",
+                ("a deploy stopped part way", "a host was left out of the last deploy"),
+                "invoke deploy.releases; finish the deploy or roll back",
             )
         )
 
@@ -249,12 +274,12 @@ def _sql_sections(app: Container, status: Status, now: dt.datetime) -> None:
         )
 
 
-def collect(app: Container, ping: PingWorkers, now: dt.datetime | None = None) -> Status:
+def collect(app: Container, read: ReadWorkers, now: dt.datetime | None = None) -> Status:
     """Read every section; a section that cannot be read adds a critical finding."""
     now = now or dt.datetime.now(dt.UTC)
     status = Status()
     if _redis(app, status):
-        _workers(ping, status)
+        _workers(read, status)
         _queues(app, status)
     else:
         status.findings.append(
@@ -291,14 +316,13 @@ def render(d: dict[str, Any]) -> list[str]:
         f"database  {db['url']}: " + (f"up, schema {db['revision']}" if db["up"] else "DOWN")
     )
     workers = d["workers"]
-    lines.append(
-        "workers   "
-        + (
-            "not checked"
-            if workers is None
-            else f"{len(workers)} online" + (f": {', '.join(workers)}" if workers else "")
+    if workers is None:
+        lines.append("workers   not checked")
+    else:
+        shown = [f"{w['name']} ({w['release']}: {','.join(w['queues'])})" for w in workers]
+        lines.append(
+            f"workers   {len(workers)} online" + (f": {', '.join(shown)}" if shown else "")
         )
-    )
     for q in d["queues"] or []:
         age = q["oldest_waiting"]
         lines.append(

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from celery_app import metrics
 from celery_app.celery import make_app
-from celery_app.status import collect, workers_pinger
+from celery_app.status import collect, workers_reader
 from tests.support.health import PASSWORD, healthy_env
 from tests.support.money import MoneyEnv
 from tests.support.redis_app import ROOT, app_env, invoke, migrated_app
@@ -45,9 +45,9 @@ def scrape(port: int) -> tuple[str, dict[str, float]]:
 def test_the_exporter_serves_every_section(live: tuple[MoneyEnv, RedisServer]) -> None:
     money, server = live
     app = money.container
-    ping = workers_pinger(make_app(app.settings), timeout=1.0)
+    read = workers_reader(make_app(app.settings), timeout=1.0)
     port = free_port()
-    http = metrics.serve(lambda: collect(app, ping), port)
+    http = metrics.serve(lambda: collect(app, read), port)
     try:
         text, samples = scrape(port)
     finally:
@@ -60,6 +60,8 @@ def test_the_exporter_serves_every_section(live: tuple[MoneyEnv, RedisServer]) -
     assert samples[f"maqsafy_redis_evicted_keys_total{{{where}}}"] == 0
     assert samples[f"maqsafy_redis_used_memory_bytes{{{where}}}"] > 0
     assert samples["maqsafy_workers_online{}"] == 1
+    [info] = [k for k in samples if k.startswith("maqsafy_worker_info{")]
+    assert "node=health@test" in info
     assert {"queue=payments", "queue=maintenance", "queue=ops"} <= {
         k[len("maqsafy_queue_waiting{") : -1]
         for k in samples

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from celery_app import queues, redis_acl, submit
+from celery_app import queues, redis_acl, submit, workers
 from celery_app.cache import Cache
 from celery_app.celery import make_app
-from celery_app.status import workers_pinger
 from tests.integration.test_money_exactly_once import assert_exactly_once, submit_purchases
 from tests.support.money import MoneyEnv, money_env
 from tests.support.redis_app import app_env, invoke
@@ -84,7 +83,7 @@ def test_money_runs_under_the_least_privilege_user(server: RedisServer, tmp_path
         assert_exactly_once(money, requests=34)
 
         app = money.container
-        assert workers_pinger(make_app(app.settings), timeout=1.0)() == ["acl@test"]
+        assert workers.ping(make_app(app.settings), timeout=1.0) == ["acl@test"]
         assert {s.name for s in queues.queue_stats(app.redis("broker"))} == {
             "payments",
             "maintenance",

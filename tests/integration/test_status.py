@@ -12,7 +12,8 @@ from sqlalchemy import update
 from celery_app import failed_tasks, settlement
 from celery_app.celery import make_app
 from celery_app.models import Account
-from celery_app.status import collect, workers_pinger
+from celery_app.status import collect, workers_reader
+from celery_app.worker_process import start_worker
 from tests.support.health import PASSWORD, fail_a_task, healthy_env
 from tests.support.money import MoneyEnv
 from tests.support.redis_app import invoke
@@ -40,7 +41,8 @@ def test_healthy_is_exit_0(live: tuple[MoneyEnv, RedisServer]) -> None:
     money, _server = live
     code, data, _ = status(money)
     assert (code, data["level"], checks(data)) == (0, "ok", [])
-    assert data["workers"] == ["health@test"]
+    [node] = data["workers"]  # type: ignore[misc]
+    assert (node["name"], node["queues"]) == ("health@test", ["maintenance", "payments"])
     [redis] = data["redis"]  # type: ignore[misc]
     assert redis["up"] and redis["policy"] == "noeviction" and redis["version"].startswith("7")
     assert data["outbox"] == {"pending": 0, "oldest_seconds": None}
@@ -73,10 +75,10 @@ def test_failures_warn_and_a_ledger_discrepancy_is_critical(
 ) -> None:
     money, _server = live
     app = money.container
-    ping = workers_pinger(make_app(app.settings), timeout=1.0)
+    read = workers_reader(make_app(app.settings), timeout=1.0)
     fail_a_task(app, "t1")
     try:
-        found = collect(app, ping)
+        found = collect(app, read)
         assert (found.level, found.failed_24h) == ("warn", 1)
     finally:
         failed_tasks.flush(app.uow)
@@ -90,7 +92,7 @@ def test_failures_warn_and_a_ledger_discrepancy_is_critical(
         uow.commit()
     try:
         assert not settlement.reconcile(app).balanced
-        found = collect(app, ping)
+        found = collect(app, read)
         assert found.level == "critical"
         assert [f.check for f in found.findings] == ["reconciliation"]
     finally:
@@ -119,3 +121,26 @@ def test_redis_stopped_is_exit_2(tmp_path: Path) -> None:
     assert "workers   not checked" in done.stdout
     assert "database  sqlite" in done.stdout  # the other sections are still read
     assert PASSWORD not in done.stdout and not done.stderr
+
+
+def test_workers_on_two_releases_warn(live: tuple[MoneyEnv, RedisServer], tmp_path: Path) -> None:
+    money, _server = live
+    other = start_worker(
+        "other@test",
+        tmp_path / "other.log",
+        queues="maintenance",
+        concurrency=1,
+        env={**money.env, "MAQSAFY_RELEASE": "20261128T000000Z-abc1234"},
+    )
+    try:
+        other.wait_ready()
+        found = collect(money.container, workers_reader(make_app(money.container.settings)))
+    finally:
+        other.kill()
+    assert found.level == "warn"
+    [finding] = found.findings
+    assert finding.message.startswith("workers run different releases: ")
+    assert "20261128T000000Z-abc1234" in finding.message
+    assert {w["name"]: w["release"] for w in found.workers or []}["other@test"] == (
+        "20261128T000000Z-abc1234"
+    )
