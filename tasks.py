@@ -471,6 +471,17 @@ redis_ns.add_task(redis_keyspace, "keyspace")
 # --- redis health (issue 6): ping, doctor ---------------------------------------------------
 
 
+def health_app(env: str) -> Any:
+    """redis_app(env), with the embedded default's private Redis started as any command would."""
+    app = redis_app(env)
+    if app.settings.embedded_redis:
+        from celery_app.embedded import ensure_embedded_redis
+
+        with operator_errors():
+            ensure_embedded_redis(app.settings.var_dir)
+    return app
+
+
 def _role(role: str) -> str | None:
     from celery_app.settings import ROLES
 
@@ -491,7 +502,7 @@ def redis_ping(c: Context, role: str = "broker", env: str = "", json: bool = Fal
     from celery_app import findings, redis_doctor
 
     name = _role(role) or "broker"
-    app = redis_app(env)
+    app = health_app(env)
     result = redis_doctor.ping(app.settings.redis_url(name))
     emit(result.as_dict(), json, lambda _: print("\n".join(findings.render_lines([result]))))
     if result.level != "ok":
@@ -514,7 +525,7 @@ def redis_doctor(c: Context, role: str = "", env: str = "", json: bool = False) 
     from runbooks.targets import LocalTarget
 
     only = _role(role)
-    app = redis_app(env)
+    app = health_app(env)
     results = doctor.diagnose(app.settings.redis_urls, app.keyspace, only)
     docker: dict[str, list[str]] = {}  # the page's Docker causes, checked on this machine
     for result in results:
@@ -569,7 +580,7 @@ def redis_acl(
     from celery_app import redis_acl as acl
     from celery_app.redis_facts import Endpoint
 
-    app = redis_app(env)
+    app = health_app(env)
     db = Endpoint.parse(app.settings.redis_url("broker")).db
     if not apply:
         print(acl.render(user, app.keyspace.prefix, password_env, db))
@@ -598,7 +609,7 @@ def status(c: Context, env: str = "", json: bool = False) -> None:
     from celery_app import status as health
     from celery_app.celery import make_app
 
-    app = redis_app(env)
+    app = health_app(env)
     celery = make_app(app.settings)
     try:
         result = health.collect(app, health.workers_reader(celery, timeout=1.0))
@@ -633,7 +644,7 @@ def metrics_serve(c: Context, port: str = "9808", host: str = "127.0.0.1", env: 
 
     with operator_errors():
         number = whole_number(port, "--port", 1, 65535)
-    app = redis_app(env)
+    app = health_app(env)
     read = health.workers_reader(make_app(app.settings), timeout=1.0)
     try:
         server = metrics.serve(lambda: health.collect(app, read), number, host)
@@ -673,7 +684,7 @@ def audit_security(
     root = Path(path) if path else Path(__file__).resolve().parent
     if not root.is_dir():
         raise Exit(f"error: --path: no folder {str(root)!r}", 2)
-    app = redis_app(env)
+    app = health_app(env)
     audited = [
         (Endpoint.parse(url).display, roles, audit(url, user))
         for url, roles in servers(app.settings.redis_urls)
@@ -852,7 +863,7 @@ def maintenance_memory(c: Context, env: str = "", json: bool = False) -> None:
     """Check Redis memory, policy, evictions and persistence (beat: every 5 min); exit 0/1/2."""
     from celery_app import findings, maintenance
 
-    app = redis_app(env)
+    app = health_app(env)
     report = maintenance.memory_check(app)
     emit(
         report.as_dict(),
@@ -918,7 +929,7 @@ def maintenance_locks(c: Context, env: str = "") -> None:
     """Delete lock keys that would never expire (beat: every 10 min)."""
     from celery_app import maintenance
 
-    app = redis_app(env)
+    app = health_app(env)
     with operator_errors():
         removed = maintenance.sweep_stale_locks(app)
     print(f"swept {removed} lock key(s) without a TTL; live locks untouched")

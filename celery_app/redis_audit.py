@@ -12,6 +12,7 @@ Nothing here changes the server. Checks that need an admin say so when run as a 
 from __future__ import annotations
 
 import ipaddress
+import os
 
 import redis
 
@@ -44,6 +45,14 @@ def public_binds(bind: str) -> list[str]:
 
 def _auth(endpoint: Endpoint, timeout: float) -> Finding:
     if endpoint.scheme == "unix":
+        try:
+            mode = os.stat(endpoint.path).st_mode & 0o777
+        except OSError:
+            mode = 0o777
+        if not mode & 0o077:  # the embedded default's --unixsocketperm 700
+            return Finding(
+                "auth", "ok", f"unix socket only its owner may open (mode {mode:o}): no password"
+            )
         url = f"unix://{endpoint.path}?db={endpoint.db}"
     else:
         url = f"{endpoint.scheme}://{endpoint.host}:{endpoint.port}/{endpoint.db}"
@@ -79,7 +88,9 @@ def _config_findings(config: dict[str, str] | None, endpoint: Endpoint) -> list[
         ]
     found: list[Finding] = []
     exposed = public_binds(config.get("bind", ""))
-    if exposed:
+    if config.get("port") == "0" and config.get("tls-port", "0") in ("", "0"):
+        found.append(Finding("bind", "ok", "no TCP port (port 0): unix socket only"))
+    elif exposed:
         found.append(
             Finding(
                 "bind",

@@ -15,7 +15,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-CONFIG_KEYS = ("save", "appendonly", "protected-mode", "bind", "maxmemory-policy", "tls-port")
+CONFIG_KEYS = (
+    "save", "appendonly", "protected-mode", "bind", "port", "maxmemory-policy", "tls-port",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import redis
 from celery_app.findings import Finding
 from celery_app.keyspace import Keyspace
 from celery_app.redis_doctor import Diagnosis, diagnose, diagnose_url, ping
+from runbooks.redis_env import REDIS_VARIABLES
 from tests.support.redis_app import app_env, invoke
 from tests.support.services import RedisServer, free_port, start_redis, wait_for
 
@@ -244,3 +245,22 @@ def test_a_server_loading_its_dataset_is_loading(tmp_path: Path) -> None:
     finally:
         server.process.kill()
         server.process.wait()
+
+
+def test_the_embedded_default_is_started_and_passes(tmp_path: Path) -> None:
+    env = {
+        **dict.fromkeys(REDIS_VARIABLES, ""),  # no Redis configured: the embedded default
+        "MAQSAFY_VAR_DIR": str(tmp_path / "var"),
+        "MAQSAFY_ENV_FILE": str(tmp_path / "no.env"),
+    }
+    try:
+        pinged = invoke(env, "redis.ping")
+        assert pinged.returncode == 0, pinged.stdout + pinged.stderr
+        assert pinged.stdout.startswith(f"[ok  ] ping: PONG from unix://{tmp_path}/var/redis.sock")
+        (tmp_path / "empty").mkdir()
+        audited = invoke(env, "audit.security", "--json", "--path", str(tmp_path / "empty"))
+        [server] = json.loads(audited.stdout)["redis"]
+        checks = {f["check"]: f["level"] for f in server["findings"]}
+        assert (checks["auth"], checks["bind"]) == ("ok", "ok")  # socket mode 700, port 0
+    finally:
+        invoke(env, "stop")
