@@ -1,0 +1,210 @@
+"""Time a deploy to N loopback sshd hosts, phase by phase: ours versus a sequential Fabric script.
+
+    python -m benchmarks.deploy --hosts 10 [--serial 5]
+
+Starts N real OpenSSH servers (as the tests do), a private Redis and a PostgreSQL database, and
+a git repository of the project at HEAD. Then the same release goes out twice, each time to
+fresh app folders and starting real workers on every host:
+
+- **ours**: ``runbooks.deploy.rollout.deploy`` (the release built once with its .venv, shipped
+  over SFTP to every host at once, one shell session per host, migrate once, restart per
+  ``--serial`` batch behind the health gate);
+- **sequential**: a plain Fabric script doing the same steps one host after another, each
+  command its own exec channel, as such scripts are written: ``put`` the ``git archive``
+  tarball, unpack, build the virtual environment on the host (``python -m venv`` plus the same
+  dependency layer and the same check), link ``.env``, migrate on the first host, switch
+  ``current``, warm-stop and start the worker (the same ``celery worker --detach``), then wait
+  until ``celery inspect ping`` answers from the host (what the workers-restart book does).
+
+The last line is ``ratio sequential/ours: X.X``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from benchmarks.support import private_redis
+from celery_app import bootstrap, migrate
+from celery_app.settings import load_settings
+from runbooks.deploy import hostside, release, rollout
+from tests.support.deploy import make_fleet, make_repo
+from tests.support.services import create_pg_database
+from tests.support.sshd import SSHHost, start_sshd_hosts, stop_all
+
+PLAIN = "srv/plain"
+
+
+@contextlib.contextmanager
+def phase(times: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        times[name] = times.get(name, 0.0) + time.perf_counter() - started
+
+
+def sequential(
+    hosts: list[SSHHost], repo: Path, ref: str, work: Path, env: dict[str, str]
+) -> dict[str, float]:
+    """The same deploy as a plain Fabric script: one host after another, a channel per command."""
+    import redis
+    from fabric import Connection
+    from sqlalchemy import create_engine, text
+
+    times: dict[str, float] = {}
+    connect = {"key_filename": str(hosts[0].key), "look_for_keys": False}
+    connections = [Connection(h.address, user=h.user, port=h.port, connect_kwargs=connect)
+                   for h in hosts]  # fmt: skip
+    python = os.path.realpath(sys.executable)
+    deps = release.deps_site()
+    with phase(times, "preflight"):
+        redis.Redis.from_url(env["REDIS_URL"]).ping()
+        with create_engine(env["DATABASE_URL"]).connect() as db:
+            db.execute(text("SELECT 1"))
+        for c, h in zip(connections, hosts, strict=True):
+            c.run(f"df -Pk {h.root} | tail -1", hide=True)
+            c.run(f"test -f {h.root}/{PLAIN}/shared/.env", hide=True)
+    with phase(times, "build"):
+        sha = release.resolve(repo, ref)
+        name = release.release_name(sha)
+        tarball = work / f"{name}.tar.gz"
+        subprocess.run(
+            ["git", "-C", str(repo), "archive", "--format=tar.gz", "-o", str(tarball), sha],
+            check=True,
+        )
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    with phase(times, "ship"):
+        for c, h in zip(connections, hosts, strict=True):
+            app = f"{h.root}/{PLAIN}"
+            target = f"{app}/releases/{name}"
+            c.run(f"mkdir -p {target}", hide=True)
+            c.put(str(tarball), f"{app}/{name}.tar.gz")
+            c.run(f"tar -xzf {app}/{name}.tar.gz -C {target} && rm {app}/{name}.tar.gz", hide=True)
+            c.run(f"ln -sfn ../../shared/.env {target}/.env", hide=True)
+            c.run(f"{python} -m venv --without-pip {target}/.venv", hide=True)
+            c.run(f"printf '../../../..\\n{deps}\\n' > {target}/.venv/lib/{version}/site-packages/"
+                  "release.pth", hide=True)  # fmt: skip
+            c.run(f'cd {target} && .venv/bin/python -c "{hostside.FIND_SPEC}"', hide=True)
+    with phase(times, "migrate"):
+        first = f"{hosts[0].root}/{PLAIN}/releases/{name}"
+        connections[0].run(
+            f"cd {first} && .venv/bin/python -c 'from celery_app import bootstrap, migrate; "
+            "migrate.upgrade(bootstrap.build().engine)'",
+            hide=True,
+        )
+    with phase(times, "cache"):
+        from celery_app import cache
+
+        cache.clear_for(bootstrap.build(load_settings(env)))
+    with phase(times, "rollout"):
+        for c, h in zip(connections, hosts, strict=True):
+            app = f"{h.root}/{PLAIN}"
+            c.run(f"cd {app} && ln -sfn releases/{name} current.tmp && mv -T current.tmp current",
+                  hide=True)  # fmt: skip
+            c.run(
+                f"mkdir -p {app}/run; p=$(cat {app}/run/p1.pid 2>/dev/null) && kill -TERM $p "
+                "&& while kill -0 $p 2>/dev/null; do sleep 0.2; done; true",
+                hide=True,
+            )
+            c.run(
+                f"cd {app}/current && MAQSAFY_RELEASE={name} .venv/bin/python -m celery "
+                f"-A celery_app worker --detach -n p1@{h.name} -Q payments,maintenance -c 1 "
+                f"--pidfile={app}/run/p1.pid --logfile={app}/run/p1.log "
+                "--without-gossip --without-mingle",
+                hide=True,
+            )
+            c.run(
+                f"cd {app}/current && for i in $(seq 30); do .venv/bin/python -m celery "
+                f"-A celery_app inspect ping -t 2 -d p1@{h.name} >/dev/null 2>&1 && exit 0; "
+                "sleep 0.5; done; exit 1",
+                hide=True,
+            )
+    for c in connections:
+        c.close()
+    return times
+
+
+def ours(fleet: Any, repo: Path, ref: str, app: Any, serial: int | None) -> dict[str, float]:
+    started = time.perf_counter()
+    request = rollout.DeployRequest(
+        environment="test", ref=ref, repo=repo, inventory_dir=fleet.inventory_dir, serial=serial
+    )
+    report = rollout.deploy(app, request, {})
+    total = time.perf_counter() - started
+    if not report.ok:
+        raise RuntimeError(f"our deploy failed: {report.message}")
+    times = {p: float(v["seconds"]) for p, v in report.phases.items() if "seconds" in v}
+    times["build+cache+lock"] = total - sum(times.values())
+    return times
+
+
+def kill_pidfiles(folders: list[Path]) -> None:
+    for folder in folders:
+        for pidfile in folder.glob("*.pid"):
+            with contextlib.suppress(ValueError, OSError):
+                os.killpg(int(pidfile.read_text().strip()), signal.SIGKILL)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=10)
+    parser.add_argument("--serial", type=int, default=5, help="our hosts per batch (0: all)")
+    args = parser.parse_args(argv)
+    if not 1 <= args.hosts <= 250:
+        parser.error("--hosts must be from 1 to 250 (one loopback address each)")
+    work = Path(tempfile.mkdtemp(prefix="maqsafy-deploy-bench-"))
+    print(f"starting {args.hosts} sshd hosts, Redis and a PostgreSQL database ...", flush=True)
+    hosts = start_sshd_hosts(work / "hosts", args.hosts)
+    url, drop = create_pg_database()
+    try:
+        with private_redis() as port:
+            redis_url = f"redis://127.0.0.1:{port}/0"
+            env = {"REDIS_URL": redis_url, "DATABASE_URL": url,
+                   "MAQSAFY_VAR_DIR": str(work / "var"),
+                   "MAQSAFY_ENV_FILE": str(work / "none")}  # fmt: skip
+            app = bootstrap.build(load_settings(env))
+            migrate.upgrade(app.engine)
+            repo = make_repo(work / "repo")
+            fleet = make_fleet(work / "inventory", hosts, redis_url, url)
+            for h in hosts:  # the plain script's hosts get the same provisioned .env
+                plain = h.root / PLAIN / "shared"
+                plain.mkdir(parents=True)
+                shutil.copy(h.root / "srv/maqsafy/shared/.env", plain / ".env")
+            try:
+                mine = ours(fleet, repo, "v1", app, args.serial or None)
+                fleet.kill_workers()
+                theirs = sequential(hosts, repo, "v1", work, env)
+            finally:
+                fleet.kill_workers()
+                kill_pidfiles([h.root / PLAIN / "run" for h in hosts])
+                app.engine.dispose()
+    finally:
+        stop_all(hosts)
+        drop()
+        shutil.rmtree(work, ignore_errors=True)
+    batches = f"serial {args.serial}" if args.serial else "all at once"
+    print(f"ours ({args.hosts} hosts, {batches}):")
+    for name, seconds in mine.items():
+        print(f"  {name:<18} {seconds:6.2f} s")
+    print(f"  {'total':<18} {sum(mine.values()):6.2f} s")
+    print(f"sequential Fabric script ({args.hosts} hosts, one after another):")
+    for name, seconds in theirs.items():
+        print(f"  {name:<18} {seconds:6.2f} s")
+    print(f"  {'total':<18} {sum(theirs.values()):6.2f} s")
+    print(f"ratio sequential/ours: {sum(theirs.values()) / sum(mine.values()):.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
