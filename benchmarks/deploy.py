@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from benchmarks.support import private_redis
 from celery_app import bootstrap, migrate
 from celery_app.settings import load_settings
 from runbooks.deploy import hostside, release, rollout
-from tests.support.deploy import make_fleet, make_repo
+from tests.support.deploy import kill_pidfiles, make_fleet, make_repo
 from tests.support.services import create_pg_database
 from tests.support.sshd import SSHHost, start_sshd_hosts, stop_all
 
@@ -147,13 +146,6 @@ def ours(fleet: Any, repo: Path, ref: str, app: Any, serial: int | None) -> dict
     times = {p: float(v["seconds"]) for p, v in report.phases.items() if "seconds" in v}
     times["build+cache+lock"] = total - sum(times.values())
     return times
-
-
-def kill_pidfiles(folders: list[Path]) -> None:
-    for folder in folders:
-        for pidfile in folder.glob("*.pid"):
-            with contextlib.suppress(ValueError, OSError):
-                os.killpg(int(pidfile.read_text().strip()), signal.SIGKILL)
 
 
 def main(argv: list[str] | None = None) -> int:

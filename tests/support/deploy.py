@@ -74,15 +74,34 @@ class Fleet:
         }
 
     def kill_workers(self) -> None:
-        """SIGKILL every worker a deploy started (each is its own session leader)."""
-        for host in self.hosts:
-            for pidfile in (self.app_dir(host) / "shared" / "run").glob("*.pid"):
-                with contextlib.suppress(ValueError, OSError):
-                    os.killpg(int(pidfile.read_text().strip()), signal.SIGKILL)
+        """SIGKILL every worker a deploy started, with its pool."""
+        kill_pidfiles([self.app_dir(h) / "shared" / "run" for h in self.hosts])
+
+
+def kill_pidfiles(folders: list[Path]) -> None:
+    """SIGKILL the process group of each worker whose pidfile is in `folders`.
+
+    A detached worker forks twice around setsid, so it is not its group's leader: the group to
+    kill is getpgid(pid) (main process and pool children), never this process's own.
+    """
+    for folder in folders:
+        for pidfile in folder.glob("*.pid"):
+            with contextlib.suppress(ValueError, OSError):
+                pid = int(pidfile.read_text().strip())
+                group = os.getpgid(pid)
+                if group == os.getpgid(0):
+                    os.kill(pid, signal.SIGKILL)
+                else:
+                    os.killpg(group, signal.SIGKILL)
 
 
 def make_fleet(
-    directory: Path, hosts: list[SSHHost], redis_url: str, database_url: str, **vars: object
+    directory: Path,
+    hosts: list[SSHHost],
+    redis_url: str,
+    database_url: str,
+    environment: str = "test",
+    **vars: object,
 ) -> Fleet:
     """Write the inventory (group workers) and each host's shared/.env."""
     env = {
@@ -97,7 +116,7 @@ def make_fleet(
         (shared / ".env").write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
     path = write_inventory(
         directory,
-        "test",
+        environment,
         hosts,
         vars={
             "redis_url": redis_url,
