@@ -1,7 +1,7 @@
 """A deployable fleet for tests: a git repo with tags v1 and v2, sshd hosts with app folders.
 
 The repository is the project's own tree at HEAD (``git archive``), committed as ``v1``, then
-with a changed ``VERSION`` file as ``v2``, so the two releases differ. Each host gets
+with a changed ``VERSION`` file and a new (no-op) migration ``9001`` as ``v2``. Each host gets
 ``<root>/srv/maqsafy/shared/.env`` pointing at the test's Redis and database (what provisioning
 does on a real host); the deploy starts the workers itself.
 """
@@ -17,13 +17,32 @@ from pathlib import Path
 
 import yaml
 
+from runbooks.deploy import release
 from tests.support.sshd import SSHHost, write_inventory
 
 PROJECT = Path(__file__).resolve().parents[2]
 
 
+# v2 adds a (no-op) migration, so rolling back from it leaves the database ahead of the code.
+V2_MIGRATION = """\"\"\"deploy test: a schema change v3 brings\"\"\"
+
+revision = "9001"
+down_revision = "%s"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
+"""
+
+
 def make_repo(directory: Path) -> Path:
-    """A git repository of the project's HEAD tagged v1, and v2 with a changed VERSION."""
+    """The project's HEAD tagged v1; v2 with a changed VERSION and one more migration."""
     directory.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(
         ["git", "-C", str(PROJECT), "archive", "--format=tar", "HEAD"],
@@ -46,7 +65,10 @@ def make_repo(directory: Path) -> Path:
     git("commit", "-q", "-m", "v1")
     git("tag", "v1")
     (directory / "VERSION").write_text("v2\n")
-    git("commit", "-q", "-am", "v2")
+    head = release.migration_head(directory)
+    (directory / "migrations" / "versions" / "9001_deploy_test.py").write_text(V2_MIGRATION % head)
+    git("add", "-A")
+    git("commit", "-q", "-m", "v2: a new version and a migration")
     git("tag", "v2")
     return directory
 
