@@ -12,8 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# The day runs on a real deploy: HEAD released to this machine (var/deploy) and its worker
+# posting beside the demo's own; both are stopped afterwards, whatever the day's outcome.
 demo: $(STAMP)
-	$(BIN)/invoke demo
+	$(BIN)/invoke db.migrate
+	@if git rev-parse --verify -q HEAD >/dev/null 2>&1; then $(BIN)/invoke deploy --serial 0; \
+	else echo "not a git checkout: no deploy, the demo runs on its own worker"; fi
+	$(BIN)/invoke demo; status=$$?; $(BIN)/invoke workers.stop; $(BIN)/invoke stop; exit $$status
 
 test: $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider
