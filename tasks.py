@@ -200,6 +200,49 @@ queue_ns.add_task(queue_purge, "purge")
 
 # --- failed ---------------------------------------------------------------------------------
 
+REMOTE_HELP = {
+    "env": "run on a host of this inventory environment over SSH (its own database)",
+    "host": "with --env: the host to run on (default: first of group app, workers, all)",
+    "inventory": "with --env: the inventory folder (default ./inventory)",
+}
+
+
+def on_remote_host(
+    env: str, host: str, inventory: str, command: str, argv: list[str], read_only: bool = True
+) -> None:
+    """Run `invoke COMMAND ARGV` on a host of `env`, print what it printed, exit as it did."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from runbooks.remote_cli import run_remote
+
+    app = container()
+    with operator_errors():
+        out = run_remote(
+            app,
+            env,
+            command,
+            argv,
+            os.environ,
+            host=host or None,
+            inventory_dir=Path(inventory) if inventory else None,
+            read_only=read_only,
+        )
+    if out.unreachable:
+        raise Exit(f"error: {out.host} unreachable: {out.unreachable}", code=1)
+    sys.stdout.write(out.stdout)
+    sys.stderr.write(out.stderr)
+    if out.rc:
+        raise Exit(code=out.rc)
+
+
+def remote_args(**flags: Any) -> list[str]:
+    from runbooks.remote_cli import forward_args
+
+    positional = flags.pop("_positional", ())
+    return forward_args(positional, **flags)
+
 
 def _render_failed(page: dict[str, Any]) -> None:
     for r in page["rows"]:
@@ -221,6 +264,7 @@ def _render_failed(page: dict[str, Any]) -> None:
         "limit": "rows per page (default 50)",
         "before": "the page below this id (as the previous page said)",
         "json": "print one JSON document",
+        **REMOTE_HELP,
     }
 )
 def failed_list(
@@ -231,9 +275,18 @@ def failed_list(
     limit: str = "50",
     before: str | None = None,
     json: bool = False,
+    env: str = "",
+    host: str = "",
+    inventory: str = "",
 ) -> None:
     """List failed tasks, newest first (Laravel's queue:failed)."""
     from celery_app import failed_tasks as ft
+
+    if env and env != "local":
+        args = remote_args(
+            queue=queue, task=task, since=since, limit=limit, before=before, json=json
+        )
+        return on_remote_host(env, host, inventory, "failed.list", args)
 
     app = container()
     with operator_errors():
@@ -249,10 +302,16 @@ def failed_list(
     emit(data, json, _render_failed)
 
 
-@task(help={"json": "print one JSON document"})
-def failed_show(c: Context, id: str, json: bool = False) -> None:
+@task(help={"json": "print one JSON document", **REMOTE_HELP})
+def failed_show(
+    c: Context, id: str, json: bool = False, env: str = "", host: str = "", inventory: str = ""
+) -> None:
     """Show one failed task with its arguments and traceback."""
     from celery_app import failed_tasks as ft
+
+    if env and env != "local":
+        args = remote_args(_positional=[id], json=json)
+        return on_remote_host(env, host, inventory, "failed.show", args)
 
     app = container()
     with operator_errors():
@@ -267,10 +326,22 @@ def failed_show(c: Context, id: str, json: bool = False) -> None:
     )
 
 
-@task(help={"queue": "with all: only this queue", "json": "print one JSON document"})
-def failed_retry(c: Context, ids: str, queue: str | None = None, json: bool = False) -> None:
+@task(help={"queue": "with all: only this queue", "json": "print one JSON document", **REMOTE_HELP})
+def failed_retry(
+    c: Context,
+    ids: str,
+    queue: str | None = None,
+    json: bool = False,
+    env: str = "",
+    host: str = "",
+    inventory: str = "",
+) -> None:
     """Re-enqueue failed tasks: IDS like 12 or 12,13, or all (Laravel's queue:retry)."""
     from celery_app import failed_tasks as ft
+
+    if env and env != "local":
+        args = remote_args(_positional=[ids], queue=queue, json=json)
+        return on_remote_host(env, host, inventory, "failed.retry", args, read_only=False)
 
     app = container()
     with operator_errors():
@@ -285,10 +356,14 @@ def failed_retry(c: Context, ids: str, queue: str | None = None, json: bool = Fa
     emit(report.as_dict(), json, lambda d: print(f"retried {d['count']} failed tasks"))
 
 
-@task(help={"ids": "ids as failed.list shows them: 12 or 12,13"})
-def failed_forget(c: Context, ids: str) -> None:
+@task(help={"ids": "ids as failed.list shows them: 12 or 12,13", **REMOTE_HELP})
+def failed_forget(c: Context, ids: str, env: str = "", host: str = "", inventory: str = "") -> None:
     """Delete failed tasks by id: 12 or 12,13 (Laravel's queue:forget)."""
     from celery_app import failed_tasks as ft
+
+    if env and env != "local":
+        args = remote_args(_positional=[ids])
+        return on_remote_host(env, host, inventory, "failed.forget", args, read_only=False)
 
     app = container()
     with operator_errors():
@@ -296,10 +371,16 @@ def failed_forget(c: Context, ids: str) -> None:
     print(f"forgot {deleted} failed tasks")
 
 
-@task(help={"hours": "only those older than this many hours"})
-def failed_flush(c: Context, hours: str | None = None) -> None:
+@task(help={"hours": "only those older than this many hours", **REMOTE_HELP})
+def failed_flush(
+    c: Context, hours: str | None = None, env: str = "", host: str = "", inventory: str = ""
+) -> None:
     """Delete every failed task, or those older than --hours (Laravel's queue:flush)."""
     from celery_app import failed_tasks as ft
+
+    if env and env != "local":
+        args = remote_args(hours=hours)
+        return on_remote_host(env, host, inventory, "failed.flush", args, read_only=False)
 
     app = container()
     with operator_errors():
@@ -309,10 +390,16 @@ def failed_flush(c: Context, hours: str | None = None) -> None:
     print(f"flushed {deleted} failed tasks")
 
 
-@task(help={"hours": "delete those older than this many hours (default 24)"})
-def failed_prune(c: Context, hours: str = "24") -> None:
+@task(help={"hours": "delete those older than this many hours (default 24)", **REMOTE_HELP})
+def failed_prune(
+    c: Context, hours: str = "24", env: str = "", host: str = "", inventory: str = ""
+) -> None:
     """Delete failed tasks older than --hours, 24 by default (Laravel's queue:prune-failed)."""
     from celery_app import failed_tasks as ft
+
+    if env and env != "local":
+        args = remote_args(hours=hours)
+        return on_remote_host(env, host, inventory, "failed.prune", args, read_only=False)
 
     app = container()
     with operator_errors():
@@ -698,7 +785,10 @@ def audit_security(
     leaks = scan(root, files)
     secrets = [
         findings.Finding(
-            "secret", "critical", f"{leak.path}:{leak.line}: {leak.kind}", (),
+            "secret",
+            "critical",
+            f"{leak.path}:{leak.line}: {leak.kind}",
+            (),
             "replace it with a ${VAR} reference or a <placeholder>; rotate the real one",
         )
         for leak in leaks
@@ -950,8 +1040,10 @@ def run_on_ops_queue(app: Any, request: Any, wait: int, as_json: bool) -> None:
     from runbooks.render import print_run
 
     if request.retry_failed or request.inventory_dir:
-        raise Exit("error: --remote runs with the worker's inventory; drop --retry-failed and "
-                   "--inventory", 2)
+        raise Exit(
+            "error: --remote runs with the worker's inventory; drop --retry-failed and --inventory",
+            2,
+        )
     if wait < 0:
         raise Exit("error: --wait: expected seconds, 0 or more", 2)
     with operator_errors():
@@ -959,8 +1051,11 @@ def run_on_ops_queue(app: Any, request: Any, wait: int, as_json: bool) -> None:
         run = remote.wait(app.sessions, request_id, wait) if wait else None
     if run is None:
         message = f"sent {request.book!r} to the ops queue (request {request_id})"
-        emit({"request": request_id, "run": None}, as_json,
-             lambda _: print(f"{message}; `invoke history` shows it once a worker starts it"))
+        emit(
+            {"request": request_id, "run": None},
+            as_json,
+            lambda _: print(f"{message}; `invoke history` shows it once a worker starts it"),
+        )
         if wait:
             raise Exit(code=1)
         return

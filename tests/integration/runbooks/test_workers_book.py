@@ -29,12 +29,15 @@ def money(tmp_path: Path, redis_server: RedisServer, database_url: str) -> Itera
 
 
 def app_dir(host: SSHHost, money: MoneyEnv) -> Path:
-    """A host's release folder: the project's venv and a .env naming the test's Redis and SQL."""
+    """A host's app folder laid out as a deploy leaves it: current/ holds the live release
+    (here the project's venv and a .env naming the test's Redis and SQL)."""
     directory = host.root / "app"
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / ".venv").symlink_to(ROOT / ".venv")
+    release = directory / "current"
+    release.mkdir(parents=True, exist_ok=True)
+    (release / ".venv").symlink_to(ROOT / ".venv")
+    (release / "tasks.py").symlink_to(ROOT / "tasks.py")
     lines = [f"{k}={v}" for k, v in money.env.items() if k != "MAQSAFY_ENV_FILE"]
-    (directory / ".env").write_text("\n".join(lines) + f"\nMAQSAFY_VAR_DIR={directory}/var\n")
+    (release / ".env").write_text("\n".join(lines) + f"\nMAQSAFY_VAR_DIR={directory}/var\n")
     return directory
 
 
@@ -113,9 +116,76 @@ def test_restart_book_restarts_each_hosts_workers_over_ssh(
                     "multi",
                     "stopwait",
                     f"h{index}",
-                    f"--pidfile={directory}/var/run/%n.pid",
+                    f"--pidfile={directory}/shared/run/%n.pid",
                 ],
-                cwd=directory,
+                cwd=directory / "current",
                 capture_output=True,
                 timeout=120,
             )
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_failed_commands_run_on_the_environments_host_over_ssh(
+    money: MoneyEnv, sshd_hosts: list[SSHHost], tmp_path: Path
+) -> None:
+    """failed.* --env runs on an app host against its database, not the laptop's."""
+    from celery_app.failed import record_failure
+
+    host = sshd_hosts[0]
+    entry = host.inventory_entry()
+    entry["vars"] = {**entry["vars"], "app_dir": str(app_dir(host, money))}  # type: ignore[dict-item]
+    inventory = tmp_path / "inventory"
+    write_inventory(
+        inventory, "test", [], extra_hosts={host.name: entry}, groups={"app": [host.name]}
+    )
+    failed_id = record_failure(
+        money.container,
+        task_id="t-1",
+        task_name="purchase.post",
+        queue="payments",
+        args=[41],
+        kwargs={},
+        exception=RuntimeError("db hiccup"),
+        traceback="Traceback ...",
+    )
+    env = {
+        **os.environ,
+        "MAQSAFY_VAR_DIR": str(tmp_path / "laptop"),
+        "MAQSAFY_ENV_FILE": str(tmp_path / "none"),
+    }  # the laptop: its own empty SQLite
+
+    def invoke(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args, "--env", "test", "--inventory", str(inventory)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    laptop = subprocess.run(
+        [sys.executable, "-m", "invoke", "db.migrate"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert laptop.returncode == 0, laptop.stderr  # the laptop's history of remote runs
+    listed = invoke("failed.list", "--queue", "payments", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)["rows"]
+    assert [r["id"] for r in rows] == [failed_id]
+    assert rows[0]["exception"] == "RuntimeError: db hiccup"
+
+    missing = invoke("failed.show", "999999")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        line for line in missing.stderr.strip().splitlines() if line.startswith("error:")
+    ]
+    assert "999999" in missing.stderr and "Traceback" not in missing.stderr
+
+    forgot = invoke("failed.forget", str(failed_id))
+    assert forgot.returncode == 0 and "forgot 1 failed tasks" in forgot.stdout
+    assert json.loads(invoke("failed.list", "--json").stdout)["rows"] == []
