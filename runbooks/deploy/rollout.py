@@ -16,6 +16,7 @@ one more history row (``deploy``) saying which host runs which release.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import tempfile
 from collections.abc import Callable, Mapping
@@ -182,7 +183,6 @@ class _Context:
             raise DeployError(
                 f"no host of {environment!r} is in group {HOSTS!r} and --limit ({limit})"
             )
-        self.env_app = self._environment_app()
         self.vars = {
             "app_dir": str(Path(app.settings.var_dir) / "deploy")
             if environment == "local"
@@ -216,7 +216,9 @@ class _Context:
         env_file.touch(mode=0o600)
         env_file.write_text("".join(f"{k}={v}\n" for k, v in sorted(kept.items())))
 
-    def _environment_app(self) -> Any:
+    @functools.cached_property
+    def env_app(self) -> Any:
+        """The app on the environment's Redis (built when first needed: releases needs none)."""
         if self.environment == "local":
             return self.app
         from runbooks.redis_env import environment_app
