@@ -46,6 +46,12 @@ def test_deploy_to_local_then_again_then_stop(tmp_path: Path) -> None:
 
         again = json.loads(invoke(["deploy", "--ref", sha, "--json"], env).stdout)
         assert again["release"] == name and again["hosts"]["localhost"]["status"] == "ok"
+
+        listed = json.loads(invoke(["deploy.releases", "--json"], env).stdout)
+        assert listed["localhost"]["current"] == name
+        assert listed["localhost"]["workers"] == {"w1": name}
+        unlocked = invoke(["deploy.unlock"], env)
+        assert unlocked.returncode == 0 and unlocked.stdout.strip() == "local was not locked"
     finally:
         invoke(["workers.stop"], env)
         invoke(["stop"], env)
