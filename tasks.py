@@ -1295,10 +1295,13 @@ def supervisor(queues: str, concurrency: int) -> Any:
     from celery_app.workers import MultiSupervisor
 
     app = container()
+    chosen = [q for q in queues.split(",") if q]
     return MultiSupervisor(
         app.settings.var_dir / "run",
-        queues=[q for q in queues.split(",") if q],
+        queues=chosen,
         concurrency=concurrency,
+        # The ops queue carries runbook requests (run BOOK --remote): load their task.
+        include=("runbooks.remote",) if "ops" in chosen else (),
     )
 
 
@@ -1355,20 +1358,34 @@ def workers_start(
     names = node_list(nodes)
     sup = supervisor(queues, concurrency)
     with operator_errors():
-        sup.start(names)
+        already = sup.running(names)
+        started = sup.start(names)
         host = workers._hostname()
-        workers.verify(celery_control(), [f"{n}@{host}" for n in names], sup.queues, 60)
-    print(f"started and verified: {', '.join(names)}")
+        if started:
+            workers.verify(celery_control(), [f"{n}@{host}" for n in started], sup.queues, 60)
+    if started:
+        print(f"started and verified: {', '.join(started)}")
+    if already:
+        print(
+            f"already running: {', '.join(already)} (left as they are; "
+            "invoke workers.restart applies new --queues or --concurrency)"
+        )
 
 
 @task(help={k: WORKER_HELP[k] for k in ("nodes", "timeout")})
 def workers_stop(c: Context, nodes: str = "w1", timeout: float = 60.0) -> None:
     """Warm-stop worker nodes on this machine: running tasks finish first."""
     names = node_list(nodes)
-    left = supervisor("payments", 1).stop(names, timeout)
+    sup = supervisor("payments", 1)
+    running = sup.running(names)
+    left = sup.stop(running, timeout)
     if left:
         raise Exit(f"error: still running after {timeout:.0f}s: {', '.join(left)}", code=1)
-    print(f"stopped: {', '.join(names)}")
+    if running:
+        print(f"stopped: {', '.join(running)}")
+    idle = [n for n in names if n not in running]
+    if idle:
+        print(f"not running: {', '.join(idle)}")
 
 
 @task(help=WORKER_HELP)

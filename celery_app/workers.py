@@ -128,6 +128,7 @@ class MultiSupervisor:
     queues: Sequence[str] = DEFAULT_QUEUES
     concurrency: int = 2
     env: dict[str, str] = field(default_factory=dict)
+    include: Sequence[str] = ()  # extra task modules (-I), e.g. what the `ops` queue runs
 
     def pidfile(self, node: str) -> Path:
         return self.run_dir / f"{node}.pid"
@@ -146,25 +147,31 @@ class MultiSupervisor:
             pass
         return pid
 
-    def start(self, nodes: Sequence[str], release: str | None = None) -> None:
-        """Start the nodes not already running (detached, via `celery multi start`)."""
+    def start(self, nodes: Sequence[str], release: str | None = None) -> list[str]:
+        """Start the nodes not already running (detached); return the ones it started."""
         missing = [n for n in nodes if self.pid(n) is None]
         if not missing:
-            return
+            return []
         self.run_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env}
         if release:
             env["MAQSAFY_RELEASE"] = release
+        includes = [arg for module in self.include for arg in ("-I", module)]
         args = [
             sys.executable, "-m", "celery", "multi", "start", *missing,
             "-A", "celery_app", "-Q", ",".join(self.queues), "-c", str(self.concurrency),
             f"--pidfile={self.run_dir}/%n.pid", f"--logfile={self.run_dir}/%n%I.log",
-            "-l", "info", "--without-gossip", "--without-mingle",
+            "-l", "info", "--without-gossip", "--without-mingle", *includes,
         ]  # fmt: skip
         done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             raise WorkerError(f"celery multi start failed: {tail[0]}")
+        return missing
+
+    def running(self, nodes: Sequence[str]) -> list[str]:
+        """The nodes whose pidfile names a live process."""
+        return [n for n in nodes if self.pid(n) is not None]
 
     def stop(
         self,
@@ -230,9 +237,16 @@ def restart(
     redelivered = sum(before[n].reserved for n in full if n in before)
     # A worker in warm shutdown stops answering remote control: ask what runs beforehand.
     in_flight = running_tasks(app)
-    say(f"warm shutdown of {', '.join(nodes)} (waiting up to {timeout:.0f}s for running tasks)")
+    was_running = supervisor.running(nodes)
+    if was_running:
+        say(
+            f"warm shutdown of {', '.join(was_running)} "
+            f"(waiting up to {timeout:.0f}s for running tasks)"
+        )
+    else:
+        say(f"{', '.join(nodes)} not running; starting")
     started = time.monotonic()
-    left = supervisor.stop(nodes, timeout)
+    left = supervisor.stop(was_running, timeout)
     stopped_in = time.monotonic() - started
     if left:
         busy = [n for n in full if n.split("@")[0] in left]
@@ -243,7 +257,8 @@ def restart(
             f"{', '.join(left)} still running after {timeout:.0f}s; tasks in flight: {names}. "
             "Wait and run the restart again, or raise --timeout"
         )
-    say(f"stopped in {stopped_in:.1f}s; starting")
+    if was_running:
+        say(f"stopped in {stopped_in:.1f}s; starting")
     supervisor.start(nodes, release=release)
     verified = verify(app, full, supervisor.queues, verify_timeout)
     say(f"verified {len(verified)} node(s) answering ping and consuming their queues")

@@ -128,6 +128,11 @@ def test_worker_commands_from_the_command_line(money: MoneyEnv, tmp_path: Path) 
     )
     try:
         assert invoke("workers.start", "--nodes", "w1").returncode == 0
+        again = invoke("workers.start", "--nodes", "w1")
+        assert again.returncode == 0 and again.stdout.startswith("already running: w1")
+        # The default worker consumes ops and loads the task that runs remote runbooks.
+        remote = invoke("run", "facts", "--remote", "--wait", "60")
+        assert remote.returncode == 0, remote.stdout[-1500:] + remote.stderr[-1500:]
         (node,) = json.loads(invoke("workers.status", "--json").stdout)
         assert node["name"].startswith("w1@") and "payments" in node["queues"]
         done = invoke("workers.restart", "--timeout", "30", "--json")
@@ -140,3 +145,5 @@ def test_worker_commands_from_the_command_line(money: MoneyEnv, tmp_path: Path) 
         ), history
     finally:
         assert invoke("workers.stop", "--timeout", "30").returncode == 0
+    idle = invoke("workers.stop")
+    assert idle.returncode == 0 and idle.stdout.strip() == "not running: w1"
