@@ -1142,11 +1142,17 @@ def render_demo(d: dict[str, Any]) -> None:
     print(f"  posted               {d['posted']}")
     print(f"  rejected             {d['rejected']} (insufficient funds)")
     print(f"  still pending        {d['pending']}")
-    state = "settled now" if d["settlement_created"] else "already settled earlier today"
-    print(
-        f"  settlement {d['settlement_date']}: {d['settled_merchants']} merchants, "
-        f"{sar:,.2f} SAR ({state})"
-    )
+    if d["settlement_created"]:
+        print(
+            f"  settlement {d['settlement_date']}: {d['settled_merchants']} merchants paid "
+            f"{sar:,.2f} SAR"
+        )
+    else:  # one batch per business day: this run's takings wait for the next day's batch
+        print(
+            f"  settlement {d['settlement_date']}: already run earlier today "
+            f"({d['settled_merchants']} merchants, {sar:,.2f} SAR); this run's purchases "
+            "are paid out in the next day's batch"
+        )
     print(
         f"  ledger balanced      {'yes' if d['ledger_balanced'] else 'NO'}"
         f" ({d['discrepancies']} discrepancies)"
@@ -1154,16 +1160,28 @@ def render_demo(d: dict[str, Any]) -> None:
     print(f"  took                 {d['seconds']:.1f}s")
 
 
-@task
-def stop(c: Context) -> None:
+@task(help={"force": "stop it even while workers started here still use it"})
+def stop(c: Context, force: bool = False) -> None:
     """Stop the embedded default's private Redis under ./var (if it runs)."""
     from celery_app.embedded import stop_embedded_redis
+    from celery_app.workers import MultiSupervisor
 
     app = container()
-    if not app.settings.embedded_redis:
-        print("no embedded Redis is configured; nothing to stop")
+    run_dir = app.settings.var_dir / "run"
+    busy = sorted(
+        p.stem for p in run_dir.glob("*.pid") if MultiSupervisor(run_dir).pid(p.stem) is not None
+    )
+    if busy and not force:
+        raise Exit(
+            f"error: workers still use this Redis ({', '.join(busy)}): stop them first "
+            "(invoke workers.stop --nodes ...), or pass --force",
+            code=2,
+        )
+    if not stop_embedded_redis(app.settings.var_dir):
+        where = "" if app.settings.embedded_redis else " (REDIS_* points elsewhere)"
+        print(f"the embedded Redis under {app.settings.var_dir} is not running{where}")
         return
-    print("stopped" if stop_embedded_redis(app.settings.var_dir) else "not running")
+    print(f"stopped the embedded Redis under {app.settings.var_dir}")
 
 
 # --- runbooks -------------------------------------------------------------------------------

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from sqlalchemy import func, select
 from celery_app import migrate, submit
 from celery_app.bootstrap import Container
 from celery_app.embedded import embedded_running, ensure_embedded_redis, stop_embedded_redis
-from celery_app.errors import ServiceUnavailable
+from celery_app.errors import MaqsafyError, ServiceUnavailable
 from celery_app.models import PaymentRequest, ReconciliationRun, SettlementBatch
 from celery_app.worker_process import start_worker
 
@@ -174,6 +176,31 @@ def _last_reconciliation(container: Container) -> int:
         return int(uow.session.scalar(select(func.max(ReconciliationRun.id))) or 0)
 
 
+class Interrupted(MaqsafyError):
+    """The demo was stopped by a signal; what it started has been stopped."""
+
+
+@contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into Interrupted, so `finally` blocks stop what was started."""
+
+    def handler(signum: int, _frame: object) -> None:
+        for sig in previous:  # a second signal must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(
+            f"demo interrupted by {signal.Signals(signum).name}: stopped the worker "
+            "(and the embedded Redis) it had started; requests it left pending post on the "
+            "next run or by the relay"
+        )
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def run_demo(
     container: Container,
     enqueue: Callable[[str, int], None],
@@ -188,19 +215,24 @@ def run_demo(
     """Migrate, start a worker (and the embedded Redis if needed), run the day, stop both."""
     settings = container.settings
     started_redis = False
-    if settings.embedded_redis and not embedded_running(settings.var_dir):
-        ensure_embedded_redis(settings.var_dir)
-        started_redis = True
-    migrate.upgrade(container.engine)
-    worker = start_worker(
-        "demo@maqsafy",
-        (log_dir or settings.var_dir) / "demo-worker.log",
-        concurrency=concurrency,
-    )
-    try:
-        worker.wait_ready()
-        return run_day(container, enqueue, send, purchases, wallets, merchants, progress=progress)
-    finally:
-        worker.stop()
-        if started_redis:
-            stop_embedded_redis(settings.var_dir)
+    with signals_interrupt():
+        try:
+            if settings.embedded_redis and not embedded_running(settings.var_dir):
+                ensure_embedded_redis(settings.var_dir)
+                started_redis = True
+            migrate.upgrade(container.engine)
+            worker = start_worker(
+                "demo@maqsafy",
+                (log_dir or settings.var_dir) / "demo-worker.log",
+                concurrency=concurrency,
+            )
+            try:
+                worker.wait_ready()
+                return run_day(
+                    container, enqueue, send, purchases, wallets, merchants, progress=progress
+                )
+            finally:
+                worker.stop()
+        finally:
+            if started_redis:
+                stop_embedded_redis(settings.var_dir)

@@ -81,3 +81,34 @@ def test_worker_with_bad_configuration_exits_with_one_line(tmp_path: Path) -> No
     assert done.returncode != 0
     assert "REDIS_URL: expected a URL starting with redis://" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_demo_stopped_by_sigterm_stops_its_worker_and_redis(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    var = tmp_path / "var"
+    env = {"MAQSAFY_VAR_DIR": str(var), "MAQSAFY_ENV_FILE": str(tmp_path / "none")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))}
+    demo = subprocess.Popen(
+        [*INVOKE, "demo", "--purchases", "20000", "--wallets", "50"],
+        cwd=ROOT,
+        env={**clean, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log = var / "demo-worker.log"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and "ready." in log.read_text(errors="replace")):
+        assert demo.poll() is None, demo.communicate()
+        assert time.monotonic() < deadline, "the demo's worker never became ready"
+        time.sleep(0.2)
+    demo.send_signal(signal.SIGTERM)
+    _, err = demo.communicate(timeout=120)
+    assert demo.returncode == 2, err
+    assert err.strip().splitlines()[-1].startswith("error: demo interrupted by SIGTERM"), err
+    assert "Traceback" not in err
+    assert not (var / "redis.sock").exists(), "the embedded Redis was left running"
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(log) not in ps, "the demo's worker was left running"

@@ -133,6 +133,9 @@ def test_worker_commands_from_the_command_line(money: MoneyEnv, tmp_path: Path) 
         # The default worker consumes ops and loads the task that runs remote runbooks.
         remote = invoke("run", "facts", "--remote", "--wait", "60")
         assert remote.returncode == 0, remote.stdout[-1500:] + remote.stderr[-1500:]
+        busy = invoke("stop")  # the embedded Redis is not stopped under running workers
+        assert busy.returncode == 2
+        assert busy.stderr.startswith("error: workers still use this Redis (w1)")
         (node,) = json.loads(invoke("workers.status", "--json").stdout)
         assert node["name"].startswith("w1@") and "payments" in node["queues"]
         done = invoke("workers.restart", "--timeout", "30", "--json")
