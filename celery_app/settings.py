@@ -6,8 +6,9 @@ The platform's own variables are honoured as its Redis page writes them (`REDIS_
 for every role, `REDIS_<ROLE>_URL` for one role, `DATABASE_URL` for SQL.
 
 Nothing is configured -> the embedded default: a private redis-server and SQLite under
-`MAQSAFY_VAR_DIR` (``./var``). A malformed value raises :class:`ConfigError`, whose message is
-one line naming the variable and what it expects.
+`MAQSAFY_VAR_DIR` (default: ``var/`` in the project's folder, whatever the current directory).
+A malformed value raises :class:`ConfigError`, whose message is one line naming the variable
+and what it expects.
 """
 
 from __future__ import annotations
@@ -28,6 +29,17 @@ DRIVERS = {
 }
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 SQL_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+
+
+# The checkout (or release) this code runs from. The defaults hang off it rather than off the
+# current directory, so a command run from a subfolder finds the same ./var and .env.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def env_file_path(environ: Mapping[str, str]) -> Path:
+    """The `.env` to read: $MAQSAFY_ENV_FILE, else the project's own `.env`."""
+    named = environ.get("MAQSAFY_ENV_FILE", "").strip()
+    return Path(named) if named else PROJECT_ROOT / ".env"
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -139,10 +151,10 @@ def _secrets_of(url: str) -> list[str]:
 def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Settings:
     """Build settings from `environ` over the `.env` file; raise ConfigError on bad values."""
     source = dict(os.environ if environ is None else environ)
-    env_file = dotenv if dotenv is not None else Path(source.get("MAQSAFY_ENV_FILE", ".env"))
+    env_file = dotenv if dotenv is not None else env_file_path(source)
     env = {**read_dotenv(env_file), **source}
 
-    var_dir = Path(env.get("MAQSAFY_VAR_DIR", "").strip() or "var").absolute()
+    var_dir = Path(env.get("MAQSAFY_VAR_DIR", "").strip() or PROJECT_ROOT / "var").absolute()
     for name in DRIVERS:
         _driver(env, name)
 

@@ -70,10 +70,10 @@ class Prepared:
 
 
 def environ_with_dotenv(environ: Mapping[str, str]) -> dict[str, str]:
-    """`environ` over the `.env` file it names (MAQSAFY_ENV_FILE, default ./.env)."""
-    from celery_app.settings import read_dotenv
+    """`environ` over the `.env` file it names (MAQSAFY_ENV_FILE, default the project's .env)."""
+    from celery_app.settings import env_file_path, read_dotenv
 
-    return {**read_dotenv(Path(environ.get("MAQSAFY_ENV_FILE", ".env"))), **environ}
+    return {**read_dotenv(env_file_path(environ)), **environ}
 
 
 def split(values: str | Sequence[str] | None) -> list[str]:

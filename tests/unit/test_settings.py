@@ -85,3 +85,15 @@ def test_malformed_dotenv_line_is_located(tmp_path: Path) -> None:
     dotenv.write_text("REDIS_HOST=ok\nthis is not a pair\n")
     with pytest.raises(ConfigError, match=r"\.env:2: expected KEY=VALUE"):
         load_settings({}, dotenv=dotenv)
+
+
+def test_defaults_hang_off_the_project_not_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery_app.settings import PROJECT_ROOT, env_file_path
+
+    monkeypatch.chdir(tmp_path)  # e.g. an operator in docs/
+    settings = load_settings({}, dotenv=NO_FILE)
+    assert settings.var_dir == PROJECT_ROOT / "var"
+    assert env_file_path({}) == PROJECT_ROOT / ".env"
+    assert env_file_path({"MAQSAFY_ENV_FILE": "/etc/maqsafy.env"}) == Path("/etc/maqsafy.env")
