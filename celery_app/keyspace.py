@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from celery_app.errors import ConfigError
+
 # Queues the Celery app declares; the broker role owns these names and their kombu companions.
 QUEUES = ("payments", "maintenance", "ops")
 MONEY_QUEUES = ("payments",)
@@ -16,6 +18,17 @@ BROKER_EXACT = ("unacked", "unacked_index", "unacked_mutex", *QUEUES)
 # kombu's bindings, binding_permanent.* and binding_deadlines; Celery's result keys.
 BROKER_PREFIXES = ("_kombu.", "celery-task-meta-", "celery-taskset-meta-")
 PIDBOX_SUFFIX = ".celery.pidbox"  # each worker node's remote-control queue, and reply queues
+
+
+def queue_names(text: str) -> list[str]:
+    """The queues in comma-separated `text`, each one the app declares; ConfigError otherwise
+    (a worker on an unknown queue would start, answer ping, and consume nothing)."""
+    names = [q.strip() for q in text.split(",") if q.strip()]
+    unknown = [q for q in names if q not in QUEUES]
+    if unknown or not names:
+        got = f"unknown queue {', '.join(map(repr, unknown))}" if unknown else "no queue"
+        raise ConfigError(f"--queues: {got}; the known queues are {', '.join(QUEUES)}")
+    return list(dict.fromkeys(names))
 
 
 @dataclass(frozen=True)

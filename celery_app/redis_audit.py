@@ -12,13 +12,12 @@ Nothing here changes the server. Checks that need an admin say so when run as a 
 from __future__ import annotations
 
 import ipaddress
-import os
 
 import redis
 
 from celery_app.findings import Finding
 from celery_app.redis_acl import APP_USER, FORBIDDEN
-from celery_app.redis_facts import Endpoint, client_for, read_config
+from celery_app.redis_facts import Endpoint, client_for, owner_only_socket, read_config
 
 WILDCARDS = {"*", "0.0.0.0", "::", "::*"}
 ADMIN_NEXT = "run invoke audit.security with an admin's REDIS_URL (or --env with admin vars)"
@@ -45,18 +44,12 @@ def public_binds(bind: str) -> list[str]:
 
 def _auth(endpoint: Endpoint, timeout: float) -> Finding:
     if endpoint.scheme == "unix":
-        try:
-            mode = os.stat(endpoint.path).st_mode & 0o777
-        except OSError:
-            mode = 0o777
-        if not mode & 0o077:  # the embedded default's --unixsocketperm 700
+        mode = owner_only_socket(endpoint.path)
+        if mode is not None:  # the embedded default's --unixsocketperm 700
             return Finding(
                 "auth", "ok", f"unix socket only its owner may open (mode {mode:o}): no password"
             )
-        url = f"unix://{endpoint.path}?db={endpoint.db}"
-    else:
-        url = f"{endpoint.scheme}://{endpoint.host}:{endpoint.port}/{endpoint.db}"
-        url += f"?{endpoint.query}" if endpoint.query else ""
+    url = endpoint.anonymous_url
     anonymous = client_for(url, timeout)
     try:
         anonymous.ping()

@@ -2,7 +2,9 @@
 
 The page's symptoms are kept in its own words so an operator who searches for the message they
 saw (``getaddrinfo for redis failed``, connection refused) finds the causes it lists. Error replies
-are classified by their code (NOAUTH, WRONGPASS, LOADING, MISCONF, OOM, READONLY, NOPERM).
+are classified by their code (NOAUTH, WRONGPASS, LOADING, MISCONF, OOM, READONLY, NOPERM); a
+reply that is not Redis's protocol at all (a web server on the port) is told apart from Redis
+errors.
 """
 
 from __future__ import annotations
@@ -105,6 +107,36 @@ CAUSES: dict[str, Cause] = {
             "invoke audit.security; set requirepass or ACL users on the server",
         ),
         Cause(
+            "not_redis",
+            "something other than Redis answers at {address}",
+            (
+                "wrong port: REDIS_PORT (or the port in REDIS_URL) is another service's "
+                "(Redis listens on 6379 unless configured otherwise)",
+                "wrong host: REDIS_HOST (or REDIS_URL) names a machine or container that is "
+                "not the Redis",
+                "a Docker port mapping publishes another container on the Redis port",
+            ),
+            "ss -ltnp 'sport = :<port>' on the Redis host (which program listens there), "
+            "invoke docker.ps; then fix REDIS_HOST / REDIS_PORT in .env and invoke redis.ping",
+        ),
+        Cause(
+            "password_ignored",
+            "the password is ignored: Redis has no requirepass (its default user is nopass), "
+            "so it answers without one",
+            (
+                "this Redis is unprotected: anyone who reaches it is in",
+                "REDIS_HOST / REDIS_URL points at the wrong Redis (not the one with the password)",
+            ),
+            "invoke audit.security; set requirepass (or ACL users) on the server, "
+            "or point REDIS_HOST at the Redis the password belongs to",
+        ),
+        Cause(
+            "default_open",
+            "Redis also answers a client that sends no password (its default user is nopass)",
+            ("anyone who reaches this Redis is in, whatever the app's ACL user may do",),
+            "invoke audit.security; ACL SETUSER default off (or give it a password)",
+        ),
+        Cause(
             "loading",
             "Redis is loading its dataset into memory (LOADING)",
             ("Redis restarted and is reading its RDB/AOF file; it answers once loaded",),
@@ -186,6 +218,8 @@ def classify(exc: redis.RedisError) -> str:
         return "maxclients"
     if "invalid password" in lowered:
         return "wrongpass"
+    if isinstance(exc, redis.exceptions.InvalidResponse):  # the reply is not RESP at all
+        return "not_redis"
     if isinstance(exc, redis.TimeoutError):
         return "timeout"
     if isinstance(exc, redis.ConnectionError):

@@ -7,7 +7,9 @@ Roles sharing one server are diagnosed once; the broker's rules (``noeviction``,
 apply to the server that holds the broker.
 
 Read-only apart from the probe: one ``SET`` of a cache key that expires in ten seconds, because
-OOM, MISCONF and READONLY only show on a write.
+OOM, MISCONF and READONLY only show on a write. A password that worked is checked by one PING
+without it: a Redis that answers both ways ignores the password (no requirepass). A reply that
+is not Redis's protocol is read again raw, to name what answers instead (a web server...).
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ import redis
 from celery_app.findings import Finding, Level, exit_code, worst
 from celery_app.keyspace import Keyspace
 from celery_app.redis_causes import CAUSES, classify
-from celery_app.redis_facts import Endpoint, RedisFacts, client_for, read_facts
+from celery_app.redis_facts import (
+    Endpoint,
+    RedisFacts,
+    client_for,
+    owner_only_socket,
+    read_facts,
+)
 
 MEMORY_WARN, MEMORY_CRITICAL = 0.80, 0.95
 LATENCY_WARN_MS, LATENCY_CRITICAL_MS = 20.0, 200.0
@@ -101,6 +109,34 @@ def _reach(endpoint: Endpoint, timeout: float) -> list[Finding]:
     return [*found, last]
 
 
+def _what_answers(endpoint: Endpoint, timeout: float) -> str:
+    """Who answers at `endpoint` instead of Redis, by its reply to an inline PING: e.g.
+    "an HTTP (web) server: it replied '<!DOCTYPE HTML>'" ("" when nothing can be read)."""
+    unix = endpoint.scheme == "unix"
+    try:
+        with (
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            if unix
+            else socket.create_connection((endpoint.host, endpoint.port), timeout)
+        ) as sock:
+            sock.settimeout(timeout)
+            if unix:
+                sock.connect(endpoint.path)
+            sock.sendall(b"PING\r\n")
+            reply = sock.recv(512)
+    except OSError:
+        return ""
+    lowered = reply.lower()
+    if reply.startswith(b"HTTP/") or b"<html" in lowered or b"<!doctype" in lowered:
+        what = "an HTTP (web) server"
+    elif reply.startswith(b"SSH-"):
+        what = "an SSH server"
+    else:
+        what = "a service that does not speak Redis's protocol"
+    first = reply.decode("ascii", "replace").strip().splitlines()[:1] or [""]
+    return f"{what}: it replied {first[0][:40]!r} to PING" if first[0] else what
+
+
 def _error(check: str, exc: redis.RedisError, endpoint: Endpoint, timeout: float) -> Finding:
     detail = str(exc).splitlines()[0][:90] if str(exc) else type(exc).__name__
     where = {
@@ -108,19 +144,48 @@ def _error(check: str, exc: redis.RedisError, endpoint: Endpoint, timeout: float
         "port": endpoint.port,
         "timeout": timeout,
         "path": endpoint.path,
+        "address": endpoint.address,
     }
     kind = classify(exc)
     if kind in ("noauth", "wrongpass", "noauth_set"):
         detail = ""  # the summary says it all; the server's text only adds HELLO/AUTH noise
+    elif kind == "not_redis":
+        detail = _what_answers(endpoint, timeout) or detail
     return failure(check, kind, detail, **where)
 
 
-def _auth_finding(endpoint: Endpoint) -> Finding:
+def _open_without_password(endpoint: Endpoint, timeout: float) -> Finding | None:
+    """A warning when a client that sends a password finds the server answers without one."""
+    anonymous = client_for(endpoint.anonymous_url, timeout)
+    try:
+        anonymous.ping()
+    except redis.RedisError:
+        return None  # NOAUTH (as it should be), or nothing to tell beyond what PING said
+    finally:
+        anonymous.close()
+    kind = "password_ignored" if endpoint.username in ("", "default") else "default_open"
+    cause = CAUSES[kind]
+    return Finding("auth", "warn", cause.summary, cause.causes, cause.next_check, {"kind": kind})
+
+
+def _auth_finding(endpoint: Endpoint, timeout: float) -> Finding:
     if endpoint.has_password:
         who = endpoint.username or "default"
-        return Finding("auth", "ok", f"authenticated as ACL user {who!r}")
+        ignored = _open_without_password(endpoint, timeout)
+        return ignored or Finding("auth", "ok", f"authenticated as ACL user {who!r}")
     if endpoint.scheme == "unix":
-        return Finding("auth", "ok", "no password (unix socket: its file permissions guard it)")
+        mode = owner_only_socket(endpoint.path)
+        if mode is not None:
+            return Finding(
+                "auth", "ok", f"no password: unix socket only its owner may open (mode {mode:o})"
+            )
+        return Finding(
+            "auth",
+            "warn",
+            "Redis accepted a client that sent no password, on a unix socket others may open",
+            ("the socket's mode lets the group or every local user connect (unixsocketperm)",),
+            "set unixsocketperm 700 (or requirepass) on the server; invoke audit.security",
+        )
     return Finding(
         "auth",
         "warn",
@@ -279,7 +344,7 @@ def diagnose_url(
         except redis.RedisError as exc:
             result.findings.append(_error("ping", exc, endpoint, timeout))
             return result
-        result.findings.append(_auth_finding(endpoint))
+        result.findings.append(_auth_finding(endpoint, timeout))
         result.latency_ms = latency(client)
         result.findings.append(Finding("ping", "ok", "PONG"))
         result.findings.append(_latency_finding(result.latency_ms))
@@ -334,7 +399,8 @@ def report_exit_code(diagnoses: list[Diagnosis]) -> int:
 
 
 def ping(url: str, timeout: float = 2.0) -> Finding:
-    """PONG with its round trip, or the first layer that failed (with causes)."""
+    """PONG with its round trip (a warning when the password sent is ignored), or the first
+    layer that failed (with causes)."""
     endpoint = Endpoint.parse(url)
     reached = _reach(endpoint, timeout)
     if reached[-1].level == "critical":
@@ -346,4 +412,15 @@ def ping(url: str, timeout: float = 2.0) -> Finding:
         return _error("ping", exc, endpoint, timeout)
     finally:
         client.close()
-    return Finding("ping", "ok", f"PONG from {endpoint.display} in {ms:.2f} ms", data={"ms": ms})
+    pong = f"PONG from {endpoint.display} in {ms:.2f} ms"
+    ignored = _open_without_password(endpoint, timeout) if endpoint.has_password else None
+    if ignored is not None:
+        return Finding(
+            "ping",
+            "warn",
+            f"{pong}, but {ignored.message}",
+            ignored.causes,
+            ignored.next_check,
+            {"ms": ms, **ignored.data},
+        )
+    return Finding("ping", "ok", pong, data={"ms": ms})

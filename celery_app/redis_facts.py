@@ -7,6 +7,7 @@ No fact ever holds a password: :attr:`Endpoint.display` is the URL without its c
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -62,6 +63,19 @@ class Endpoint:
         return f"unix://{self.path}" if self.scheme == "unix" else f"{self.host}:{self.port}"
 
     @property
+    def anonymous_url(self) -> str:
+        """The same server and database with no user and no password (as a stranger connects)."""
+        if self.scheme == "unix":
+            return f"unix://{self.path}?db={self.db}"
+        query = f"?{self.query}" if self.query else ""
+        return f"{self.scheme}://{self.host}:{self.port}/{self.db}{query}"
+
+    @property
+    def address(self) -> str:
+        """host:port, or the unix socket's path."""
+        return self.path if self.scheme == "unix" else f"{self.host}:{self.port}"
+
+    @property
     def display(self) -> str:
         """The URL as it is safe to show: no password (a user name is kept)."""
         auth = f"{self.username}:********@" if self.has_password else ""
@@ -70,6 +84,16 @@ class Endpoint:
         if self.scheme == "unix":
             return f"unix://{auth}{self.path}?db={self.db}"
         return f"{self.scheme}://{auth}{self.host}:{self.port}/{self.db}"
+
+
+def owner_only_socket(path: str) -> int | None:
+    """The socket file's mode when only its owner may open it (the embedded default's
+    ``--unixsocketperm 700``), else None (group or others may, or it cannot be read)."""
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except OSError:
+        return None
+    return None if mode & 0o077 else mode
 
 
 def client_for(url: str, timeout: float = 2.0) -> redis.Redis:
