@@ -180,6 +180,10 @@ class Interrupted(MaqsafyError):
     """The demo was stopped by a signal; what it started has been stopped."""
 
 
+class _Signalled(BaseException):
+    """Raised by the signal handler; BaseException so broad handlers cannot swallow it."""
+
+
 @contextmanager
 def signals_interrupt() -> Iterator[None]:
     """Turn SIGTERM and SIGINT into Interrupted, so `finally` blocks stop what was started."""
@@ -187,7 +191,7 @@ def signals_interrupt() -> Iterator[None]:
     def handler(signum: int, _frame: object) -> None:
         for sig in previous:  # a second signal must not cut the clean-up short
             signal.signal(sig, signal.SIG_IGN)
-        raise Interrupted(
+        raise _Signalled(
             f"demo interrupted by {signal.Signals(signum).name}: stopped the worker "
             "(and the embedded Redis) it had started; requests it left pending post on the "
             "next run or by the relay"
@@ -212,27 +216,59 @@ def run_demo(
     progress: Progress | None = None,
     log_dir: Path | None = None,
 ) -> DaySummary:
-    """Migrate, start a worker (and the embedded Redis if needed), run the day, stop both."""
-    settings = container.settings
-    started_redis = False
+    """Migrate, start a worker (and the embedded Redis if needed), run the day, stop both.
+
+    SIGTERM or SIGINT stops the day: the worker and the embedded Redis are stopped, and
+    Interrupted says so.
+    """
     with signals_interrupt():
         try:
-            if settings.embedded_redis and not embedded_running(settings.var_dir):
-                ensure_embedded_redis(settings.var_dir)
-                started_redis = True
-            migrate.upgrade(container.engine)
-            worker = start_worker(
-                "demo@maqsafy",
-                (log_dir or settings.var_dir) / "demo-worker.log",
-                concurrency=concurrency,
+            return _run_started(
+                container,
+                enqueue,
+                send,
+                purchases,
+                wallets,
+                merchants,
+                concurrency,
+                progress,
+                log_dir,
             )
-            try:
-                worker.wait_ready()
-                return run_day(
-                    container, enqueue, send, purchases, wallets, merchants, progress=progress
-                )
-            finally:
-                worker.stop()
+        except _Signalled as stopped:  # everything it started is stopped by now
+            raise Interrupted(str(stopped)) from None
+
+
+def _run_started(
+    container: Container,
+    enqueue: Callable[[str, int], None],
+    send: Callable[..., object],
+    purchases: int,
+    wallets: int,
+    merchants: int,
+    concurrency: int,
+    progress: Progress | None,
+    log_dir: Path | None,
+) -> DaySummary:
+    """Start the embedded Redis (if needed) and a worker, run the day, stop both."""
+    settings = container.settings
+    started_redis = False
+    try:
+        if settings.embedded_redis and not embedded_running(settings.var_dir):
+            ensure_embedded_redis(settings.var_dir)
+            started_redis = True
+        migrate.upgrade(container.engine)
+        worker = start_worker(
+            "demo@maqsafy",
+            (log_dir or settings.var_dir) / "demo-worker.log",
+            concurrency=concurrency,
+        )
+        try:
+            worker.wait_ready()
+            return run_day(
+                container, enqueue, send, purchases, wallets, merchants, progress=progress
+            )
         finally:
-            if started_redis:
-                stop_embedded_redis(settings.var_dir)
+            worker.stop()
+    finally:
+        if started_redis:
+            stop_embedded_redis(settings.var_dir)

@@ -37,9 +37,13 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def env_file_path(environ: Mapping[str, str]) -> Path:
-    """The `.env` to read: $MAQSAFY_ENV_FILE, else the project's own `.env`."""
+    """The `.env` to read: $MAQSAFY_ENV_FILE, else `./.env` where the command runs (a deployed
+    release's own, linked to its host's settings), else the project's."""
     named = environ.get("MAQSAFY_ENV_FILE", "").strip()
-    return Path(named) if named else PROJECT_ROOT / ".env"
+    if named:
+        return Path(named)
+    here = Path(".env")
+    return here if here.is_file() else PROJECT_ROOT / ".env"
 
 
 def read_dotenv(path: Path) -> dict[str, str]:

@@ -97,3 +97,5 @@ def test_defaults_hang_off_the_project_not_the_current_directory(
     assert settings.var_dir == PROJECT_ROOT / "var"
     assert env_file_path({}) == PROJECT_ROOT / ".env"
     assert env_file_path({"MAQSAFY_ENV_FILE": "/etc/maqsafy.env"}) == Path("/etc/maqsafy.env")
+    (tmp_path / ".env").write_text("REDIS_HOST=release-own\n")  # a deployed release's folder
+    assert env_file_path({}) == Path(".env")
