@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from celery_app.db import UnitOfWork, make_engine
 from celery_app.embedded import ensure_embedded_redis
+from celery_app.errors import ConfigError
 from celery_app.keyspace import Keyspace
 from celery_app.settings import Settings, load_settings
 
@@ -48,11 +49,21 @@ class Container:
         return client
 
 
+def make_var_dir(settings: Settings) -> None:
+    """Create MAQSAFY_VAR_DIR if missing; ConfigError naming the variable when it cannot be."""
+    try:
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"MAQSAFY_VAR_DIR: cannot create {str(settings.var_dir)!r}: {exc.strerror or exc}"
+        ) from None
+
+
 def build(settings: Settings | None = None) -> Container:
     """Build a container from `settings` (default: the environment)."""
     settings = settings or load_settings()
     if settings.database_is_sqlite:
-        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        make_var_dir(settings)
     engine = make_engine(settings.database_url)
     return Container(
         settings=settings,

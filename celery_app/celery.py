@@ -7,6 +7,7 @@ comes from SQL (see :mod:`celery_app.posting`).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -39,7 +40,7 @@ def kombu_url(url: str) -> str:
 
 
 def configure(app: Celery, settings: Settings) -> None:
-    settings.var_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule file here
+    bootstrap.make_var_dir(settings)  # beat keeps its schedule file here
     app.conf.update(
         broker_url=kombu_url(settings.redis_url("broker")),
         broker_connection_retry_on_startup=True,
@@ -100,10 +101,11 @@ def make_enqueue(target: Celery, settings: Settings) -> Callable[[str, int], Non
 
 try:
     _settings = load_settings()
-except ConfigError as exc:  # one line for the operator, no traceback
-    raise SystemExit(f"maqsafy: {exc}") from None
+    app = make_app(_settings)
+except ConfigError as exc:  # one line for the operator, no traceback; 2 as for every bad input
+    print(f"error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
 
-app = make_app(_settings)
 app.set_current()
 enqueue = make_enqueue(app, _settings)
 assert set(QUEUES) >= {"payments", "maintenance", "ops"}

@@ -7,13 +7,14 @@ code takes row locks (`SELECT ... FOR UPDATE`) where it reads what it will chang
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from celery_app.errors import ServiceUnavailable
@@ -47,17 +48,36 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     )
 
 
+# SQLite's and PostgreSQL's (UndefinedTable) words for a table the schema does not have yet.
+MISSING_TABLE = re.compile(
+    r'no such table: (?:\w+\.)?(\w+)|relation "(?:\w+\.)?(\w+)" does not exist'
+)
+
+
+def describe_error(exc: DBAPIError, url: str | URL) -> str:
+    """One line for an operator: the table `invoke db.migrate` would create, or what to check."""
+    lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+    reason = lines[0] if lines else type(exc).__name__
+    missing = MISSING_TABLE.search(reason)
+    if missing:
+        table = missing.group(1) or missing.group(2)
+        return f"the database has no {table} table: run `invoke db.migrate`"
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        shown = "(DATABASE_URL)"
+    return (
+        f"database {shown} did not answer: {reason} (check DATABASE_URL and that the server runs)"
+    )
+
+
 @contextmanager
 def database_errors(engine: Engine) -> Iterator[None]:
-    """Translate a database that does not answer into a one-line ServiceUnavailable."""
+    """Translate a database that does not answer (or is not migrated) into ServiceUnavailable."""
     try:
         yield
-    except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise ServiceUnavailable(
-            f"database {engine.url.render_as_string(hide_password=True)} did not answer: "
-            f"{reason} (check DATABASE_URL and that the server runs)"
-        ) from exc
+    except (OperationalError, ProgrammingError) as exc:
+        raise ServiceUnavailable(describe_error(exc, engine.url)) from exc
 
 
 def check_database(engine: Engine) -> None:

@@ -218,19 +218,34 @@ def count_failed(uow: UowFactory, since: dt.datetime | None = None) -> int:
         return int(work.session.scalar(query) or 0)
 
 
-def _require(work: UnitOfWork, ids: Sequence[int]) -> list[FailedTask]:
+def _require(work: UnitOfWork, ids: Sequence[int], writes: bool = True) -> list[FailedTask]:
     rows = list(work.session.scalars(select(FailedTask).where(FailedTask.id.in_(ids))))
     missing = sorted(set(ids) - {row.id for row in rows})
     if missing:
         shown = ", ".join(str(i) for i in missing[:10])
-        raise NotFound(f"no failed task with id {shown}; nothing changed (see invoke failed.list)")
+        outcome = "; nothing changed" if writes else ""  # a read changes nothing anyway
+        raise NotFound(f"no failed task with id {shown}{outcome} (see invoke failed.list)")
     return sorted(rows, key=lambda row: row.id)
+
+
+def check(uow: UowFactory, ids: Sequence[int] | None = None, queue: str | None = None) -> None:
+    """Refuse now, writing nothing, what a change would refuse: unknown ids, a queue beside ids.
+
+    It reads the table even without ids, so a database that is down or not migrated says so
+    before the change is recorded in the run history.
+    """
+    if queue is not None:
+        if ids is not None:
+            raise InvalidRequest("--queue goes with --all")
+        known_queue(queue)
+    with uow() as work:
+        _require(work, ids or [])
 
 
 def show(uow: UowFactory, task_id: int) -> FailedView:
     """Return one failed task with its traceback."""
     with uow() as work:
-        return FailedView.of(_require(work, [task_id])[0], full=True)
+        return FailedView.of(_require(work, [task_id], writes=False)[0], full=True)
 
 
 def forget(uow: UowFactory, ids: Sequence[int]) -> int:

@@ -8,9 +8,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine
 
 from celery_app.db import database_errors
+from celery_app.errors import InvalidRequest
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -23,11 +25,31 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate the database behind `engine` up to `revision`."""
+    """Migrate the database behind `engine` up to `revision`; never down (InvalidRequest)."""
     config = alembic_config(engine.url.render_as_string(hide_password=False))
-    with database_errors(engine), engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    script = ScriptDirectory.from_config(config)
+    try:
+        with database_errors(engine), engine.begin() as connection:
+            now = MigrationContext.configure(connection).get_current_revision()
+            check_upgrade(script, now, revision)
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    except CommandError as exc:  # an unknown or unreachable --revision
+        first = (str(exc).strip().splitlines() or ["no such revision"])[0]
+        raise InvalidRequest(f"--revision {revision[:40]!r}: {first}") from None
+
+
+def check_upgrade(script: ScriptDirectory, now: str | None, revision: str) -> None:
+    """Refuse a `revision` below the database's `now`: this command only upgrades."""
+    if now is None or revision.startswith("+"):  # relative upgrades: alembic checks them
+        return
+    below = {r.revision for r in script.iterate_revisions(now, "base")} - {now}
+    targets = () if revision.startswith("-") else script.get_revisions(revision)  # or CommandError
+    if not targets or any(t is not None and t.revision in below for t in targets):
+        raise InvalidRequest(
+            f"--revision {revision[:40]!r} is below the database's {now}: downgrades are not "
+            "done by this command (db.migrate only upgrades)"
+        )
 
 
 def current(engine: Engine) -> str | None:

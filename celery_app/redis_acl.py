@@ -133,6 +133,13 @@ class AclResult:
         return f"ACL user {self.user} set to the least-privilege rules"
 
 
+def check_user(user: str) -> str:
+    """Return `user` if it is a valid ACL user name; InvalidRequest otherwise."""
+    if not user.replace("-", "").replace("_", "").isalnum():
+        raise InvalidRequest(f"ACL user name must be letters, digits, - or _, got {user!r}")
+    return user
+
+
 def apply(
     admin: redis.Redis, user: str, prefix: str, password: str, check: bool = False, db: int = 0
 ) -> AclResult:
@@ -143,8 +150,7 @@ def apply(
     """
     if not password:
         raise InvalidRequest("the app user's password is empty: set it in the environment first")
-    if not user.replace("-", "").replace("_", "").isalnum():
-        raise InvalidRequest(f"ACL user name must be letters, digits, - or _, got {user!r}")
+    check_user(user)
     with redis_errors("Redis ACL"):
         _setuser(admin, PROBE_USER, prefix, password, db)
         try:

@@ -78,8 +78,10 @@ def test_worker_with_bad_configuration_exits_with_one_line(tmp_path: Path) -> No
         text=True,
         timeout=60,
     )
-    assert done.returncode != 0
-    assert "REDIS_URL: expected a URL starting with redis://" in done.stderr
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: REDIS_URL: expected a URL starting with redis://")
     assert "Traceback" not in done.stderr
 
 
