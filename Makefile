@@ -31,7 +31,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# What a deploy to this machine started (its worker, var/run) goes before the Redis it uses.
 stop: $(STAMP)
+	$(BIN)/invoke workers.stop
 	$(BIN)/invoke stop
 
 clean:

@@ -3,18 +3,22 @@
     python -m benchmarks.deploy --hosts 10 [--serial 5]
 
 Starts N real OpenSSH servers (as the tests do), a private Redis and a PostgreSQL database, and
-a git repository of the project at HEAD. Then the same release goes out twice, each time to
-fresh app folders and starting real workers on every host:
+a git repository of the project (tags v1, v2). A first deploy of v1 provisions the hosts: it
+uploads the dependency layer (``deps-<hash>.tar.gz``, the site-packages the app needs) once to
+each host, as the first deploy to a real fleet does; its time is printed on its own. Then the
+code change, v2, goes out twice, each time starting real workers on every host (the previous
+ones killed first):
 
 - **ours**: ``runbooks.deploy.rollout.deploy`` (the release built once with its .venv, shipped
-  over SFTP to every host at once, one shell session per host, migrate once, restart per
-  ``--serial`` batch behind the health gate);
+  over SFTP to every host at once, the dependency layer found already there, one shell session
+  per host, migrate once, restart per ``--serial`` batch behind the health gate);
 - **sequential**: a plain Fabric script doing the same steps one host after another, each
   command its own exec channel, as such scripts are written: ``put`` the ``git archive``
-  tarball, unpack, build the virtual environment on the host (``python -m venv`` plus the same
-  dependency layer and the same check), link ``.env``, migrate on the first host, switch
-  ``current``, warm-stop and start the worker (the same ``celery worker --detach``), then wait
-  until ``celery inspect ping`` answers from the host (what the workers-restart book does).
+  tarball, unpack, build the virtual environment on the host (``python -m venv`` pointing at
+  the same dependency layer on the host, and the same check), link ``.env``, migrate on the
+  first host, switch ``current``, warm-stop and start the worker (``celery worker --detach``),
+  then wait until ``celery inspect ping`` answers from the host (what the workers-restart book
+  does).
 
 The last line is ``ratio sequential/ours: X.X``.
 """
@@ -54,7 +58,7 @@ def phase(times: dict[str, float], name: str) -> Iterator[None]:
 
 
 def sequential(
-    hosts: list[SSHHost], repo: Path, ref: str, work: Path, env: dict[str, str]
+    hosts: list[SSHHost], repo: Path, ref: str, work: Path, env: dict[str, str], layer: str
 ) -> dict[str, float]:
     """The same deploy as a plain Fabric script: one host after another, a channel per command."""
     import redis
@@ -66,7 +70,6 @@ def sequential(
     connections = [Connection(h.address, user=h.user, port=h.port, connect_kwargs=connect)
                    for h in hosts]  # fmt: skip
     python = os.path.realpath(sys.executable)
-    deps = release.deps_site()
     with phase(times, "preflight"):
         redis.Redis.from_url(env["REDIS_URL"]).ping()
         with create_engine(env["DATABASE_URL"]).connect() as db:
@@ -92,6 +95,7 @@ def sequential(
             c.run(f"tar -xzf {app}/{name}.tar.gz -C {target} && rm {app}/{name}.tar.gz", hide=True)
             c.run(f"ln -sfn ../../shared/.env {target}/.env", hide=True)
             c.run(f"{python} -m venv --without-pip {target}/.venv", hide=True)
+            deps = f"{h.root}/srv/maqsafy/deps/{layer}"  # the layer already on the host
             c.run(f"printf '../../../..\\n{deps}\\n' > {target}/.venv/lib/{version}/site-packages/"
                   "release.pth", hide=True)  # fmt: skip
             c.run(f'cd {target} && .venv/bin/python -c "{hostside.FIND_SPEC}"', hide=True)
@@ -137,7 +141,12 @@ def sequential(
 def ours(fleet: Any, repo: Path, ref: str, app: Any, serial: int | None) -> dict[str, float]:
     started = time.perf_counter()
     request = rollout.DeployRequest(
-        environment="test", ref=ref, repo=repo, inventory_dir=fleet.inventory_dir, serial=serial
+        environment="test",
+        ref=ref,
+        repo=repo,
+        inventory_dir=fleet.inventory_dir,
+        serial=serial,
+        deps_cache=fleet.deps_cache,
     )
     report = rollout.deploy(app, request, {})
     total = time.perf_counter() - started
@@ -168,15 +177,19 @@ def main(argv: list[str] | None = None) -> int:
             app = bootstrap.build(load_settings(env))
             migrate.upgrade(app.engine)
             repo = make_repo(work / "repo")
-            fleet = make_fleet(work / "inventory", hosts, redis_url, url)
+            fleet = make_fleet(
+                work / "inventory", hosts, redis_url, url, deps_cache=work / "deps-cache"
+            )
             for h in hosts:  # the plain script's hosts get the same provisioned .env
                 plain = h.root / PLAIN / "shared"
                 plain.mkdir(parents=True)
                 shutil.copy(h.root / "srv/maqsafy/shared/.env", plain / ".env")
             try:
-                mine = ours(fleet, repo, "v1", app, args.serial or None)
+                first = ours(fleet, repo, "v1", app, args.serial or None)
                 fleet.kill_workers()
-                theirs = sequential(hosts, repo, "v1", work, env)
+                mine = ours(fleet, repo, "v2", app, args.serial or None)
+                fleet.kill_workers()
+                theirs = sequential(hosts, repo, "v2", work, env, release.deps_digest())
             finally:
                 fleet.kill_workers()
                 kill_pidfiles([h.root / PLAIN / "run" for h in hosts])
@@ -186,11 +199,14 @@ def main(argv: list[str] | None = None) -> int:
         drop()
         shutil.rmtree(work, ignore_errors=True)
     batches = f"serial {args.serial}" if args.serial else "all at once"
-    print(f"ours ({args.hosts} hosts, {batches}):")
+    print(f"first deploy, v1 to bare hosts (ours, {args.hosts} hosts, {batches}):")
+    print(f"  {'ship (+deps layer)':<18} {first['ship']:6.2f} s")
+    print(f"  {'total':<18} {sum(first.values()):6.2f} s")
+    print(f"ours, v2 ({args.hosts} hosts, {batches}; the dependency layer is already there):")
     for name, seconds in mine.items():
         print(f"  {name:<18} {seconds:6.2f} s")
     print(f"  {'total':<18} {sum(mine.values()):6.2f} s")
-    print(f"sequential Fabric script ({args.hosts} hosts, one after another):")
+    print(f"sequential Fabric script, v2 ({args.hosts} hosts, one after another):")
     for name, seconds in theirs.items():
         print(f"  {name:<18} {seconds:6.2f} s")
     print(f"  {'total':<18} {sum(theirs.values()):6.2f} s")

@@ -5,6 +5,10 @@ Asked over the environment's broker from the laptop with Celery remote control (
 answers and reports the release (``MAQSAFY_RELEASE``) and its queues; every queue the workers
 should consume has a consumer somewhere; and no task failed since the deploy began (failed
 tasks are SQL rows).
+
+While it waits it also looks at the host: a node whose process exited, or whose log says it
+cannot reach its broker, fails the gate at once with that log line (no point waiting out the
+timeout for a cause already known); at the timeout the message carries each node's last line.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from celery_app import failed_tasks
 from celery_app.errors import MaqsafyError, ServiceUnavailable
 from runbooks.actions.base import Outcome, StepContext
-from runbooks.deploy.hostside import node_names
+from runbooks.deploy.hostside import node_names, worker_state
 
 
 @dataclass
@@ -69,29 +73,53 @@ class Gate:
     def failed_since(self) -> int:
         return failed_tasks.count_failed(self.container.uow, since=self.started)
 
+    def probe(self, ctx: StepContext, release: str) -> list[str]:
+        """What is wrong with this host's workers on `release` now, asked once ([] = healthy)."""
+        queues = [q for q in str(ctx.vars.get("worker_queues", "")).split(",") if q]
+        try:
+            return self.problems(node_names(ctx), release, queues)
+        except MaqsafyError as exc:
+            return [str(exc)]
+
     def __call__(self, ctx: StepContext, params: dict[str, Any]) -> Outcome:
         release = str(params["release"])
         expected = node_names(ctx)
-        queues = [q for q in str(ctx.vars.get("worker_queues", "")).split(",") if q]
         if ctx.check:
             return Outcome("skipped", f"check mode: would wait for {', '.join(expected)}")
         deadline = time.monotonic() + self.timeout
         problems: list[str] = ["not asked yet"]
+        data: dict[str, Any] = {"release": release, "nodes": expected}
+        state: dict[str, dict[str, str]] = {}
         while time.monotonic() < deadline:
-            try:
-                problems = self.problems(expected, release, queues)
-            except MaqsafyError as exc:
-                problems = [str(exc)]
+            problems = self.probe(ctx, release)
             if not problems:
                 break
+            state = worker_state(ctx)
+            known = _known_causes(ctx.host, state)
+            if known:
+                return Outcome("failed", "; ".join(known), data)
             time.sleep(0.5)
-        data: dict[str, Any] = {"release": release, "nodes": expected}
         if problems:
-            return Outcome("failed", f"health gate: {'; '.join(problems)}", data)
+            last = [
+                f"{node}@{ctx.host}'s log: {row['last']}"
+                for node, row in state.items()
+                if row.get("last")
+            ]
+            waited = f"after {self.timeout:.0f}s: " + "; ".join(problems + last)
+            return Outcome("failed", waited, data)
         failed = self.failed_since()
         data["failed_since_start"] = failed
         if failed > self.failed_budget:
-            return Outcome(
-                "failed", f"health gate: {failed} task(s) failed since the deploy began", data
-            )
+            return Outcome("failed", f"{failed} task(s) failed since the deploy began", data)
         return Outcome("ok", f"{', '.join(expected)} answer on {release}", data)
+
+
+def _known_causes(host: str, state: dict[str, dict[str, str]]) -> list[str]:
+    """Nodes that will not come up by waiting: exited, or cannot reach their broker."""
+    causes = []
+    for node, row in state.items():
+        if row.get("alive") == "no":
+            causes.append(f"{node}@{host} exited: {row.get('last') or 'its log is empty'}")
+        elif row.get("broker"):
+            causes.append(f"{node}@{host} cannot reach its broker: {row['broker']}")
+    return causes

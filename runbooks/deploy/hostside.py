@@ -6,7 +6,9 @@ Values reach the scripts as environment variables, never interpolated into them.
 
 A host's application folder (``app_dir``)::
 
-    releases/<time>-<sha>/   one unpacked release each (RELEASE, REVISION, .venv, .env -> shared)
+    releases/<time>-<sha>/   one unpacked release each (RELEASE, REVISION, DEPS, .venv,
+                             .env -> shared)
+    deps/<hash>/             the dependency layers the kept releases run on (release.build_deps)
     shared/.env              the host's settings (provisioned, never shipped by a deploy)
     shared/run/              worker pidfiles, logs and the release each node was started on
                              (`worker_run_dir` moves them: on `local`, var/run, where
@@ -23,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from runbooks.actions.base import Outcome, StepContext, first_line
+from runbooks.deploy import release
+from runbooks.errors import StepError
 from runbooks.targets import Target
 
 INSPECT = r"""
@@ -30,6 +34,17 @@ probe="$APP_DIR"; while [ ! -d "$probe" ]; do probe=$(dirname "$probe"); done
 echo "free $(df -Pk "$probe" | awk 'NR==2 {print $4 * 1024}')"
 if [ -f "$APP_DIR/shared/.env" ]; then echo "env yes"; else echo "env no"; fi
 echo "current $(basename "$(readlink "$APP_DIR/current" 2>/dev/null)" 2>/dev/null)"
+if [ -n "$DEPS" ] && [ -d "$APP_DIR/deps/$DEPS" ]; then echo "deps yes"; else echo "deps no"; fi
+if [ -n "$PYTHON" ] && [ -x "$PYTHON" ]; then
+  echo "python $("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)"
+fi
+# The settings' names only (never their values), and whether MAQSAFY_VAR_DIR is absolute.
+if [ -f "$APP_DIR/shared/.env" ]; then
+  lead='^[[:space:]]*\(export[[:space:]]\+\)\?'
+  sed -n "s/$lead\([A-Za-z_][A-Za-z0-9_]*\)[[:space:]]*=.*/setting \2/p" "$APP_DIR/shared/.env"
+  grep -q "${lead}MAQSAFY_VAR_DIR[[:space:]]*=[[:space:]]*[\"']\?/" "$APP_DIR/shared/.env" \
+    && echo "var_dir absolute"
+fi
 for r in "$APP_DIR"/releases/*/RELEASE; do
   [ -f "$r" ] && echo "release $(basename "$(dirname "$r")")"
 done
@@ -47,6 +62,10 @@ cd "$APP_DIR/releases"
 rm -rf "$NAME.tmp"; mkdir "$NAME.tmp"
 tar -xzf "$TARBALL" -C "$NAME.tmp"
 ln -sfn ../../shared/.env "$NAME.tmp/.env"
+# The venv finds the release's tree (relative to the .pth's folder) and this host's copy of the
+# dependency layer it was built with.
+printf '%s\n' ../../../.. "$APP_DIR/deps/$(cat "$NAME.tmp/DEPS")" \
+  > "$NAME.tmp/$SITE/maqsafy_release.pth"
 # The release's environment was built once on the laptop; prove it runs here.
 # (find_spec finds each package without importing it: a missing one fails here, cheaply.)
 (cd "$NAME.tmp" && .venv/bin/python -c "$FIND_SPEC")
@@ -64,6 +83,21 @@ mv -T current.tmp current
 ls -1 releases | grep -v '\.tmp$' | sort -r | tail -n +$((KEEP + 1)) | while read -r old; do
   [ "$old" = "$NAME" ] || rm -rf "releases/$old"
 done
+# and the dependency layers the kept releases run on
+for layer in deps/*; do
+  [ -d "$layer" ] || continue
+  case "$layer" in *.tmp) continue ;; esac
+  cat releases/*/DEPS 2>/dev/null | grep -qx "$(basename "$layer")" || rm -rf "$layer"
+done
+"""
+
+UNPACK_DEPS = r"""
+set -e
+cd "$APP_DIR/deps"
+rm -rf "$DEPS.tmp"; mkdir "$DEPS.tmp"
+tar -xzf "$TARBALL" -C "$DEPS.tmp"
+mv -T "$DEPS.tmp" "$DEPS"
+rm -f "$TARBALL"
 """
 
 # The release reads its settings from shared/.env only, not from the shell it was started in.
@@ -97,9 +131,9 @@ done
 """
 
 # A warm shutdown (SIGTERM: running tasks finish, prefetched ones go back to the queue), bounded
-# by a timeout that names what still runs; then a start from `current` on the new release. The
-# same steps as the workers-restart book's `celery multi` path, with pidfiles under shared/
-# so they outlive the release they were started from.
+# by a timeout that names what still runs; then a start from `current` on the new release, with
+# pidfiles under shared/ so they outlive the release they were started from. The gate then
+# waits for the nodes to answer (and fails at once when one exited: see WORKER_STATE).
 RESTART = (
     r"""
 RUN="${RUN_DIR:-$APP_DIR/shared/run}"; mkdir -p "$RUN"
@@ -108,6 +142,7 @@ for n in $NODES; do
   kill -TERM "$pid" 2>/dev/null || continue
   waited=0
   while kill -0 "$pid" 2>/dev/null; do
+    case "$(ps -o stat= -p "$pid" 2>/dev/null)" in Z*) break ;; esac  # exited, not reaped
     if [ "$waited" -ge "$((TIMEOUT * 5))" ]; then
       echo "$n (pid $pid) still running after ${TIMEOUT}s: tasks in flight; not restarted" >&2
       exit 1
@@ -121,16 +156,49 @@ cd "$APP_DIR/current" || exit 3
     + CLEAN_ENV
     + r"""
 export MAQSAFY_RELEASE="$NAME"
-# What `celery multi start` runs per node, without its extra interpreter.
+# Started in its own session (it outlives this shell), not --detach'ed: what it prints before
+# its log is set up (an import error, a bad setting) lands in <node>.out for the gate to show.
+detach=$(command -v setsid || true)
 for n in $NODES; do
-  .venv/bin/python -m celery -A celery_app worker --detach -n "$n@$HOSTNAME_" -Q "$W_QUEUES" \
+  wc -c < "$RUN/$n.log" > "$RUN/$n.logstart" 2>/dev/null || echo 0 > "$RUN/$n.logstart"
+  $detach .venv/bin/python -m celery -A celery_app worker -n "$n@$HOSTNAME_" -Q "$W_QUEUES" \
     -c "$CONC" --pidfile="$RUN/$n.pid" --logfile="$RUN/$n.log" -l info \
-    --without-gossip --without-mingle >"$RUN/$n.out" 2>&1 \
-    || { grep -v '^\s*$' "$RUN/$n.out" | tail -4 >&2; exit 1; }
+    --without-gossip --without-mingle </dev/null >"$RUN/$n.out" 2>&1 &
   echo "$NAME" > "$RUN/$n.release"
 done
 """
 )
+
+
+# Per node, for the gate: is its process alive, and what its log said since this start (the
+# last line, and the last time it could not reach its broker).
+WORKER_STATE = r"""
+RUN="${RUN_DIR:-$APP_DIR/shared/run}"
+for n in $NODES; do
+  pid=$(cat "$RUN/$n.pid" 2>/dev/null); alive=no
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && alive=yes
+  case "$(ps -o stat= -p "${pid:-0}" 2>/dev/null)" in Z*) alive=no ;; esac  # exited, not reaped
+  # still starting: no pidfile yet, but its process (named by its pidfile option) runs
+  if [ "$alive" = no ]; then
+    if ! command -v pgrep >/dev/null 2>&1; then alive=unknown
+    elif pgrep -f -- "--pidfile=$RUN/$n.pid" >/dev/null 2>&1; then alive=yes; fi
+  fi
+  start=$(cat "$RUN/$n.logstart" 2>/dev/null || echo 0)
+  since=$(tail -c +$((start + 1)) "$RUN/$n.log" 2>/dev/null | grep -v '^[[:space:]]*$')
+  echo "$n alive $alive"
+  [ -n "$since" ] || since=$(grep -v '^[[:space:]]*$' "$RUN/$n.out" 2>/dev/null)
+  echo "$n last $(printf '%s\n' "$since" | tail -1 | cut -c1-300)"
+  echo "$n broker $(printf '%s\n' "$since" | grep 'Cannot connect to' | tail -1 | cut -c1-300)"
+done
+"""
+
+# What shared/.env must name (placeholders only), said when it is missing or incomplete.
+ENV_HINT = (
+    "DATABASE_URL=postgresql+psycopg://<db-user>:<db-password>@<db-host>:5432/maqsafy and "
+    "REDIS_URL=redis://:<redis-password>@<redis-host>:6379/0 (or REDIS_HOST, REDIS_PORT, "
+    "REDIS_PASSWORD); see README, Deploying"
+)
+REDIS_SETTINGS = ("REDIS_URL", "REDIS_HOST", "REDIS_BROKER_URL")
 
 
 def app_dir(ctx: StepContext) -> str:
@@ -158,30 +226,65 @@ def _run(ctx: StepContext, script: str, env: Mapping[str, str], timeout: float =
     return ctx.target.run(script, env=dict(env), timeout=timeout)
 
 
-def inspect(ctx: StepContext, app: str) -> dict[str, Any]:
-    """Free disk, shared .env present, the releases and the current one (read only)."""
-    result = _run(ctx, INSPECT, {"APP_DIR": app})
+def inspect(ctx: StepContext, app: str, deps: str = "", python: bool = False) -> dict[str, Any]:
+    """Free disk, shared .env present (and the names it sets), the releases, the current one,
+    whether the dependency layer `deps` is here and (`python`) the release interpreter's
+    version on this host."""
+    env = {"APP_DIR": app, "DEPS": deps, "PYTHON": release.python() if python else ""}
+    result = _run(ctx, INSPECT, env)
     if result.rc != 0:
         raise OSError(f"cannot prepare {app}: {first_line(result.stderr) or f'exit {result.rc}'}")
-    found: dict[str, Any] = {"free": 0, "env": False, "current": "", "releases": []}
+    found: dict[str, Any] = {
+        "free": 0, "env": False, "current": "", "releases": [], "deps": False, "python": "",
+        "settings": [], "var_dir_absolute": False,
+    }  # fmt: skip
     for line in result.stdout.splitlines():
         key, _, value = line.partition(" ")
         if key == "free":
             found["free"] = int(value or 0)
-        elif key == "env":
-            found["env"] = value == "yes"
-        elif key == "current":
-            found["current"] = value.strip()
+        elif key in ("env", "deps"):
+            found[key] = value == "yes"
+        elif key in ("current", "python"):
+            found[key] = value.strip()
         elif key == "release":
             found["releases"].append(value.strip())
+        elif key == "setting":
+            found["settings"].append(value.strip())
+        elif key == "var_dir":
+            found["var_dir_absolute"] = True
     found["releases"].sort()
     return found
 
 
+def settings_problem(found: Mapping[str, Any], app: str, embedded_ok: bool) -> str:
+    """Why the host's shared/.env cannot run a release ('' when it can).
+
+    A release reads its settings from there only. Without Redis settings it runs the embedded
+    default, which is right only on `local` and only with an absolute MAQSAFY_VAR_DIR (this
+    machine's var, one Redis); a relative one would start a Redis under each release.
+    """
+    names = set(found["settings"])
+    if embedded_ok and found["var_dir_absolute"] and not names & {"DATABASE_URL", *REDIS_SETTINGS}:
+        return ""
+    missing = [n for n in ("DATABASE_URL",) if n not in names]
+    if not names & set(REDIS_SETTINGS):
+        missing.append("REDIS_URL")
+    if embedded_ok and not names & {"DATABASE_URL", *REDIS_SETTINGS}:
+        return (
+            f"{app}/shared/.env sets no absolute MAQSAFY_VAR_DIR: each release would start its "
+            "own Redis and SQLite under its folder; set MAQSAFY_VAR_DIR to this machine's var "
+            "folder (absolute), or set " + ENV_HINT
+        )
+    if missing:
+        return f"{app}/shared/.env does not set {', '.join(missing)}: set {ENV_HINT}"
+    return ""
+
+
 def preflight(ctx: StepContext, params: dict[str, Any]) -> Outcome:
-    """Enough disk, a shared .env, and what the host runs now (read only)."""
+    """Enough disk, the release interpreter, a shared .env that names the environment's
+    Redis and database, and what the host runs now (read only)."""
     app = app_dir(ctx)
-    found = inspect(ctx, app)
+    found = inspect(ctx, app, str(params.get("deps", "")), python=True)
     need = int(params.get("min_free_mb", 200)) * 1024 * 1024
     if found["free"] < need:
         return Outcome(
@@ -189,8 +292,28 @@ def preflight(ctx: StepContext, params: dict[str, Any]) -> Outcome:
             f"{found['free'] // 2**20} MiB free under {app}, need {need // 2**20} MiB",
             found,
         )
+    wanted = release.python_version()
+    if found["python"] != wanted:
+        got = f"is Python {found['python']}" if found["python"] else "does not exist"
+        return Outcome(
+            "failed",
+            f"{release.python()} {got} on this host: releases run the interpreter they are "
+            f"built with, so every host needs Python {wanted} at that same path",
+            found,
+        )
     if not found["env"]:
-        return Outcome("failed", f"{app}/shared/.env is missing: provision the host's settings")
+        if params.get("local") and ctx.check:
+            return Outcome(
+                "changed", "check mode: would write shared/.env from this machine's settings", found
+            )
+        return Outcome(
+            "failed",
+            f"{app}/shared/.env is missing: provision the host's settings there: {ENV_HINT}",
+            found,
+        )
+    problem = settings_problem(found, app, bool(params.get("local")))
+    if problem:
+        return Outcome("failed", problem, found)
     return Outcome("ok", f"current {found['current'] or 'none'}", found)
 
 
@@ -203,20 +326,59 @@ def put_file(target: Target, local: Path, remote: str) -> None:
     sftp().put(str(local), remote)
 
 
+def _upload(ctx: StepContext, app: str, folder: str, local: str, filename: str) -> str:
+    """Create incoming/ and `folder`, upload `local` to incoming/`filename`; its remote path."""
+    env = {"APP_DIR": app, "DIR": folder}
+    made = _run(ctx, 'mkdir -p "$APP_DIR/incoming" "$APP_DIR/$DIR"', env)
+    if made.rc != 0:
+        raise StepError(f"cannot create {app}/{folder}: {first_line(made.stderr)}")
+    remote = f"{app}/incoming/{filename}"
+    put_file(ctx.target, Path(local), remote)
+    return remote
+
+
+def _there(ctx: StepContext, test: str, app: str, name: str, ok: str, would: str) -> Outcome | None:
+    """`ok` when `test` finds `name` on the host; in check mode, what would be done; else None."""
+    if _run(ctx, test, {"APP_DIR": app, "NAME": name}).rc == 0:
+        return Outcome("ok", ok, {"name": name})
+    if ctx.check:
+        return Outcome("changed", f"check mode: would {would} {name}", {"check": True})
+    return None
+
+
+def ship_deps(ctx: StepContext, params: dict[str, Any]) -> Outcome:
+    """Upload and unpack the dependency layer into deps/<hash>, only where it is missing."""
+    app, name = app_dir(ctx), str(params["deps"])
+    test = 'test -d "$APP_DIR/deps/$NAME"'
+    here, would = f"dependency layer {name} is here", "upload dependency layer"
+    found = _there(ctx, test, app, name, here, would)
+    if found is not None:
+        return found
+    if not params.get("tarball"):
+        return Outcome("failed", f"dependency layer {name} is missing and was not built")
+    tarball = _upload(ctx, app, "deps", str(params["tarball"]), f"deps-{name}.tar.gz")
+    done = _run(ctx, UNPACK_DEPS, {"APP_DIR": app, "DEPS": name, "TARBALL": tarball})
+    if done.rc != 0:
+        why = first_line(done.stderr)
+        return Outcome("failed", f"unpacking the dependency layer failed: {why}", rc=done.rc)
+    return Outcome("changed", f"uploaded dependency layer {name}", {"deps": name})
+
+
 def ship(ctx: StepContext, params: dict[str, Any]) -> Outcome:
     """Upload the release tarball over SFTP and unpack it into releases/<name> (once)."""
     app, name = app_dir(ctx), str(params["release"])
-    there = _run(ctx, 'test -f "$APP_DIR/releases/$NAME/RELEASE"', {"APP_DIR": app, "NAME": name})
-    if there.rc == 0:
-        return Outcome("ok", f"{name} is already unpacked", {"release": name})
-    if ctx.check:
-        return Outcome("changed", f"check mode: would upload and unpack {name}", {"check": True})
-    made = _run(ctx, 'mkdir -p "$APP_DIR/incoming" "$APP_DIR/releases"', {"APP_DIR": app})
-    if made.rc != 0:
-        return Outcome("failed", f"cannot create {app}/incoming: {first_line(made.stderr)}")
-    tarball = f"{app}/incoming/{name}.tar.gz"
-    put_file(ctx.target, Path(str(params["tarball"])), tarball)
-    env = {"APP_DIR": app, "NAME": name, "TARBALL": tarball, "FIND_SPEC": FIND_SPEC}
+    test = 'test -f "$APP_DIR/releases/$NAME/RELEASE"'
+    found = _there(ctx, test, app, name, f"{name} is already unpacked", "upload and unpack")
+    if found is not None:
+        return found
+    tarball = _upload(ctx, app, "releases", str(params["tarball"]), f"{name}.tar.gz")
+    env = {
+        "APP_DIR": app,
+        "NAME": name,
+        "TARBALL": tarball,
+        "FIND_SPEC": FIND_SPEC,
+        "SITE": release.site_packages(),
+    }
     done = _run(ctx, UNPACK, env)
     if done.rc != 0:
         return Outcome("failed", f"unpack failed: {first_line(done.stderr)}", rc=done.rc)
@@ -268,14 +430,27 @@ def running(ctx: StepContext, app: str) -> dict[str, str]:
 
 
 def restart(ctx: StepContext, params: dict[str, Any]) -> Outcome:
-    """Warm-stop this host's workers and start them on the release (ok when already on it)."""
+    """Warm-stop this host's workers and start them on the release.
+
+    ``ok`` only when every node already runs the release and is healthy: `probe` (the gate's
+    question, asked once) finds nothing wrong. A node on the release that is not healthy (a
+    deploy whose gate failed, then fixed settings) is restarted, so the same deploy again
+    recovers it.
+    """
     app, name = app_dir(ctx), str(params["release"])
     now = running(ctx, app)
-    data = {"release": name, "before": now}
+    data: dict[str, Any] = {"release": name, "before": now}
+    names = ", ".join(node_names(ctx))
+    why = ""
     if now and all(release == name for release in now.values()):
-        return Outcome("ok", f"workers already run {name}", data)
+        probe = params.get("probe")
+        problems = probe(ctx) if probe is not None else []
+        if not problems:
+            return Outcome("ok", f"workers already run {name}", data)
+        why = f" (not healthy: {'; '.join(problems)})"
+        data["problems"] = problems
     if ctx.check:
-        return Outcome("changed", f"check mode: would restart {', '.join(now)} on {name}", data)
+        return Outcome("changed", f"check mode: would restart {names} on {name}{why}", data)
     env = {
         "APP_DIR": app,
         "NAME": name,
@@ -290,7 +465,20 @@ def restart(ctx: StepContext, params: dict[str, Any]) -> Outcome:
     done = _run(ctx, RESTART, env, timeout=timeout)
     if done.rc != 0:
         return Outcome("failed", first_line(done.stderr) or f"exit {done.rc}", data, rc=done.rc)
-    return Outcome("changed", f"restarted {', '.join(node_names(ctx))} on {name}", data)
+    return Outcome("changed", f"restarted {names} on {name}{why}", data)
+
+
+def worker_state(ctx: StepContext) -> dict[str, dict[str, str]]:
+    """Node -> alive (yes/no), last (its log's last line since its start), broker (the last
+    line saying it cannot reach its broker, or '')."""
+    env = {"APP_DIR": app_dir(ctx), "NODES": " ".join(nodes(ctx)), "RUN_DIR": run_dir(ctx)}
+    done = _run(ctx, WORKER_STATE, env)
+    state: dict[str, dict[str, str]] = {}
+    for line in done.stdout.splitlines():
+        node, _, rest = line.partition(" ")
+        key, _, value = rest.partition(" ")
+        state.setdefault(node, {})[key] = value.strip()
+    return state
 
 
 def list_releases(ctx: StepContext, params: dict[str, Any]) -> Outcome:

@@ -6,17 +6,26 @@ time), and holds the tree at REF plus three things the hosts need:
 - ``RELEASE``: the release's name (workers report it as ``MAQSAFY_RELEASE``);
 - ``REVISION``: the Alembic head the release's migrations end at (read from its own
   ``migrations/``, no database needed), so a rollback can warn when the database differs;
+- ``DEPS``: the name of the dependency layer the release runs on;
 - ``.venv/``: a virtual environment built here, once, for every host: ``pyvenv.cfg`` and
-  ``bin/python`` point at the interpreter, and one ``.pth`` puts the release's own tree first on
-  ``sys.path`` and the dependency layer (``deps_site``: the site-packages the app's packages
-  are installed in) after it. Hosts only unpack it; nothing is installed or downloaded per host.
-  The dependency layer must exist at that path on each host (on loopback hosts it is this
-  machine's); a dependency change ships a new layer, a code change does not.
+  ``bin/python`` point at the interpreter (the same path and version on every host: preflight
+  checks it). Unpacking writes one ``.pth`` that puts the release's own tree first on
+  ``sys.path`` and the host's copy of the dependency layer, ``<app_dir>/deps/<layer>``, after it.
+  Hosts only unpack; nothing is installed or downloaded per host.
+
+The dependency layer is its own content-addressed tarball, ``deps-<hash>.tar.gz``: the
+site-packages files of the distributions the app needs (its requirements and theirs, never the
+dev tools nor the project itself), the hash taken over the interpreter, the platform and each
+distribution's RECORD. It is built once on the laptop (and cached there by its hash) and
+uploaded only to hosts that lack it; a dependency change ships a new layer, a code change does
+not.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import importlib.metadata as metadata
 import io
 import os
 import re
@@ -26,6 +35,8 @@ import sysconfig
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.requirements import Requirement
 
 from runbooks.errors import RunbookError
 
@@ -70,12 +81,77 @@ def release_name(sha: str, now: dt.datetime | None = None) -> str:
 
 
 def deps_site() -> str:
-    """This interpreter's site-packages: the dependency layer releases built here point at."""
+    """This interpreter's site-packages (where the dependency layer's files are read from)."""
     return sysconfig.get_paths()["purelib"]
 
 
-def _python() -> str:
+def python() -> str:
+    """The interpreter releases run with: the same path must hold the same version on hosts."""
     return os.path.realpath(sys.executable)
+
+
+def python_version() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def deps_closure(project: str = "maqsafy-ops") -> list[metadata.Distribution]:
+    """The installed distributions the project needs at run time (extras followed, dev not)."""
+    found: dict[str, tuple[metadata.Distribution, set[str]]] = {}
+
+    def walk(name: str, extras: frozenset[str]) -> None:
+        key = _key(name)
+        if key in found and extras <= found[key][1]:
+            return
+        try:
+            dist = found[key][0] if key in found else metadata.distribution(name)
+        except metadata.PackageNotFoundError as exc:
+            raise ReleaseError(f"dependency {name} is not installed here: {exc}") from exc
+        seen = found.setdefault(key, (dist, set()))[1]
+        seen |= extras
+        for line in dist.requires or []:
+            wanted = Requirement(line)
+            marker = wanted.marker
+            if marker is None or any(marker.evaluate({"extra": e}) for e in ("", *seen)):
+                walk(wanted.name, frozenset(wanted.extras))
+
+    walk(project, frozenset())
+    return [dist for key, (dist, _) in sorted(found.items()) if key != _key(project)]
+
+
+def deps_digest(dists: list[metadata.Distribution] | None = None) -> str:
+    """The layer's name: a hash of the interpreter, the platform and each dist's RECORD."""
+    digest = hashlib.sha256(f"{sys.version}\n{sysconfig.get_platform()}\n".encode())
+    for dist in dists if dists is not None else deps_closure():
+        record = dist.read_text("RECORD") or ""
+        digest.update(f"{dist.metadata['Name']}=={dist.version}\n{record}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def build_deps(cache_dir: Path) -> tuple[str, Path]:
+    """The dependency layer's tarball, built once here and kept in `cache_dir` by its hash."""
+    dists = deps_closure()
+    name = deps_digest(dists)
+    tarball = cache_dir / f"deps-{name}.tar.gz"
+    if tarball.is_file():
+        return name, tarball
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = cache_dir / f".deps-{name}.{os.getpid()}.tmp"
+    with tarfile.open(partial, "w:gz", compresslevel=1) as tar:
+        for dist in dists:
+            base = Path(str(dist.locate_file(""))).resolve()
+            for entry in dist.files or []:
+                path = (base / str(entry)).resolve()
+                if base in path.parents and path.is_file():
+                    tar.add(path, arcname=str(path.relative_to(base)), filter=_owned_by_nobody)
+    partial.replace(tarball)
+    for old in cache_dir.glob("deps-*.tar.gz"):  # one layer is cached: the current one
+        if old != tarball:
+            old.unlink(missing_ok=True)
+    return name, tarball
 
 
 def migration_head(tree: Path) -> str | None:
@@ -95,6 +171,17 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) 
     tar.addfile(info, io.BytesIO(data))
 
 
+def _add_dir(tar: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = tarfile.DIRTYPE, 0o755
+    tar.addfile(info)
+
+
+def site_packages() -> str:
+    """The release venv's site-packages, relative to the release's root."""
+    return f".venv/lib/python{python_version()}/site-packages"
+
+
 def _add_link(tar: tarfile.TarFile, name: str, target: str) -> None:
     info = tarfile.TarInfo(name)
     info.type, info.linkname, info.mode = tarfile.SYMTYPE, target, 0o777
@@ -106,6 +193,7 @@ def build(
 ) -> Release:
     """Build the release of `ref` from `repo` into `out_dir`/<name>.tar.gz (once per deploy).
 
+    `deps` names the dependency layer it runs on (default: this machine's, `deps_digest()`);
     `name` reuses the name hosts already know this commit by, so a repeated deploy is a no-op.
     """
     sha = resolve(repo, ref)
@@ -121,24 +209,21 @@ def build(
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as source:
         source.extractall(tree, filter="data")
     revision = migration_head(tree) if (tree / "migrations").is_dir() else None
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    python = _python()
+    interpreter = python()
     cfg = (
-        f"home = {os.path.dirname(python)}\ninclude-system-site-packages = false\n"
+        f"home = {os.path.dirname(interpreter)}\ninclude-system-site-packages = false\n"
         f"version = {sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}\n"
     )
-    site = f".venv/lib/python{version}/site-packages"
-    # Relative lines in a .pth are joined to its folder: ../../../.. is the release's root.
-    pth = f"../../../..\n{deps or deps_site()}\n"
     tarball = out_dir / f"{name}.tar.gz"
     with tarfile.open(tarball, "w:gz", compresslevel=1) as tar:
         tar.add(tree, arcname=".", filter=_owned_by_nobody)
         _add_bytes(tar, "RELEASE", f"{name}\n".encode())
         _add_bytes(tar, "REVISION", f"{revision or ''}\n".encode())
+        _add_bytes(tar, "DEPS", f"{deps or deps_digest()}\n".encode())
         _add_bytes(tar, ".venv/pyvenv.cfg", cfg.encode())
-        _add_link(tar, ".venv/bin/python", python)
+        _add_link(tar, ".venv/bin/python", interpreter)
         _add_link(tar, ".venv/bin/python3", "python")
-        _add_bytes(tar, f"{site}/maqsafy_release.pth", pth.encode())
+        _add_dir(tar, site_packages())  # the host writes its .pth here (see hostside.UNPACK)
     _remove_tree(tree)
     return Release(name, sha, revision, tarball)
 

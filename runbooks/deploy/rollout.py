@@ -2,8 +2,10 @@
 
     preflight  Redis answers PONG, the database answers (from the laptop); the lock is taken;
                each host has disk to spare and its shared .env (all hosts at once)
-    build      `git archive REF` -> one tarball with its .venv, on the laptop, once
-    ship       SFTP upload and unpack on every host at once (nothing live changes yet)
+    build      `git archive REF` -> one tarball with its .venv, on the laptop, once; the
+               dependency layer (deps-<hash>.tar.gz) only when a host lacks it, cached here
+    ship       SFTP upload and unpack on every host at once (nothing live changes yet): the
+               dependency layer where it is missing, then the release
     migrate    once per environment, on the first host, with the release's own code
     cache      the cache role cleared safely (celery_app.cache: cache keys only)
     rollout    per `serial` batch: switch `current`, restart the workers gracefully, health gate;
@@ -52,6 +54,7 @@ def _quiet(_: str) -> None:
 
 for _name, _fn, _ro in (
     ("deploy.preflight", hostside.preflight, True),
+    ("deploy.deps", hostside.ship_deps, False),
     ("deploy.ship", hostside.ship, False),
     ("deploy.migrate", hostside.migrate, False),
     ("deploy.releases", hostside.list_releases, True),
@@ -100,6 +103,7 @@ class DeployRequest:
     lock_ttl: float = DEFAULT_TTL
     gate_timeout: float = 60.0
     owner: str | None = None
+    deps_cache: Path | None = None  # where the dependency layer's tarball is kept (by hash)
 
     def arguments(self) -> dict[str, Any]:
         return {
@@ -309,8 +313,13 @@ class _Context:
         def to_target(fn: Callable[[StepContext, dict[str, Any]], Outcome]) -> Any:
             return lambda c, p: fn(c, {**p, "release": targets[c.host]})
 
+        def restart(c: StepContext, p: dict[str, Any]) -> Outcome:
+            release_name = targets[c.host]
+            probe = functools.partial(gate.probe, release=release_name)
+            return hostside.restart(c, {**p, "release": release_name, "probe": probe})
+
         actions.register_python("deploy.switch", to_target(hostside.switch))
-        actions.register_python("deploy.restart", to_target(hostside.restart))
+        actions.register_python("deploy.restart", restart)
         actions.register_python("deploy.gate", to_target(gate), read_only=True)
         rolled = self.run(
             phase,
@@ -327,6 +336,26 @@ class _Context:
         if not rolled.ok:
             report.status = "failed"
             report.message = rolled.stopped or f"failed on {_failures(rolled)}"
+            gated = [
+                name
+                for name, host in rolled.hosts.items()
+                if any(s.action == "deploy.gate" and s.status == "failed" for s in host.steps)
+            ]
+            if gated:
+                report.message += "; " + self.after_gate(phase, gated, targets)
+
+    def after_gate(self, phase: str, hosts: list[str], targets: Mapping[str, str]) -> str:
+        """What to do after a failed health gate (the release stays current on those hosts)."""
+        env = "" if self.environment == "local" else f" --env {self.environment}"
+        names = sorted({targets[h] for h in hosts})
+        where = f"{', '.join(names)} is current on {', '.join(hosts)} but not healthy"
+        if phase == "rollback":
+            return f"{where}: fix the cause and run the same rollback again"
+        return (
+            f"{where}: fix the cause (the worker's log, the host's shared/.env) and run the same "
+            f"deploy again (it restarts the workers that are not healthy), or go back with "
+            f"invoke deploy.rollback{env}"
+        )
 
 
 def lock_key(env_app: Any, environment: str) -> str:
@@ -445,7 +474,9 @@ def _deploy_phases(
     report: DeployReport,
 ) -> None:
     ctx.provision_local()
-    pre = ctx.run("preflight", [{"name": "disk and settings", "deploy.preflight": {}}], report)
+    deps = release.deps_digest()
+    checks = {"deps": deps, "local": ctx.environment == "local"}
+    pre = ctx.run("preflight", [{"name": "disk and settings", "deploy.preflight": checks}], report)
     before = {n: h.steps[0].data.get("current", "") for n, h in pre.hosts.items() if h.steps}
     if not pre.ok:
         report.status, report.message = "failed", f"preflight failed: {_failures(pre)}"
@@ -459,18 +490,26 @@ def _deploy_phases(
     ]
     ctx.say(f"== build {request.ref} ({sha[:7]})")
     build_dir = request.build_dir or Path(tempfile.mkdtemp(prefix="maqsafy-release-"))
-    built = release.build(request.repo, sha, build_dir, name=max(known) if known else None)
+    built = release.build(
+        request.repo, sha, build_dir, deps=deps, name=max(known) if known else None
+    )
     report.release = built.name
-    report.phases["build"] = {"release": built.name, "revision": built.revision}
+    report.phases["build"] = {"release": built.name, "revision": built.revision, "deps": deps}
+    layer = ""
+    lacking = [n for n, h in pre.hosts.items() if h.steps and not h.steps[0].data.get("deps")]
+    if lacking and not request.check:  # built once, only when some host lacks it
+        cache = request.deps_cache or Path(ctx.app.settings.var_dir) / "deploy-cache"
+        layer = str(release.build_deps(cache)[1])
     wanted = dict.fromkeys(ctx.hosts, built.name)
     try:
         shipped = ctx.run(
             "ship",
             [
+                {"name": "dependency layer", "deploy.deps": {"deps": deps, "tarball": layer}},
                 {
                     "name": "upload and unpack",
                     "deploy.ship": {"release": built.name, "tarball": str(built.tarball)},
-                }
+                },
             ],
             report,
         )

@@ -1,7 +1,8 @@
-"""A deployable fleet for tests: a git repo with tags v1 and v2, sshd hosts with app folders.
+"""A deployable fleet for tests: a repo tagged v1, v2 and broken, sshd hosts with app folders.
 
 The repository is the project's own tree at HEAD (``git archive``), committed as ``v1``, then
-with a changed ``VERSION`` file and a new (no-op) migration ``9001`` as ``v2``. Each host gets
+with a changed ``VERSION`` file and a new (no-op) migration ``9001`` as ``v2``; ``broken`` is v1
+with a job module that raises on import (its worker exits as soon as it starts). Each host gets
 ``<root>/srv/maqsafy/shared/.env`` pointing at the test's Redis and database (what provisioning
 does on a real host); the deploy starts the workers itself.
 """
@@ -70,7 +71,27 @@ def make_repo(directory: Path) -> Path:
     git("add", "-A")
     git("commit", "-q", "-m", "v2: a new version and a migration")
     git("tag", "v2")
+    git("checkout", "-q", "-b", "broken", "v1")
+    with (directory / "celery_app" / "jobs.py").open("a") as jobs:
+        jobs.write('\nraise RuntimeError("this release cannot start")\n')
+    git("commit", "-q", "-am", "broken: a worker of this release exits at once")
+    git("tag", "broken")
+    git("checkout", "-q", "main")
     return directory
+
+
+def on_host(host: SSHHost, command: str) -> str:
+    """Run `command` on `host` with OpenSSH's own client (not the code under test); its stdout."""
+    done = subprocess.run(
+        ["ssh", "-i", str(host.key), "-p", str(host.port), "-o", "BatchMode=yes",
+         "-o", f"UserKnownHostsFile={host.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+         f"{host.user}@{host.address}", command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 @dataclass
@@ -80,6 +101,7 @@ class Fleet:
     hosts: list[SSHHost]
     inventory_dir: Path
     env: dict[str, str]
+    deps_cache: Path | None = None  # the laptop's dependency-layer tarball, built once a session
 
     def app_dir(self, host: SSHHost) -> Path:
         return host.root / "srv" / "maqsafy"
@@ -123,6 +145,7 @@ def make_fleet(
     redis_url: str,
     database_url: str,
     environment: str = "test",
+    deps_cache: Path | None = None,
     **vars: object,
 ) -> Fleet:
     """Write the inventory (group workers) and each host's shared/.env."""
@@ -153,4 +176,4 @@ def make_fleet(
     for host in hosts:
         document["hosts"][host.name]["vars"]["app_dir"] = str(host.root / "srv" / "maqsafy")
     path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return Fleet(hosts, directory, env)
+    return Fleet(hosts, directory, env, deps_cache)

@@ -20,6 +20,12 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_repo(tmp_path_factory.mktemp("repo"))
 
 
+@pytest.fixture(scope="session")
+def deps_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where deploys keep the dependency layer's tarball: built once for the whole session."""
+    return tmp_path_factory.mktemp("deps-cache")
+
+
 @pytest.fixture
 def money(tmp_path: Path, redis_server: RedisServer) -> Iterator[MoneyEnv]:
     """Money on PostgreSQL (workers on several hosts write at once) and the test's Redis."""
@@ -32,11 +38,19 @@ def money(tmp_path: Path, redis_server: RedisServer) -> Iterator[MoneyEnv]:
 
 @pytest.fixture
 def fleet(
-    tmp_path: Path, sshd_hosts: list[SSHHost], redis_server: RedisServer, money: MoneyEnv
+    tmp_path: Path,
+    sshd_hosts: list[SSHHost],
+    redis_server: RedisServer,
+    money: MoneyEnv,
+    deps_cache: Path,
 ) -> Iterator[Fleet]:
     """Three of the session's sshd hosts as the `test` environment's workers."""
     made = make_fleet(
-        tmp_path / "inventory", sshd_hosts[:3], redis_server.url, money.env["DATABASE_URL"]
+        tmp_path / "inventory",
+        sshd_hosts[:3],
+        redis_server.url,
+        money.env["DATABASE_URL"],
+        deps_cache=deps_cache,
     )
     yield made
     made.kill_workers()

@@ -17,8 +17,8 @@ from celery_app import migrate, settlement, submit, workers
 from celery_app.celery import make_app
 from celery_app.settings import load_settings
 from runbooks import history
-from runbooks.deploy import rollout
-from tests.support.deploy import Fleet, make_fleet
+from runbooks.deploy import release, rollout
+from tests.support.deploy import Fleet, make_fleet, on_host
 from tests.support.money import MoneyEnv
 from tests.support.services import RedisServer
 from tests.support.sshd import SSHHost, start_sshd
@@ -28,7 +28,12 @@ pytestmark = pytest.mark.ssh
 
 def request(fleet: Fleet, repo: Path, ref: str, **options: Any) -> rollout.DeployRequest:
     return rollout.DeployRequest(
-        environment="test", ref=ref, repo=repo, inventory_dir=fleet.inventory_dir, **options
+        environment="test",
+        ref=ref,
+        repo=repo,
+        inventory_dir=fleet.inventory_dir,
+        deps_cache=fleet.deps_cache,
+        **options,
     )
 
 
@@ -71,6 +76,15 @@ def test_v1_then_v2_while_money_flows_then_rollback(
         ["host0", "host1", "host2"], v1
     )
     assert releases_reported(money) == {f"w1@host{i}": v1 for i in range(3)}
+    # The release runs on the host's own copy of the dependency layer, not this machine's.
+    for host in fleet.hosts:
+        deps = fleet.app_dir(host) / "deps"
+        (pth,) = (fleet.app_dir(host) / "releases" / v1).glob(".venv/lib/*/*/maqsafy_release.pth")
+        assert pth.read_text().split()[1] == f"{deps}/{first.phases['build']['deps']}"
+        code = "import celery, sys; print(celery.__file__); print(sys.path)"
+        where = on_host(host, f"cd {fleet.app_dir(host)}/current && .venv/bin/python -c '{code}'")
+        assert where.splitlines()[0].startswith(f"{deps}/")
+        assert release.deps_site() not in where  # the laptop's site-packages is not used
 
     # Check mode changes nothing on any host, and says what it would do.
     before = fleet.tree()
@@ -79,6 +93,10 @@ def test_v1_then_v2_while_money_flows_then_rollback(
     assert all(
         row["release"] == v1 and row["status"] == "changed" for row in checked.hosts.values()
     )
+    said = history.get_run(app.sessions, checked.phases["rollout"]["run_id"])["steps"]
+    assert {s["message"] for s in said if s["action"] == "deploy.restart"} == {
+        f"check mode: would restart w1@host{i} on {checked.release}" for i in range(3)
+    }
     assert releases_reported(money) == {f"w1@host{i}": v1 for i in range(3)}
 
     money.open_wallets(10)
@@ -99,6 +117,8 @@ def test_v1_then_v2_while_money_flows_then_rollback(
     assert releases_reported(money) == {f"w1@host{i}": v2 for i in range(3)}
     rollout_run = history.get_run(app.sessions, second.phases["rollout"]["run_id"])
     assert sorted({h["batch"] for h in rollout_run["hosts"]}) == [1, 2, 3]
+    shipped = history.get_run(app.sessions, second.phases["ship"]["run_id"])["steps"]
+    assert {s["status"] for s in shipped if s["action"] == "deploy.deps"} == {"ok"}  # reused
 
     money.wait_settled(relay=False)  # graceful restarts hand messages back: nothing lost
     assert shopping.submitted > 0
