@@ -6,9 +6,13 @@ exit non-zero with one line; nothing here holds logic of its own.
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 
 from invoke import Collection, Context, Exit, task
@@ -16,13 +20,54 @@ from invoke import Collection, Context, Exit, task
 from celery_app.errors import MaqsafyError
 
 
+def quiet_broken_pipe() -> None:
+    """Let `invoke status | head -3` end quietly (exit 1) when the reader goes away.
+
+    Not by SIGPIPE's default action: Python's signal docs warn that it would also kill the
+    process without a word whenever a socket (Redis, SSH, a metrics scrape) closes mid-write.
+    """
+
+    def to_devnull() -> None:  # the final flush at exit then has nowhere to fail
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+    def flush() -> None:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            to_devnull()
+
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        if issubclass(kind, BrokenPipeError):
+            to_devnull()
+        else:
+            previous(kind, value, tb)
+
+    sys.excepthook = hook
+    atexit.register(flush)
+
+
+quiet_broken_pipe()
+
+
 @contextmanager
 def operator_errors() -> Iterator[None]:
-    """Turn the project's errors into a one-line message and exit code 2."""
+    """Turn the project's errors, and SQL that failed, into a one-line message and exit code 2."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
     try:
         yield
     except MaqsafyError as exc:
         raise Exit(f"error: {exc}", code=2) from None
+    except (OperationalError, ProgrammingError) as exc:  # down, or not migrated yet
+        from celery_app import bootstrap
+        from celery_app.db import describe_error
+
+        built = bootstrap.get.cache_info().currsize
+        url = bootstrap.get().settings.database_url if built else "(DATABASE_URL)"
+        raise Exit(f"error: {describe_error(exc, url)}", code=2) from None
 
 
 def container() -> Any:
@@ -30,6 +75,22 @@ def container() -> Any:
 
     with operator_errors():
         return bootstrap.get()
+
+
+def celery_module() -> Any:
+    """`celery_app.celery`, imported only once settings loaded here (bad ones: exit 2, one line)."""
+    container()
+    import celery_app.celery
+
+    return celery_app.celery
+
+
+def whole(text: str, flag: str, low: int, high: int = 2**63 - 1) -> int:
+    """Parse a whole-number flag (declared `str`, so Invoke never parses it): else exit 2."""
+    from celery_app.failed_tasks import whole_number
+
+    with operator_errors():
+        return whole_number(text, flag, low, high)
 
 
 def emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:
@@ -43,9 +104,14 @@ def emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:
 # --- db -------------------------------------------------------------------------------------
 
 
-@task
+@task(
+    help={
+        "revision": "the revision to upgrade to (default head); one below the database's is "
+        "refused: this command only upgrades, downgrades are not done by it"
+    }
+)
 def db_migrate(c: Context, revision: str = "head") -> None:
-    """Migrate the database to the newest schema (or to --revision)."""
+    """Upgrade the database to the newest schema (or up to --revision); never downgrades."""
     from celery_app import migrate
 
     app = container()
@@ -171,6 +237,7 @@ def queue_size(c: Context, env: str = "", json: bool = False) -> None:
 
 @task(
     help={
+        "queue": "the queue to purge, as queue.size names it",
         "yes": "confirm: the queue's waiting messages are deleted",
         "force": "allow purging a money queue",
         "env": "an inventory environment whose Redis to use (default: this machine's REDIS_*)",
@@ -302,7 +369,7 @@ def failed_list(
     emit(data, json, _render_failed)
 
 
-@task(help={"json": "print one JSON document", **REMOTE_HELP})
+@task(help={"id": "the id failed.list shows", "json": "print one JSON document", **REMOTE_HELP})
 def failed_show(
     c: Context, id: str, json: bool = False, env: str = "", host: str = "", inventory: str = ""
 ) -> None:
@@ -326,7 +393,14 @@ def failed_show(
     )
 
 
-@task(help={"queue": "with all: only this queue", "json": "print one JSON document", **REMOTE_HELP})
+@task(
+    help={
+        "ids": "ids as failed.list shows them: 12 or 12,13; or all",
+        "queue": "with all: only this queue",
+        "json": "print one JSON document",
+        **REMOTE_HELP,
+    }
+)
 def failed_retry(
     c: Context,
     ids: str,
@@ -336,7 +410,7 @@ def failed_retry(
     host: str = "",
     inventory: str = "",
 ) -> None:
-    """Re-enqueue failed tasks: IDS like 12 or 12,13, or all (Laravel's queue:retry)."""
+    """Re-enqueue failed tasks: IDS like 12 or 12,13, or all (Laravel's queue:retry); recorded."""
     from celery_app import failed_tasks as ft
 
     if env and env != "local":
@@ -346,19 +420,17 @@ def failed_retry(
     app = container()
     with operator_errors():
         every = ids.strip().lower() == "all"
-        report = ft.retry(
-            app.uow,
-            ft.sender(),
-            None if every else ft.parse_ids(ids),
-            all_rows=every,
-            queue=queue,
-        )
+        chosen = None if every else ft.parse_ids(ids)
+        ft.check(app.uow, chosen, queue)  # refused: nothing written, not even history
+        with recorded(app, "failed.retry", env, ids=chosen or "all", queue=queue) as record:
+            report = ft.retry(app.uow, ft.sender(), chosen, all_rows=every, queue=queue)
+            record.message = f"retried {len(report.retried)} failed tasks"
     emit(report.as_dict(), json, lambda d: print(f"retried {d['count']} failed tasks"))
 
 
 @task(help={"ids": "ids as failed.list shows them: 12 or 12,13", **REMOTE_HELP})
 def failed_forget(c: Context, ids: str, env: str = "", host: str = "", inventory: str = "") -> None:
-    """Delete failed tasks by id: 12 or 12,13 (Laravel's queue:forget)."""
+    """Delete failed tasks by id: 12 or 12,13 (Laravel's queue:forget); recorded in history."""
     from celery_app import failed_tasks as ft
 
     if env and env != "local":
@@ -367,7 +439,11 @@ def failed_forget(c: Context, ids: str, env: str = "", host: str = "", inventory
 
     app = container()
     with operator_errors():
-        deleted = ft.forget(app.uow, ft.parse_ids(ids))
+        chosen = ft.parse_ids(ids)
+        ft.check(app.uow, chosen)  # refused: nothing written, not even history
+        with recorded(app, "failed.forget", env, ids=chosen) as record:
+            deleted = ft.forget(app.uow, chosen)
+            record.message = f"forgot {deleted} failed tasks"
     print(f"forgot {deleted} failed tasks")
 
 
@@ -375,18 +451,20 @@ def failed_forget(c: Context, ids: str, env: str = "", host: str = "", inventory
 def failed_flush(
     c: Context, hours: str | None = None, env: str = "", host: str = "", inventory: str = ""
 ) -> None:
-    """Delete every failed task, or those older than --hours (Laravel's queue:flush)."""
+    """Delete every failed task, or those older than --hours (Laravel's queue:flush); recorded."""
     from celery_app import failed_tasks as ft
 
     if env and env != "local":
         args = remote_args(hours=hours)
         return on_remote_host(env, host, inventory, "failed.flush", args, read_only=False)
 
+    older = None if hours is None else whole(hours, "--hours", 0, ft.MAX_HOURS)
     app = container()
     with operator_errors():
-        deleted = ft.flush(
-            app.uow, None if hours is None else ft.whole_number(hours, "--hours", 0, ft.MAX_HOURS)
-        )
+        ft.check(app.uow)  # a database down or not migrated: said before anything is recorded
+        with recorded(app, "failed.flush", env, hours=older) as record:
+            deleted = ft.flush(app.uow, older)
+            record.message = f"flushed {deleted} failed tasks"
     print(f"flushed {deleted} failed tasks")
 
 
@@ -394,17 +472,21 @@ def failed_flush(
 def failed_prune(
     c: Context, hours: str = "24", env: str = "", host: str = "", inventory: str = ""
 ) -> None:
-    """Delete failed tasks older than --hours, 24 by default (Laravel's queue:prune-failed)."""
+    """Delete failed tasks older than --hours, 24 by default (queue:prune-failed); recorded."""
     from celery_app import failed_tasks as ft
 
     if env and env != "local":
         args = remote_args(hours=hours)
         return on_remote_host(env, host, inventory, "failed.prune", args, read_only=False)
 
+    older = whole(hours, "--hours", 0, ft.MAX_HOURS)
     app = container()
     with operator_errors():
-        deleted = ft.prune(app.uow, ft.whole_number(hours, "--hours", 0, ft.MAX_HOURS))
-    print(f"pruned {deleted} failed tasks older than {hours}h")
+        ft.check(app.uow)  # a database down or not migrated: said before anything is recorded
+        with recorded(app, "failed.prune", env, hours=older) as record:
+            deleted = ft.prune(app.uow, older)
+            record.message = f"pruned {deleted} failed tasks older than {older}h"
+    print(f"pruned {deleted} failed tasks older than {older}h")
 
 
 failed_ns = Collection("failed")
@@ -661,7 +743,7 @@ def redis_acl(
     password_env: str = "MAQSAFY_REDIS_APP_PASSWORD",
     env: str = "",
 ) -> None:
-    """Print (or --apply) the least-privilege ACL for the app's Redis user."""
+    """Print (or --apply) the least-privilege ACL for the app's Redis user; --apply is recorded."""
     import os
 
     from celery_app import redis_acl as acl
@@ -680,9 +762,13 @@ def redis_acl(
             2,
         )
     with operator_errors():
-        result = acl.apply(
-            app.redis("broker"), user, app.keyspace.prefix, password, check=check, db=db
-        )
+        acl.check_user(user)  # a bad name writes nothing, not even a history row
+        if check:
+            result = acl.apply(app.redis("broker"), user, app.keyspace.prefix, password, True, db)
+        else:
+            with recorded(app, "redis.acl", env, user=user, password_env=password_env) as record:
+                result = acl.apply(app.redis("broker"), user, app.keyspace.prefix, password, db=db)
+                record.message = result.message()
     print(result.message())
 
 
@@ -694,10 +780,10 @@ def status(c: Context, env: str = "", json: bool = False) -> None:
     """One screen: Redis, database, workers, queues, failures, outbox, ledger; exit 0/1/2."""
     from celery_app import findings
     from celery_app import status as health
-    from celery_app.celery import make_app
 
     app = health_app(env)
-    celery = make_app(app.settings)
+    with operator_errors():
+        celery = celery_module().make_app(app.settings)
     try:
         result = health.collect(app, health.workers_reader(celery, timeout=1.0))
     finally:
@@ -726,13 +812,13 @@ def metrics_serve(c: Context, port: str = "9808", host: str = "127.0.0.1", env: 
 
     from celery_app import metrics
     from celery_app import status as health
-    from celery_app.celery import make_app
     from celery_app.failed_tasks import whole_number
 
     with operator_errors():
         number = whole_number(port, "--port", 1, 65535)
     app = health_app(env)
-    read = health.workers_reader(make_app(app.settings), timeout=1.0)
+    with operator_errors():
+        read = health.workers_reader(celery_module().make_app(app.settings), timeout=1.0)
     try:
         server = metrics.serve(lambda: health.collect(app, read), number, host)
     except OSError as exc:
@@ -894,7 +980,13 @@ def docker_ps(
     _docker_exit(ok)
 
 
-@task(help={**DOCKER_HELP, "tail": "how many lines (default 100)"})
+@task(
+    help={
+        **DOCKER_HELP,
+        "service": "the container, by the name docker.ps shows",
+        "tail": "how many lines (default 100)",
+    }
+)
 def docker_logs(
     c: Context,
     service: str,
@@ -1006,11 +1098,11 @@ def maintenance_reconcile(c: Context, json: bool = False) -> None:
 def maintenance_relay(c: Context) -> None:
     """Re-send payment requests still pending after MAQSAFY_RELAY_AFTER s (beat: every 30 s)."""
     from celery_app import submit
-    from celery_app.celery import make_app, make_enqueue
 
     app = container()
     with operator_errors():
-        sent = submit.relay(app, make_enqueue(make_app(app.settings), app.settings))
+        module = celery_module()
+        sent = submit.relay(app, module.make_enqueue(module.make_app(app.settings), app.settings))
     print(f"re-sent {sent} pending payment request(s)")
 
 
@@ -1073,24 +1165,27 @@ def run_on_ops_queue(app: Any, request: Any, wait: int, as_json: bool) -> None:
 
 @task(
     help={
-        "purchases": "purchases to submit (default 2000)",
-        "wallets": "student wallets (default 200)",
-        "merchants": "canteen merchants (default 5)",
+        "purchases": "purchases to submit, 1 to 1000000 (default 2000)",
+        "wallets": "student wallets, 1 to 100000 (default 200)",
+        "merchants": "canteen merchants, 1 to 1000 (default 5)",
         "json": "print the summary as one JSON document",
     }
 )
 def demo(
     c: Context,
-    purchases: int = 2000,
-    wallets: int = 200,
-    merchants: int = 5,
+    purchases: str = "2000",
+    wallets: str = "200",
+    merchants: str = "5",
     json: bool = False,
 ) -> None:
     """Run a school day of payments end to end: migrate, worker, submit, settle, reconcile."""
     from celery_app.demo import run_demo
 
-    if purchases < 1 or wallets < 1 or merchants < 1:
-        raise Exit("error: --purchases, --wallets and --merchants must be at least 1", code=2)
+    counts = (
+        whole(purchases, "--purchases", 1, 1_000_000),
+        whole(wallets, "--wallets", 1, 100_000),
+        whole(merchants, "--merchants", 1, 1_000),
+    )
     app = container()
     with operator_errors():
         from celery_app.celery import app as celery
@@ -1100,9 +1195,7 @@ def demo(
             app,
             enqueue,
             celery.send_task,
-            purchases,
-            wallets,
-            merchants,
+            *counts,
             progress=None if json else demo_progress(),
         )
     emit(summary.as_dict(), json, render_demo)
@@ -1196,10 +1289,10 @@ def stop(c: Context, force: bool = False) -> None:
         "skip_tags": "skip steps with these tags",
         "check": "check mode: report what would change, change nothing",
         "json": "print one JSON document",
-        "retry_failed": "rerun only the hosts that failed in this run id",
+        "retry_failed": "rerun only the hosts that failed in this run id (`invoke history`)",
         "inventory": "the inventory folder (default ./inventory)",
         "remote": "send the run to the ops queue: a worker inside the network runs it",
-        "wait": "with --remote: wait up to this many seconds for the recorded result",
+        "wait": "with --remote: wait up to this many seconds (0 to 86400) for the result",
     }
 )
 def run_runbook(
@@ -1211,10 +1304,10 @@ def run_runbook(
     skip_tags: str = "",
     check: bool = False,
     json: bool = False,
-    retry_failed: int = 0,
+    retry_failed: str = "",
     inventory: str = "",
     remote: bool = False,
-    wait: int = 0,
+    wait: str = "0",
 ) -> None:
     """Run a runbook on an environment's hosts; live progress, then a recap per host."""
     import os
@@ -1222,6 +1315,8 @@ def run_runbook(
 
     from runbooks import render, service
 
+    rerun = run_id(retry_failed, " for --retry-failed") if retry_failed else None
+    seconds = whole(wait, "--wait", 0, 86_400)
     app = container()
     request = service.RunRequest(
         book,
@@ -1230,11 +1325,11 @@ def run_runbook(
         tags=tags,
         skip_tags=skip_tags,
         check=check,
-        retry_failed=retry_failed or None,
+        retry_failed=rerun,
         inventory_dir=Path(inventory) if inventory else None,
     )
     if remote:  # issue 6: on the ops queue
-        run_on_ops_queue(app, request, wait, json)
+        run_on_ops_queue(app, request, seconds, json)
         return
     with operator_errors():
         prepared = service.prepare(app, request, service.environ_with_dotenv(os.environ))
@@ -1246,6 +1341,18 @@ def run_runbook(
         raise Exit(code=1)
 
 
+def run_id(text: str, flag: str = "") -> int:
+    """Parse a run id as `invoke history` shows it; anything else: one line, exit 2."""
+    shown = text.strip()
+    if not shown.isdigit() or not 0 < int(shown) < 2**63:
+        raise Exit(
+            f"error: bad run id {shown[:40]!r}{flag}: "
+            "run ids are whole numbers as `invoke history` shows them",
+            code=2,
+        )
+    return int(shown)
+
+
 @task(help={"json": "print one JSON document"})
 def runbooks_list(c: Context, json: bool = False) -> None:
     """List the runbooks with their descriptions."""
@@ -1254,25 +1361,32 @@ def runbooks_list(c: Context, json: bool = False) -> None:
     emit(service.describe_books(), json, render.print_books)
 
 
-@task(help={"last": "how many runs to show (default 20)", "json": "print one JSON document"})
-def history_list(c: Context, last: int = 20, json: bool = False) -> None:
+@task(
+    help={
+        "last": "how many runs to show, 1 to 1000 (default 20)",
+        "json": "print one JSON document",
+    }
+)
+def history_list(c: Context, last: str = "20", json: bool = False) -> None:
     """List recorded runs (runbooks and ops commands), newest first."""
     from runbooks import history, render
 
+    count = whole(last, "--last", 1, 1000)
     app = container()
     with operator_errors():
-        runs = history.list_runs(app.sessions, last)
+        runs = history.list_runs(app.sessions, count)
     emit(runs, json, render.print_history)
 
 
 @task(help={"id": "the run id `invoke history` shows", "json": "print one JSON document"})
-def history_show(c: Context, id: int, json: bool = False) -> None:
+def history_show(c: Context, id: str, json: bool = False) -> None:
     """Show one recorded run: arguments, each host's and step's outcome."""
     from runbooks import history, render
 
+    run = run_id(id)
     app = container()
     with operator_errors():
-        data = history.get_run(app.sessions, id)
+        data = history.get_run(app.sessions, run)
     emit(data, json, render.print_run)
 
 
@@ -1287,8 +1401,8 @@ history_ns.add_task(history_show, "show")
 WORKER_HELP = {
     "nodes": "worker node names, comma-separated (default w1)",
     "queues": "queues the nodes consume (default payments,maintenance,ops)",
-    "concurrency": "processes per node (default 2)",
-    "timeout": "seconds to wait for running tasks at a warm shutdown (default 60)",
+    "concurrency": "processes per node, 1 to 256 (default 2)",
+    "timeout": "seconds (1 to 86400) to wait for running tasks at a warm shutdown (default 60)",
     "env": "run on an inventory environment's worker hosts (runbook workers-restart)",
     "limit": "with --env: only these hosts or groups",
     "check": "with --env: say what would change, change nothing",
@@ -1299,10 +1413,10 @@ WORKER_HELP = {
 
 def celery_control() -> Any:
     """The Celery app for remote control; starts the embedded Redis when that is the broker."""
-    from celery_app.celery import app as celery
     from celery_app.embedded import ensure_embedded_redis
 
     settings = container().settings
+    celery = celery_module().app
     if settings.embedded_redis:
         with operator_errors():
             ensure_embedded_redis(settings.var_dir)
@@ -1368,13 +1482,13 @@ def workers_ping(c: Context, json: bool = False) -> None:
 
 @task(help={k: WORKER_HELP[k] for k in ("nodes", "queues", "concurrency")})
 def workers_start(
-    c: Context, nodes: str = "w1", queues: str = "payments,maintenance,ops", concurrency: int = 2
+    c: Context, nodes: str = "w1", queues: str = "payments,maintenance,ops", concurrency: str = "2"
 ) -> None:
     """Start worker nodes on this machine (celery multi, pidfiles under ./var/run)."""
     from celery_app import workers
 
     names = node_list(nodes)
-    sup = supervisor(queues, concurrency)
+    sup = supervisor(queues, whole(concurrency, "--concurrency", 1, 256))
     with operator_errors():
         already = sup.running(names)
         started = sup.start(names)
@@ -1391,14 +1505,15 @@ def workers_start(
 
 
 @task(help={k: WORKER_HELP[k] for k in ("nodes", "timeout")})
-def workers_stop(c: Context, nodes: str = "w1", timeout: float = 60.0) -> None:
+def workers_stop(c: Context, nodes: str = "w1", timeout: str = "60") -> None:
     """Warm-stop worker nodes on this machine: running tasks finish first."""
+    seconds = whole(timeout, "--timeout", 1, 86_400)
     names = node_list(nodes)
     sup = supervisor("payments", 1)
     running = sup.running(names)
-    left = sup.stop(running, timeout)
+    left = sup.stop(running, seconds)
     if left:
-        raise Exit(f"error: still running after {timeout:.0f}s: {', '.join(left)}", code=1)
+        raise Exit(f"error: still running after {seconds}s: {', '.join(left)}", code=1)
     if running:
         print(f"stopped: {', '.join(running)}")
     idle = [n for n in names if n not in running]
@@ -1411,8 +1526,8 @@ def workers_restart(
     c: Context,
     nodes: str = "w1",
     queues: str = "payments,maintenance,ops",
-    concurrency: int = 2,
-    timeout: float = 60.0,
+    concurrency: str = "2",
+    timeout: str = "60",
     env: str = "",
     limit: str = "",
     check: bool = False,
@@ -1424,6 +1539,8 @@ def workers_restart(
 
     from celery_app import workers
 
+    processes = whole(concurrency, "--concurrency", 1, 256)
+    seconds = whole(timeout, "--timeout", 1, 86_400)
     if env and env != "local":
         run_runbook(
             c, "workers-restart", env=env, limit=limit, check=check, json=json, inventory=inventory
@@ -1434,9 +1551,9 @@ def workers_restart(
     with operator_errors(), recorded(app, "workers.restart", env, nodes=names) as rec:
         report = workers.restart(
             celery_control(),
-            supervisor(queues, concurrency),
+            supervisor(queues, processes),
             names,
-            timeout=timeout,
+            timeout=seconds,
             progress=None if json else lambda m: print(m, file=sys.stderr, flush=True),
         )
         rec.message = f"restarted {', '.join(report.nodes)}; {report.redelivered} redelivered"

@@ -14,7 +14,7 @@ from celery_app.cache import Cache
 from celery_app.celery import make_app
 from tests.integration.test_money_exactly_once import assert_exactly_once, submit_purchases
 from tests.support.money import MoneyEnv, money_env
-from tests.support.redis_app import app_env, invoke
+from tests.support.redis_app import app_env, history_names, invoke, migrated_app
 from tests.support.services import RedisServer, start_redis
 
 ADMIN_PW = "acl-admin-pw-4e1b"
@@ -51,6 +51,7 @@ def test_the_command_prints_without_a_password_and_applies(
     server: RedisServer, tmp_path: Path
 ) -> None:
     env = {**app_env(tmp_path, server.url), "MAQSAFY_REDIS_APP_PASSWORD": APP_PW}
+    app = migrated_app(env)  # --apply is recorded in the run history
     shown = invoke(env, "redis.acl")
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith("ACL SETUSER maqsafy-app reset on ~maqsafy:* ")
@@ -61,6 +62,8 @@ def test_the_command_prints_without_a_password_and_applies(
     assert applied.stdout.strip() == "ACL user maqsafy-app set to the least-privilege rules"
     again = invoke(env, "redis.acl", "--apply")
     assert "nothing changed" in again.stdout
+    assert [(name, status) for name, status, _ in history_names(app)] == [("redis.acl", "ok")] * 2
+    app.engine.dispose()
 
     missing = invoke(app_env(tmp_path, server.url), "redis.acl", "--apply")
     assert (missing.returncode, missing.stderr.strip()) == (
