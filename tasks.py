@@ -674,8 +674,8 @@ def redis_ping(c: Context, role: str = "broker", env: str = "", json: bool = Fal
     app = health_app(env)
     result = redis_doctor.ping(app.settings.redis_url(name))
     emit(result.as_dict(), json, lambda _: print("\n".join(findings.render_lines([result]))))
-    if result.level != "ok":
-        raise Exit(code=2)
+    if result.level != "ok":  # 1: PONG with a warning (the password is ignored)
+        raise Exit(code=findings.EXIT_CODES[result.level])
 
 
 @task(
@@ -1424,10 +1424,12 @@ def celery_control() -> Any:
 
 
 def supervisor(queues: str, concurrency: int) -> Any:
+    from celery_app.keyspace import queue_names
     from celery_app.workers import MultiSupervisor
 
+    with operator_errors():  # refused before any worker starts
+        chosen = queue_names(queues)
     app = container()
-    chosen = [q for q in queues.split(",") if q]
     return MultiSupervisor(
         app.settings.var_dir / "run",
         queues=chosen,

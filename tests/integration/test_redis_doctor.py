@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,7 @@ import redis
 
 from celery_app.findings import Finding
 from celery_app.keyspace import Keyspace
+from celery_app.redis_audit import audit
 from celery_app.redis_doctor import Diagnosis, diagnose, diagnose_url, ping
 from runbooks.redis_env import REDIS_VARIABLES
 from tests.support.redis_app import app_env, invoke
@@ -264,3 +269,100 @@ def test_the_embedded_default_is_started_and_passes(tmp_path: Path) -> None:
         assert (checks["auth"], checks["bind"]) == ("ok", "ok")  # socket mode 700, port 0
     finally:
         invoke(env, "stop")
+
+
+@pytest.fixture
+def web_server(tmp_path: Path) -> Iterator[int]:
+    """A real HTTP server (python -m http.server) on a spare port: not Redis."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def accepts() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+        except OSError:
+            return False
+        return True
+
+    try:
+        wait_for(accepts, 10, f"http.server on port {port}")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_a_web_server_on_the_redis_port_is_not_redis(web_server: int, tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{web_server}/0"
+    pinged = ping(url)
+    assert (pinged.level, pinged.data["kind"]) == ("critical", "not_redis")
+    where = f"127.0.0.1:{web_server}"
+    assert pinged.message.startswith(f"something other than Redis answers at {where} (")
+    assert "an HTTP (web) server" in pinged.message and "Protocol error" not in pinged.message
+    assert any(c.startswith("wrong port: REDIS_PORT") for c in pinged.causes)
+    assert "which program listens there" in pinged.next_check
+    walked = diagnose_url(url)
+    assert [(f.check, f.level) for f in walked.findings] == [
+        ("resolve", "ok"),
+        ("connect", "ok"),
+        ("ping", "critical"),
+    ]
+
+    env = app_env(tmp_path, "", REDIS_HOST="127.0.0.1", REDIS_PORT=str(web_server))
+    done = invoke(env, "redis.ping")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout.startswith("[CRIT] ping: something other than Redis answers at ")
+
+
+def test_a_password_the_server_ignores_warns(redis_server: RedisServer, tmp_path: Path) -> None:
+    url = f"redis://:any-pw-at-all@127.0.0.1:{redis_server.port}/0"  # no requirepass there
+    pinged = ping(url)
+    assert (pinged.level, pinged.data["kind"]) == ("warn", "password_ignored")
+    assert pinged.message.startswith(f"PONG from redis://:********@127.0.0.1:{redis_server.port}/0")
+    assert "but the password is ignored: Redis has no requirepass" in pinged.message
+    assert "this Redis is unprotected: anyone who reaches it is in" in pinged.causes
+    assert finding(diagnose_url(url, ("cache",)), "auth").level == "warn"
+
+    # A named ACL user's password counts, but the default user still lets anyone in.
+    redis_server.client().acl_setuser(
+        "named", enabled=True, passwords=["+named-pw"], commands=["+ping"]
+    )
+    named = ping(f"redis://named:named-pw@127.0.0.1:{redis_server.port}/0")
+    assert (named.level, named.data["kind"]) == ("warn", "default_open")
+
+    env = app_env(
+        tmp_path,
+        "",
+        REDIS_HOST="127.0.0.1",
+        REDIS_PORT=str(redis_server.port),
+        REDIS_PASSWORD="any-pw-at-all",
+    )
+    done = invoke(env, "redis.ping")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.startswith("[WARN] ping: PONG from ")
+    assert "any-pw-at-all" not in done.stdout
+
+
+def test_a_unix_socket_others_may_open_warns_as_the_audit_fails(tmp_path: Path) -> None:
+    path = tmp_path / "r.sock"
+    server = start_redis(tmp_path / "sock", "--unixsocket", str(path), "--unixsocketperm", "770")
+    url = f"unix://{path}?db=0"
+    try:
+        shared = diagnose_url(url, ("cache",))
+        assert finding(shared, "auth").level == "warn"
+        assert "unix socket others may open" in finding(shared, "auth").message
+        assert {f.check: f.level for f in audit(url)}["auth"] == "critical"
+
+        path.chmod(0o700)  # the embedded default's --unixsocketperm 700
+        private = diagnose_url(url, ("cache",))
+        assert finding(private, "auth").message == (
+            "no password: unix socket only its owner may open (mode 700)"
+        )
+        assert {f.check: f.level for f in audit(url)}["auth"] == "ok"
+    finally:
+        server.stop()

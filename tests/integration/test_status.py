@@ -14,6 +14,8 @@ from celery_app.celery import make_app
 from celery_app.models import Account
 from celery_app.status import collect, workers_reader
 from celery_app.worker_process import start_worker
+from runbooks.redis_env import REDIS_VARIABLES
+from tests.support.deploy import kill_pidfiles
 from tests.support.health import PASSWORD, fail_a_task, healthy_env
 from tests.support.money import MoneyEnv
 from tests.support.redis_app import invoke
@@ -144,3 +146,40 @@ def test_workers_on_two_releases_warn(live: tuple[MoneyEnv, RedisServer], tmp_pa
     assert {w["name"]: w["release"] for w in found.workers or []}["other@test"] == (
         "20261128T000000Z-abc1234"
     )
+
+
+def test_workers_on_ops_only_are_critical_and_an_unknown_queue_is_refused(tmp_path: Path) -> None:
+    """The embedded default (no REDIS_*): its Redis passes status without a password, so the
+    only critical finding is the one the operator caused: no worker consumes payments."""
+    env = {
+        **dict.fromkeys(REDIS_VARIABLES, ""),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
+        "MAQSAFY_VAR_DIR": str(tmp_path / "var"),
+        "MAQSAFY_ENV_FILE": str(tmp_path / "no.env"),
+    }
+    run = tmp_path / "var" / "run"
+    try:
+        refused = invoke(env, "workers.start", "--queues", "payments,nosuch")
+        assert (refused.returncode, refused.stdout, refused.stderr.strip()) == (
+            2,
+            "",
+            "error: --queues: unknown queue 'nosuch'; the known queues are "
+            "payments, maintenance, ops",
+        )
+        assert not list(run.glob("*.pid"))  # refused before any worker started
+
+        assert invoke(env, "db.migrate").returncode == 0
+        started = invoke(env, "workers.start", "--queues", "ops")
+        assert started.returncode == 0, started.stdout + started.stderr
+        done = invoke(env, "status", "--json")
+        assert done.returncode == 2, done.stdout + done.stderr
+        data = json.loads(done.stdout)
+        assert [(f["check"], f["message"]) for f in data["findings"] if f["level"] != "ok"] == [
+            ("workers", "no worker consumes the payments queue"),
+            ("reconciliation", "the ledger was never reconciled"),
+        ]
+        assert [w["queues"] for w in data["workers"]] == [["ops"]]
+    finally:
+        invoke(env, "workers.stop", "--timeout", "20")
+        kill_pidfiles([run])
+        invoke(env, "stop")
