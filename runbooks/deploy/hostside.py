@@ -264,20 +264,18 @@ def settings_problem(found: Mapping[str, Any], app: str, embedded_ok: bool) -> s
     machine's var, one Redis); a relative one would start a Redis under each release.
     """
     names = set(found["settings"])
-    if embedded_ok and found["var_dir_absolute"] and not names & {"DATABASE_URL", *REDIS_SETTINGS}:
-        return ""
-    missing = [n for n in ("DATABASE_URL",) if n not in names]
+    missing = [] if "DATABASE_URL" in names else ["DATABASE_URL"]
     if not names & set(REDIS_SETTINGS):
         missing.append("REDIS_URL")
-    if embedded_ok and not names & {"DATABASE_URL", *REDIS_SETTINGS}:
+    if not missing or (embedded_ok and found["var_dir_absolute"]):
+        return ""
+    if embedded_ok:
         return (
             f"{app}/shared/.env sets no absolute MAQSAFY_VAR_DIR: each release would start its "
-            "own Redis and SQLite under its folder; set MAQSAFY_VAR_DIR to this machine's var "
+            "own Redis or SQLite under its folder; set MAQSAFY_VAR_DIR to this machine's var "
             "folder (absolute), or set " + ENV_HINT
         )
-    if missing:
-        return f"{app}/shared/.env does not set {', '.join(missing)}: set {ENV_HINT}"
-    return ""
+    return f"{app}/shared/.env does not set {', '.join(missing)}: set {ENV_HINT}"
 
 
 def preflight(ctx: StepContext, params: dict[str, Any]) -> Outcome:
