@@ -145,7 +145,11 @@ class FailedTask(Base):
     """A task that finally failed, shaped like Laravel's `failed_jobs`."""
 
     __tablename__ = "failed_tasks"
-    __table_args__ = (Index("ix_failed_tasks_failed_at", "failed_at"),)
+    # AUTOINCREMENT on SQLite: an id an operator retried or forgot is never handed out again.
+    __table_args__ = (
+        Index("ix_failed_tasks_failed_at", "failed_at"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     task_id: Mapped[str] = mapped_column(String(64), index=True)

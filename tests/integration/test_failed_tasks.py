@@ -170,3 +170,31 @@ def test_retry_keeps_rows_when_the_broker_refuses(
     with pytest.raises(ServiceUnavailable, match="kept"):
         failed_tasks.retry(app.uow, send, all_rows=True)
     assert failed_tasks.count_failed(app.uow) == 5
+
+
+def test_an_id_once_forgotten_is_never_handed_out_again(tmp_path: Path) -> None:
+    """SQLite reuses the highest rowid unless the table is AUTOINCREMENT (migration 0003)."""
+    settings = load_settings(
+        {"MAQSAFY_VAR_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:1/0"},
+        dotenv=tmp_path / "none",
+    )
+    app = bootstrap.build(settings)
+    migrate.upgrade(app.engine)
+
+    def fail() -> int:
+        return record_failure(
+            app,
+            task_id="t",
+            task_name="purchase.post",
+            queue="payments",
+            args=[1],
+            kwargs={},
+            exception=RuntimeError("x"),
+            traceback="",
+        )
+
+    first, second = fail(), fail()
+    assert failed_tasks.forget(app.uow, [second]) == 1
+    third = fail()
+    assert third > second > first
+    app.engine.dispose()
