@@ -13,7 +13,7 @@ import random
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -221,54 +221,23 @@ def run_demo(
     SIGTERM or SIGINT stops the day: the worker and the embedded Redis are stopped, and
     Interrupted says so.
     """
-    with signals_interrupt():
-        try:
-            return _run_started(
-                container,
-                enqueue,
-                send,
-                purchases,
-                wallets,
-                merchants,
-                concurrency,
-                progress,
-                log_dir,
-            )
-        except _Signalled as stopped:  # everything it started is stopped by now
-            raise Interrupted(str(stopped)) from None
-
-
-def _run_started(
-    container: Container,
-    enqueue: Callable[[str, int], None],
-    send: Callable[..., object],
-    purchases: int,
-    wallets: int,
-    merchants: int,
-    concurrency: int,
-    progress: Progress | None,
-    log_dir: Path | None,
-) -> DaySummary:
-    """Start the embedded Redis (if needed) and a worker, run the day, stop both."""
     settings = container.settings
-    started_redis = False
     try:
-        if settings.embedded_redis and not embedded_running(settings.var_dir):
-            ensure_embedded_redis(settings.var_dir)
-            started_redis = True
-        migrate.upgrade(container.engine)
-        worker = start_worker(
-            "demo@maqsafy",
-            (log_dir or settings.var_dir) / "demo-worker.log",
-            concurrency=concurrency,
-        )
-        try:
+        # Clean-up runs in reverse: the worker stops, then the Redis this call started.
+        with signals_interrupt(), ExitStack() as started:
+            if settings.embedded_redis and not embedded_running(settings.var_dir):
+                ensure_embedded_redis(settings.var_dir)
+                started.callback(stop_embedded_redis, settings.var_dir)
+            migrate.upgrade(container.engine)
+            worker = start_worker(
+                "demo@maqsafy",
+                (log_dir or settings.var_dir) / "demo-worker.log",
+                concurrency=concurrency,
+            )
+            started.callback(worker.stop)
             worker.wait_ready()
             return run_day(
                 container, enqueue, send, purchases, wallets, merchants, progress=progress
             )
-        finally:
-            worker.stop()
-    finally:
-        if started_redis:
-            stop_embedded_redis(settings.var_dir)
+    except _Signalled as stopped:  # everything it started is stopped by now
+        raise Interrupted(str(stopped)) from None
