@@ -8,11 +8,10 @@ change state are recorded in the run history once their input passed; refusals r
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
+from tests.support.cli import clean_environ, start_invoke
 from tests.support.health import fail_a_task
 from tests.support.redis_app import app_env, history_names, migrated_app
 from tests.support.services import RedisServer
@@ -37,21 +36,7 @@ Run = tuple[list[str], dict[str, str]]
 
 def run_all(runs: list[Run]) -> list[subprocess.CompletedProcess[str]]:
     """Run each `invoke ARGS` with only `env` for REDIS_*/DATABASE_*, all at once."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))}
-    procs = [
-        (
-            args,
-            subprocess.Popen(
-                [sys.executable, "-m", "invoke", *args],
-                cwd=ROOT,
-                env={**clean, **env},
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            ),
-        )
-        for args, env in runs
-    ]
+    procs = [(args, start_invoke(args, clean_environ(**env))) for args, env in runs]
     done = []
     for args, proc in procs:
         out, err = proc.communicate(timeout=60)
@@ -169,15 +154,7 @@ def test_bad_configuration_exits_2_before_celery_loads(tmp_path: Path) -> None:
 def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path, redis_server: RedisServer) -> None:
     env = app_env(tmp_path, redis_server.url)
     migrated_app(env).engine.dispose()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "status"],
-        cwd=ROOT,
-        env={**clean, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_invoke(["status"], clean_environ(**env))
     assert proc.stdout is not None
     proc.stdout.close()  # `| head -0`: the reader is gone before the first line
     _, err = proc.communicate(timeout=60)

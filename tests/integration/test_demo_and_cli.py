@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import clean_environ, run_invoke, start_invoke
+
 ROOT = Path(__file__).resolve().parents[2]
-INVOKE = [sys.executable, "-m", "invoke"]
 
 
 def invoke(
     args: list[str], env: dict[str, str], timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))}
-    return subprocess.run(
-        [*INVOKE, *args],
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_invoke(args, clean_environ(**env), timeout=timeout)
 
 
 def test_demo_runs_a_day_on_the_embedded_default_and_stops_what_it_started(
@@ -69,11 +61,10 @@ def test_bad_configuration_stops_with_one_line(
 
 
 def test_worker_with_bad_configuration_exits_with_one_line(tmp_path: Path) -> None:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))}
     done = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "celery_app", "worker"],
         cwd=ROOT,
-        env={**clean, "REDIS_URL": "http://nope"},
+        env=clean_environ(REDIS_URL="http://nope"),
         capture_output=True,
         text=True,
         timeout=60,
@@ -91,15 +82,7 @@ def test_demo_stopped_by_sigterm_stops_its_worker_and_redis(tmp_path: Path) -> N
 
     var = tmp_path / "var"
     env = {"MAQSAFY_VAR_DIR": str(var), "MAQSAFY_ENV_FILE": str(tmp_path / "none")}
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))}
-    demo = subprocess.Popen(
-        [*INVOKE, "demo", "--purchases", "20000", "--wallets", "50"],
-        cwd=ROOT,
-        env={**clean, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    demo = start_invoke(["demo", "--purchases", "20000", "--wallets", "50"], clean_environ(**env))
     log = var / "demo-worker.log"
     deadline = time.monotonic() + 120
     while not (log.exists() and "ready." in log.read_text(errors="replace")):

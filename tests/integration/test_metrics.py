@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from celery_app import metrics
 from celery_app.celery import make_app
 from celery_app.status import collect, workers_reader
+from tests.support.cli import start_invoke
 from tests.support.health import PASSWORD, healthy_env
 from tests.support.money import MoneyEnv
 from tests.support.redis_app import ROOT, app_env, invoke, migrated_app
@@ -88,14 +87,7 @@ def test_the_exporter_serves_every_section(live: tuple[MoneyEnv, RedisServer]) -
 def test_the_command_serves_until_stopped(live: tuple[MoneyEnv, RedisServer]) -> None:
     money, _server = live
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "metrics.serve", "--port", str(port)],
-        cwd=ROOT,
-        env={**os.environ, **money.env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_invoke(["metrics.serve", "--port", str(port)], {**os.environ, **money.env})
     try:
         assert process.stdout is not None
         line = process.stdout.readline()

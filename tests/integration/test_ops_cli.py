@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from celery_app.failed import record_failure
 from celery_app.keyspace import Keyspace
 from celery_app.settings import load_settings
 from tests.support.broker import dump_all, producer, seed_other_roles, send
+from tests.support.cli import run_invoke, start_invoke
 from tests.support.services import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,14 +49,7 @@ def env(redis_server: RedisServer, tmp_path: Path) -> dict[str, str]:
 
 
 def invoke(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_invoke(args, env, timeout=60)
 
 
 BAD = [
@@ -87,14 +80,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
         (
             args,
             expected,
-            subprocess.Popen(
-                [sys.executable, "-m", "invoke", *args],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            ),
+            start_invoke(args, env),
         )
         for args, expected in BAD
     ]

@@ -11,6 +11,7 @@ import pytest
 from celery_app import settlement, submit, workers
 from celery_app.celery import make_app
 from celery_app.settings import load_settings
+from tests.support.cli import run_invoke
 from tests.support.money import MoneyEnv, money_env
 from tests.support.services import RedisServer, wait_for
 
@@ -106,20 +107,11 @@ def test_worker_commands_from_the_command_line(money: MoneyEnv, tmp_path: Path) 
     import json
     import os
     import subprocess
-    import sys
 
-    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, **money.env, "MAQSAFY_VAR_DIR": str(tmp_path / "cli-var")}
 
     def invoke(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        return run_invoke(args, env, timeout=180)
 
     assert invoke("workers.status").returncode == 1  # nobody home yet
     bad = invoke("workers.start", "--nodes", "a b")

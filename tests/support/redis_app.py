@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from celery_app import bootstrap
 from celery_app.bootstrap import Container
 from celery_app.settings import load_settings
+from tests.support.cli import run_invoke
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,11 +48,4 @@ def history_names(app: Container) -> list[tuple[str, str, dict[str, object]]]:
 
 def invoke(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """Run `invoke ARGS` in the project with `env` added; capture text output."""
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_invoke(args, {**os.environ, **env}, timeout=60)

@@ -5,22 +5,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
+
+from tests.support.cli import clean_environ, run_invoke
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def invoke(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_invoke(args, clean_environ(**env), timeout=300)
 
 
 def test_deploy_to_local_then_again_then_stop(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from sqlalchemy import text
 from runbooks import history, service
 from runbooks.errors import NotFound
 from tests.integration.runbooks.conftest import make_app
+from tests.support.cli import run_invoke
 from tests.support.services import RedisServer
 from tests.support.sshd import SSHHost, write_inventory
 
@@ -131,14 +131,7 @@ steps:
 
 
 def invoke(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_invoke(args, env)
 
 
 def test_the_secret_is_found_nowhere(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from celery_app import submit, workers
 from celery_app.celery import make_app
 from celery_app.settings import load_settings
+from tests.support.cli import run_invoke
 from tests.support.money import MoneyEnv, money_env
 from tests.support.services import RedisServer
 from tests.support.sshd import SSHHost, write_inventory
@@ -69,22 +69,9 @@ def test_restart_book_restarts_each_hosts_workers_over_ssh(
     }
 
     def restart() -> dict[str, object]:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "invoke",
-                "workers.restart",
-                "--env",
-                "test",
-                "--inventory",
-                str(inventory),
-                "--json",
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
+        done = run_invoke(
+            ["workers.restart", "--env", "test", "--inventory", str(inventory), "--json"],
+            env,
             timeout=300,
         )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -155,23 +142,9 @@ def test_failed_commands_run_on_the_environments_host_over_ssh(
     }  # the laptop: its own empty SQLite
 
     def invoke(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args, "--env", "test", "--inventory", str(inventory)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return run_invoke([*args, "--env", "test", "--inventory", str(inventory)], env)
 
-    laptop = subprocess.run(
-        [sys.executable, "-m", "invoke", "db.migrate"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    laptop = run_invoke(["db.migrate"], env)
     assert laptop.returncode == 0, laptop.stderr  # the laptop's history of remote runs
     listed = invoke("failed.list", "--queue", "payments", "--json")
     assert listed.returncode == 0, listed.stderr

@@ -1,0 +1,44 @@
+"""Run this project's command line the way an operator does: `python -m invoke ...` in a child.
+
+Tests of the CLI assert on what a person sees (stdout, one `error:` line on stderr, the exit
+code), so they run the real command in a subprocess from the project's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+INVOKE = (sys.executable, "-m", "invoke")
+
+
+def clean_environ(**extra: str) -> dict[str, str]:
+    """This process's environment without REDIS_*/DATABASE_* (so the embedded default applies),
+    plus `extra`."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))}
+    return {**kept, **extra}
+
+
+def run_invoke(
+    args: Sequence[str], env: Mapping[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run `invoke ARGS` with exactly `env`; capture text output."""
+    return subprocess.run(
+        [*INVOKE, *args], cwd=ROOT, env=dict(env), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def start_invoke(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[str]:
+    """Start `invoke ARGS` with exactly `env`, its stdout and stderr piped as text."""
+    return subprocess.Popen(
+        [*INVOKE, *args],
+        cwd=ROOT,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
