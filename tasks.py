@@ -1138,18 +1138,25 @@ def run_on_ops_queue(app: Any, request: Any, wait: int, as_json: bool) -> None:
         )
     if wait < 0:
         raise Exit("error: --wait: expected seconds, 0 or more", 2)
+    celery = make_app(app.settings)
     with operator_errors():
-        request_id = remote.send(make_app(app.settings), request, history.operator_name())
+        consumers = remote.ops_consumers(celery)
+        refused = remote.refusal(consumers)
+        if refused:
+            raise Exit(f"error: {refused}", code=1)
+        request_id = remote.send(celery, request, history.operator_name())
         run = remote.wait(app.sessions, request_id, wait) if wait else None
-    if run is None:
+    if run is None or run["status"] == "running":
+        if wait:
+            why = remote.gave_up(request_id, wait, run, consumers)
+            emit({"request": request_id, "run": run, "error": why}, as_json, lambda _: None)
+            raise Exit(f"error: {why}", code=1)
         message = f"sent {request.book!r} to the ops queue (request {request_id})"
         emit(
             {"request": request_id, "run": None},
             as_json,
             lambda _: print(f"{message}; `invoke history` shows it once a worker starts it"),
         )
-        if wait:
-            raise Exit(code=1)
         return
     with operator_errors():
         data = history.get_run(app.sessions, int(run["id"]))
@@ -1426,6 +1433,7 @@ def celery_control() -> Any:
 def supervisor(queues: str, concurrency: int) -> Any:
     from celery_app.keyspace import queue_names
     from celery_app.workers import MultiSupervisor
+    from runbooks.deploy import layout
 
     with operator_errors():  # refused before any worker starts
         chosen = queue_names(queues)
@@ -1434,8 +1442,7 @@ def supervisor(queues: str, concurrency: int) -> Any:
         app.settings.var_dir / "run",
         queues=chosen,
         concurrency=concurrency,
-        # The ops queue carries runbook requests (run BOOK --remote): load their task.
-        include=("runbooks.remote",) if "ops" in chosen else (),
+        include=tuple(layout.includes(chosen)),  # ops carries runbook requests
     )
 
 

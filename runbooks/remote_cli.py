@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runbooks import service
+from runbooks.deploy import layout
 from runbooks.errors import NotFound
 from runbooks.inventory import Host, Inventory, load_environment
 
@@ -75,11 +76,15 @@ def run_remote(
         raise NotFound("arguments may not contain '{{' (they are passed as they are)")
     inventory = load_environment(environment, service.environ_with_dotenv(environ), inventory_dir)
     target = pick_host(inventory, host)
+    try:
+        app_dir = layout.app_dir(layout.host_vars(inventory.host_vars(target)))
+    except OSError as exc:
+        raise NotFound(f"{inventory.path}: {target.name}: {exc}") from None
     step = {
         "name": f"invoke {command}",
         "command": {
-            "argv": ["{{ app_dir }}/current/.venv/bin/invoke", command, *argv],
-            "chdir": "{{ app_dir }}/current",
+            "argv": layout.invoke_argv(app_dir, command, argv),
+            "chdir": layout.current(app_dir),
             "read_only": read_only,
         },
     }

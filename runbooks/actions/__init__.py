@@ -1,6 +1,7 @@
 """The action registry: a step names an action, the registry gives the code.
 
-Built-in actions: `shell`, `command`, `file`, `upload`, `facts`. Other packages register theirs
+Built-in actions: `shell`, `command`, `file`, `upload`, `facts`, and the deployed host's
+`workers.restart` / `workers.verify`. Other packages register theirs
 with :func:`register` (an :class:`Action` instance) or :func:`register_python` (a callable)::
 
     def restart(ctx: StepContext, params: dict) -> Outcome: ...
@@ -45,8 +46,9 @@ def names() -> list[str]:
 
 def _builtins() -> None:
     from runbooks.actions import commands, facts, files
+    from runbooks.deploy import workers  # the workers-restart book's
 
-    for module in (commands, facts, files):
+    for module in (commands, facts, files, workers):
         for action in module.ACTIONS:
             register(action)
 

@@ -4,17 +4,7 @@ Each checks before acting and reports ``ok`` when the host is already as wanted,
 deploy run twice changes nothing the second time; in check mode each says what it would do.
 Values reach the scripts as environment variables, never interpolated into them.
 
-A host's application folder (``app_dir``)::
-
-    releases/<time>-<sha>/   one unpacked release each (RELEASE, REVISION, DEPS, .venv,
-                             .env -> shared)
-    deps/<hash>/             the dependency layers the kept releases run on (release.build_deps)
-    shared/.env              the host's settings (provisioned, never shipped by a deploy)
-    shared/run/              worker pidfiles, logs and the release each node was started on
-                             (`worker_run_dir` moves them: on `local`, var/run, where
-                             `invoke workers.stop` finds them)
-    current -> releases/...  the live release, switched atomically (ln -s tmp; mv -T)
-    incoming/                tarballs while they upload
+The host's folders and the programs' entry points are :mod:`runbooks.deploy.layout`'s.
 """
 
 from __future__ import annotations
@@ -25,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runbooks.actions.base import Outcome, StepContext, first_line
-from runbooks.deploy import release
+from runbooks.deploy import layout, release
 from runbooks.errors import StepError
 from runbooks.targets import Target
 
@@ -162,7 +152,7 @@ detach=$(command -v setsid || true)
 for n in $NODES; do
   wc -c < "$RUN/$n.log" > "$RUN/$n.logstart" 2>/dev/null || echo 0 > "$RUN/$n.logstart"
   $detach .venv/bin/python -m celery -A celery_app worker -n "$n@$HOSTNAME_" -Q "$W_QUEUES" \
-    -c "$CONC" --pidfile="$RUN/$n.pid" --logfile="$RUN/$n.log" -l info \
+    ${INCLUDE:+-I "$INCLUDE"} -c "$CONC" --pidfile="$RUN/$n.pid" --logfile="$RUN/$n.log" -l info \
     --without-gossip --without-mingle </dev/null >"$RUN/$n.out" 2>&1 &
   echo "$NAME" > "$RUN/$n.release"
 done
@@ -202,24 +192,19 @@ REDIS_SETTINGS = ("REDIS_URL", "REDIS_HOST", "REDIS_BROKER_URL")
 
 
 def app_dir(ctx: StepContext) -> str:
-    value = str(ctx.vars.get("app_dir") or "").rstrip("/")
-    if not value.startswith("/"):
-        raise OSError(f"app_dir must be an absolute path, got {value!r}")
-    return value
+    return layout.app_dir(ctx.vars)
 
 
 def run_dir(ctx: StepContext) -> str:
-    """Where worker pidfiles live ('' means the default, <app_dir>/shared/run)."""
-    return str(ctx.vars.get("worker_run_dir") or "")
+    return layout.run_dir(ctx.vars)
 
 
 def nodes(ctx: StepContext) -> list[str]:
-    return [n for n in str(ctx.vars.get("worker_nodes", "w1")).replace(",", " ").split() if n]
+    return layout.nodes(ctx.vars)
 
 
 def node_names(ctx: StepContext) -> list[str]:
-    """The Celery node names this host's workers answer as (`w1@<inventory name>`)."""
-    return [f"{n}@{ctx.host}" for n in nodes(ctx)]
+    return layout.node_names(ctx.host, ctx.vars)
 
 
 def _run(ctx: StepContext, script: str, env: Mapping[str, str], timeout: float = 120.0) -> Any:
@@ -430,17 +415,17 @@ def running(ctx: StepContext, app: str) -> dict[str, str]:
 def restart(ctx: StepContext, params: dict[str, Any]) -> Outcome:
     """Warm-stop this host's workers and start them on the release.
 
-    ``ok`` only when every node already runs the release and is healthy: `probe` (the gate's
-    question, asked once) finds nothing wrong. A node on the release that is not healthy (a
-    deploy whose gate failed, then fixed settings) is restarted, so the same deploy again
-    recovers it.
+    With `force` (the workers-restart book) they are always restarted. Otherwise ``ok`` only
+    when every node already runs the release and is healthy: `probe` (the gate's question,
+    asked once) finds nothing wrong. A node on the release that is not healthy (a deploy whose
+    gate failed, then fixed settings) is restarted, so the same deploy again recovers it.
     """
     app, name = app_dir(ctx), str(params["release"])
     now = running(ctx, app)
     data: dict[str, Any] = {"release": name, "before": now}
     names = ", ".join(node_names(ctx))
     why = ""
-    if now and all(release == name for release in now.values()):
+    if now and all(release == name for release in now.values()) and not params.get("force"):
         probe = params.get("probe")
         problems = probe(ctx) if probe is not None else []
         if not problems:
@@ -455,7 +440,8 @@ def restart(ctx: StepContext, params: dict[str, Any]) -> Outcome:
         "NODES": " ".join(nodes(ctx)),
         "HOSTNAME_": ctx.host,
         "RUN_DIR": run_dir(ctx),
-        "W_QUEUES": str(ctx.vars.get("worker_queues", "payments,maintenance,ops")),
+        "W_QUEUES": ",".join(layout.queues(ctx.vars)),
+        "INCLUDE": ",".join(layout.includes(layout.queues(ctx.vars))),
         "CONC": str(ctx.vars.get("worker_concurrency", 2)),
         "TIMEOUT": str(int(float(ctx.vars.get("worker_timeout", 60)))),
     }

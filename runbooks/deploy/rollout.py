@@ -30,7 +30,7 @@ from sqlalchemy import text
 
 from runbooks import actions, history
 from runbooks.actions.base import Outcome, StepContext
-from runbooks.deploy import hostside, release
+from runbooks.deploy import hostside, layout, release
 from runbooks.deploy.gate import Gate
 from runbooks.deploy.lock import DEFAULT_TTL, DeployLock, force_unlock
 from runbooks.errors import RunbookError
@@ -187,19 +187,7 @@ class _Context:
             raise DeployError(
                 f"no host of {environment!r} is in group {HOSTS!r} and --limit ({limit})"
             )
-        self.vars = {
-            "app_dir": str(Path(app.settings.var_dir) / "deploy")
-            if environment == "local"
-            else "/srv/maqsafy",
-            "worker_nodes": "w1",
-            "worker_queues": "payments,maintenance,ops",
-            "worker_concurrency": 2,
-            "worker_timeout": 60,
-            "keep_releases": 5,
-            "worker_run_dir": str(Path(app.settings.var_dir) / "run")
-            if environment == "local"
-            else "",
-        }
+        self.vars = layout.defaults(environment, app.settings.var_dir)
 
     def provision_local(self) -> None:
         """On `local`, write shared/.env once from this process's settings (absolute paths)."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from celery_app import bootstrap, migrate
 from celery_app.embedded import ensure_embedded_redis
 from tests.support.deploy import make_fleet
-from tests.support.sshd import start_sshd_hosts, stop_all
+from tests.support.sshd import SSHD_CANDIDATES, start_sshd_hosts, stop_all
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.hosts <= 50:
         parser.error("--hosts must be from 1 to 50")
+    if not (shutil.which("sshd") or any(Path(c).is_file() for c in SSHD_CANDIDATES)):
+        print("error: sshd is not installed: apt install openssh-server", file=sys.stderr)
+        return 2
     app = bootstrap.get()
     migrate.upgrade(app.engine)  # the deploy records its runs here
     if app.settings.embedded_redis:

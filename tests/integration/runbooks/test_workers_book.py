@@ -14,6 +14,7 @@ from celery_app import submit, workers
 from celery_app.celery import make_app
 from celery_app.settings import load_settings
 from tests.support.cli import run_invoke
+from tests.support.deploy import kill_pidfiles
 from tests.support.money import MoneyEnv, money_env
 from tests.support.services import RedisServer
 from tests.support.sshd import SSHHost, write_inventory
@@ -29,15 +30,25 @@ def money(tmp_path: Path, redis_server: RedisServer, database_url: str) -> Itera
 
 
 def app_dir(host: SSHHost, money: MoneyEnv) -> Path:
-    """A host's app folder laid out as a deploy leaves it: current/ holds the live release
-    (here the project's venv and a .env naming the test's Redis and SQL)."""
+    """A host's app folder laid out as a deploy leaves it (runbooks/deploy/layout.py): current
+    -> releases/r1, whose .venv is the project's own (no shipping here) and whose .env is the
+    host's shared/.env naming the test's Redis and SQL."""
     directory = host.root / "app"
-    release = directory / "current"
+    release = directory / "releases" / "r1"
     release.mkdir(parents=True, exist_ok=True)
-    (release / ".venv").symlink_to(ROOT / ".venv")
-    (release / "tasks.py").symlink_to(ROOT / "tasks.py")
+    (directory / "shared").mkdir(exist_ok=True)
+    (release / "RELEASE").write_text("r1\n")
+    for name in (".venv", "tasks.py"):
+        if not (release / name).is_symlink():
+            (release / name).symlink_to(ROOT / name)
     lines = [f"{k}={v}" for k, v in money.env.items() if k != "MAQSAFY_ENV_FILE"]
-    (release / ".env").write_text("\n".join(lines) + f"\nMAQSAFY_VAR_DIR={directory}/var\n")
+    (directory / "shared" / ".env").write_text(
+        "\n".join(lines) + f"\nMAQSAFY_VAR_DIR={directory}/var\n"
+    )
+    if not (release / ".env").is_symlink():
+        (release / ".env").symlink_to("../../shared/.env")
+    if not (directory / "current").is_symlink():
+        (directory / "current").symlink_to("releases/r1")
     return directory
 
 
@@ -78,11 +89,11 @@ def test_restart_book_restarts_each_hosts_workers_over_ssh(
         return json.loads(done.stdout)
 
     control = make_app(load_settings(money.env))
-    host = workers._hostname()
     try:
-        restart()  # nothing runs yet: stopwait is a no-op, start brings both nodes up
+        restart()  # nothing runs yet: the warm stop is a no-op, the start brings both nodes up
         first = {s.name: s.pid for s in workers.status(control)}
-        assert set(first) == {f"h0@{host}", f"h1@{host}"}
+        assert set(first) == {"h0@host0", "h1@host1"}  # named after the inventory's hosts
+        assert {s.release for s in workers.status(control)} == {"r1"}
         report = restart()
         second = {s.name: s.pid for s in workers.status(control)}
         assert set(second) == set(first)
@@ -95,20 +106,7 @@ def test_restart_book_restarts_each_hosts_workers_over_ssh(
         money.wait_settled()
         assert money.statuses() == {"posted": 1}
     finally:
-        for index, h in enumerate(hosts):
-            directory = h.root / "app"
-            subprocess.run(
-                [
-                    str(ROOT / ".venv/bin/celery"),
-                    "multi",
-                    "stopwait",
-                    f"h{index}",
-                    f"--pidfile={directory}/shared/run/%n.pid",
-                ],
-                cwd=directory / "current",
-                capture_output=True,
-                timeout=120,
-            )
+        kill_pidfiles([h.root / "app" / "shared" / "run" for h in hosts])
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
