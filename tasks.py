@@ -101,6 +101,9 @@ def emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:
         render(data)
 
 
+INVENTORY_HELP = "with --env: the inventory folder (default ./inventory)"
+
+
 # --- db -------------------------------------------------------------------------------------
 
 
@@ -153,6 +156,7 @@ db.add_task(db_current, "current")
         "pattern": "clear keys matching a glob that starts with PREFIX:cache:",
         "check": "count what would be deleted; delete nothing",
         "env": "an inventory environment whose Redis to use (default: this machine's REDIS_*)",
+        "inventory": INVENTORY_HELP,
         "json": "print one JSON document",
     }
 )
@@ -162,6 +166,7 @@ def cache_clear(
     pattern: str | None = None,
     check: bool = False,
     env: str = "",
+    inventory: str = "",
     json: bool = False,
 ) -> None:
     """Delete cache keys only (never queues, sessions, rate limits or locks)."""
@@ -172,7 +177,7 @@ def cache_clear(
     def progress(done: int) -> None:
         print(f"... {done} cache keys so far", file=sys.stderr, flush=True)
 
-    app = redis_app(env)
+    app = redis_app(env, inventory)
     with operator_errors():
         cache.clear_pattern(app.keyspace, namespace, pattern)  # refused: no history row
         if check:
@@ -222,14 +227,15 @@ def _render_queues(rows: list[dict[str, Any]]) -> None:
 @task(
     help={
         "env": "an inventory environment whose Redis to use (default: this machine's REDIS_*)",
+        "inventory": INVENTORY_HELP,
         "json": "print one JSON document",
     }
 )
-def queue_size(c: Context, env: str = "", json: bool = False) -> None:
+def queue_size(c: Context, env: str = "", inventory: str = "", json: bool = False) -> None:
     """Show each queue's depth, unacked messages and the age of its oldest message."""
     from celery_app import queues
 
-    app = redis_app(env)
+    app = redis_app(env, inventory)
     with operator_errors():
         stats = queues.queue_stats(app.redis("broker"))
     emit([s.as_dict() for s in stats], json, _render_queues)
@@ -241,15 +247,21 @@ def queue_size(c: Context, env: str = "", json: bool = False) -> None:
         "yes": "confirm: the queue's waiting messages are deleted",
         "force": "allow purging a money queue",
         "env": "an inventory environment whose Redis to use (default: this machine's REDIS_*)",
+        "inventory": INVENTORY_HELP,
     }
 )
 def queue_purge(
-    c: Context, queue: str, yes: bool = False, force: bool = False, env: str = ""
+    c: Context,
+    queue: str,
+    yes: bool = False,
+    force: bool = False,
+    env: str = "",
+    inventory: str = "",
 ) -> None:
     """Delete every waiting message of QUEUE (money queues need --force); recorded in history."""
     from celery_app import queues
 
-    app = redis_app(env)
+    app = redis_app(env, inventory)
     with operator_errors():
         queues.check_purge(queue, force=force)  # refused: nothing written, not even history
         if not yes:
@@ -502,14 +514,16 @@ failed_ns.add_task(failed_prune, "prune")
 ENV_HELP = "an inventory environment whose Redis to use (default: this machine's REDIS_*)"
 
 
-def redis_app(env: str) -> Any:
+def redis_app(env: str, inventory: str = "") -> Any:
     """This process's app or, with --env, the app on that environment's Redis."""
     if not env:
         return container()
+    from pathlib import Path
+
     from runbooks.redis_env import environment_app
 
     with operator_errors():
-        return environment_app(env)
+        return environment_app(env, directory=Path(inventory) if inventory else None)
 
 
 def recorded(app: Any, name: str, env: str, **arguments: Any) -> Any:
@@ -530,14 +544,17 @@ def recorded(app: Any, name: str, env: str, **arguments: Any) -> Any:
     help={
         "user": "count only this user's sessions",
         "env": ENV_HELP,
+        "inventory": INVENTORY_HELP,
         "json": "print one JSON document",
     }
 )
-def sessions_count(c: Context, user: str | None = None, env: str = "", json: bool = False) -> None:
+def sessions_count(
+    c: Context, user: str | None = None, env: str = "", inventory: str = "", json: bool = False
+) -> None:
     """Count live sessions, of everyone or of one user."""
     from celery_app.sessions import count_sessions
 
-    app = redis_app(env)
+    app = redis_app(env, inventory)
     with operator_errors():
         data = count_sessions(app, user)
     emit(
@@ -555,14 +572,17 @@ def sessions_count(c: Context, user: str | None = None, env: str = "", json: boo
     help={
         "user": "the user to log out everywhere",
         "env": ENV_HELP,
+        "inventory": INVENTORY_HELP,
         "json": "print one JSON document",
     }
 )
-def sessions_revoke(c: Context, user: str, env: str = "", json: bool = False) -> None:
+def sessions_revoke(
+    c: Context, user: str, env: str = "", inventory: str = "", json: bool = False
+) -> None:
     """Log one user out everywhere (after a credential leak); recorded in the history."""
     from celery_app.sessions import check_user, revoke_sessions
 
-    app = redis_app(env)
+    app = redis_app(env, inventory)
     with operator_errors():
         user = check_user(user)  # a bad id writes nothing, not even a history row
         with recorded(app, "sessions.revoke", env, user=user) as record:
@@ -581,23 +601,41 @@ sessions_ns.add_task(sessions_revoke, "revoke")
 RATELIMIT_KEY_HELP = "topup:PARENT, login:account:ACCOUNT or login:address:IP"
 
 
-@task(help={"key": RATELIMIT_KEY_HELP, "env": ENV_HELP, "json": "print one JSON document"})
-def ratelimit_show(c: Context, key: str, env: str = "", json: bool = False) -> None:
+@task(
+    help={
+        "key": RATELIMIT_KEY_HELP,
+        "env": ENV_HELP,
+        "inventory": INVENTORY_HELP,
+        "json": "print one JSON document",
+    }
+)
+def ratelimit_show(
+    c: Context, key: str, env: str = "", inventory: str = "", json: bool = False
+) -> None:
     """Show a rate limit or login lock: what is left, when allowed again."""
     from celery_app import ratelimit
 
-    app = redis_app(env)
+    app = redis_app(env, inventory)
     with operator_errors():
         data = ratelimit.show(app, key)
     emit(data, json, lambda d: print("\n".join(f"{k}: {v}" for k, v in d.items())))
 
 
-@task(help={"key": RATELIMIT_KEY_HELP, "env": ENV_HELP, "json": "print one JSON document"})
-def ratelimit_reset(c: Context, key: str, env: str = "", json: bool = False) -> None:
+@task(
+    help={
+        "key": RATELIMIT_KEY_HELP,
+        "env": ENV_HELP,
+        "inventory": INVENTORY_HELP,
+        "json": "print one JSON document",
+    }
+)
+def ratelimit_reset(
+    c: Context, key: str, env: str = "", inventory: str = "", json: bool = False
+) -> None:
     """Clear a rate limit or unlock a locked-out login; recorded in the history."""
     from celery_app import ratelimit
 
-    app = redis_app(env)
+    app = redis_app(env, inventory)
     with operator_errors():
         kind, subject = ratelimit.parse_key(app, key)  # a bad key writes nothing
         with recorded(app, "ratelimit.reset", env, key=f"{kind}:{subject}") as record:
@@ -616,12 +654,12 @@ ratelimit_ns.add_task(ratelimit_reset, "reset")
 # --- redis ----------------------------------------------------------------------------------
 
 
-@task(help={"env": ENV_HELP, "json": "print one JSON document"})
-def redis_keyspace(c: Context, env: str = "", json: bool = False) -> None:
+@task(help={"env": ENV_HELP, "inventory": INVENTORY_HELP, "json": "print one JSON document"})
+def redis_keyspace(c: Context, env: str = "", inventory: str = "", json: bool = False) -> None:
     """Show keys and memory per Redis role, sampled with SCAN."""
     from celery_app import keyspace_report
 
-    app = redis_app(env)
+    app = redis_app(env, inventory)
     with operator_errors():
         data = keyspace_report.report(app).as_dict()
 
@@ -640,9 +678,9 @@ redis_ns.add_task(redis_keyspace, "keyspace")
 # --- redis health (issue 6): ping, doctor ---------------------------------------------------
 
 
-def health_app(env: str) -> Any:
-    """redis_app(env), with the embedded default's private Redis started as any command would."""
-    app = redis_app(env)
+def health_app(env: str, inventory: str = "") -> Any:
+    """redis_app(env, inventory), with the embedded default's private Redis started."""
+    app = redis_app(env, inventory)
     if app.settings.embedded_redis:
         from celery_app.embedded import ensure_embedded_redis
 
@@ -663,15 +701,18 @@ def _role(role: str) -> str | None:
     help={
         "role": "the Redis role to ping: broker (default), cache, sessions, ratelimit, locks",
         "env": ENV_HELP,
+        "inventory": INVENTORY_HELP,
         "json": "print one JSON document",
     }
 )
-def redis_ping(c: Context, role: str = "broker", env: str = "", json: bool = False) -> None:
+def redis_ping(
+    c: Context, role: str = "broker", env: str = "", inventory: str = "", json: bool = False
+) -> None:
     """PING a Redis role: PONG, or which layer failed and why (exit 2)."""
     from celery_app import findings, redis_doctor
 
     name = _role(role) or "broker"
-    app = health_app(env)
+    app = health_app(env, inventory)
     result = redis_doctor.ping(app.settings.redis_url(name))
     emit(result.as_dict(), json, lambda _: print("\n".join(findings.render_lines([result]))))
     if result.level != "ok":  # 1: PONG with a warning (the password is ignored)
@@ -682,10 +723,13 @@ def redis_ping(c: Context, role: str = "broker", env: str = "", json: bool = Fal
     help={
         "role": "only the server this role uses (default: every role's server)",
         "env": ENV_HELP,
+        "inventory": INVENTORY_HELP,
         "json": "print one JSON document",
     }
 )
-def redis_doctor(c: Context, role: str = "", env: str = "", json: bool = False) -> None:
+def redis_doctor(
+    c: Context, role: str = "", env: str = "", inventory: str = "", json: bool = False
+) -> None:
     """Diagnose Redis layer by layer; exit 0 ok, 1 warning, 2 critical."""
     from celery_app import findings
     from celery_app import redis_doctor as doctor
@@ -694,7 +738,7 @@ def redis_doctor(c: Context, role: str = "", env: str = "", json: bool = False) 
     from runbooks.targets import LocalTarget
 
     only = _role(role)
-    app = health_app(env)
+    app = health_app(env, inventory)
     results = doctor.diagnose(app.settings.redis_urls, app.keyspace, only)
     docker: dict[str, list[str]] = {}  # the page's Docker causes, checked on this machine
     for result in results:
@@ -733,6 +777,7 @@ redis_ns.add_task(redis_doctor, "doctor")
         "password_env": "the variable holding the app user's password "
         "(default MAQSAFY_REDIS_APP_PASSWORD)",
         "env": ENV_HELP,
+        "inventory": INVENTORY_HELP,
     }
 )
 def redis_acl(
@@ -742,6 +787,7 @@ def redis_acl(
     user: str = "maqsafy-app",
     password_env: str = "MAQSAFY_REDIS_APP_PASSWORD",
     env: str = "",
+    inventory: str = "",
 ) -> None:
     """Print (or --apply) the least-privilege ACL for the app's Redis user; --apply is recorded."""
     import os
@@ -749,7 +795,7 @@ def redis_acl(
     from celery_app import redis_acl as acl
     from celery_app.redis_facts import Endpoint
 
-    app = health_app(env)
+    app = health_app(env, inventory)
     db = Endpoint.parse(app.settings.redis_url("broker")).db
     if not apply:
         print(acl.render(user, app.keyspace.prefix, password_env, db))
@@ -775,13 +821,13 @@ def redis_acl(
 redis_ns.add_task(redis_acl, "acl")
 
 
-@task(help={"env": ENV_HELP, "json": "print one JSON document"})
-def status(c: Context, env: str = "", json: bool = False) -> None:
+@task(help={"env": ENV_HELP, "inventory": INVENTORY_HELP, "json": "print one JSON document"})
+def status(c: Context, env: str = "", inventory: str = "", json: bool = False) -> None:
     """One screen: Redis, database, workers, queues, failures, outbox, ledger; exit 0/1/2."""
     from celery_app import findings
     from celery_app import status as health
 
-    app = health_app(env)
+    app = health_app(env, inventory)
     with operator_errors():
         celery = celery_module().make_app(app.settings)
     try:
@@ -804,9 +850,12 @@ def status(c: Context, env: str = "", json: bool = False) -> None:
         "port": "the port to listen on (default 9808)",
         "host": "the address to listen on (default 127.0.0.1; keep it internal)",
         "env": ENV_HELP,
+        "inventory": INVENTORY_HELP,
     }
 )
-def metrics_serve(c: Context, port: str = "9808", host: str = "127.0.0.1", env: str = "") -> None:
+def metrics_serve(
+    c: Context, port: str = "9808", host: str = "127.0.0.1", env: str = "", inventory: str = ""
+) -> None:
     """Serve Prometheus metrics on http://HOST:PORT/metrics until stopped."""
     import threading
 
@@ -816,7 +865,7 @@ def metrics_serve(c: Context, port: str = "9808", host: str = "127.0.0.1", env: 
 
     with operator_errors():
         number = whole_number(port, "--port", 1, 65535)
-    app = health_app(env)
+    app = health_app(env, inventory)
     with operator_errors():
         read = health.workers_reader(celery_module().make_app(app.settings), timeout=1.0)
     try:
@@ -839,11 +888,17 @@ metrics_ns.add_task(metrics_serve, "serve")
         "user": "the app's ACL user to check (default: REDIS_URL's user, else maqsafy-app)",
         "path": "the folder to scan for secrets (default: this repository)",
         "env": ENV_HELP,
+        "inventory": INVENTORY_HELP,
         "json": "print one JSON document",
     }
 )
 def audit_security(
-    c: Context, user: str = "", path: str = "", env: str = "", json: bool = False
+    c: Context,
+    user: str = "",
+    path: str = "",
+    env: str = "",
+    inventory: str = "",
+    json: bool = False,
 ) -> None:
     """Audit Redis (auth, protected mode, bind, the app user's ACL, TLS) and scan for secrets."""
     from pathlib import Path
@@ -857,7 +912,7 @@ def audit_security(
     root = Path(path) if path else Path(__file__).resolve().parent
     if not root.is_dir():
         raise Exit(f"error: --path: no folder {str(root)!r}", 2)
-    app = health_app(env)
+    app = health_app(env, inventory)
     audited = [
         (Endpoint.parse(url).display, roles, audit(url, user))
         for url, roles in servers(app.settings.redis_urls)
@@ -1040,12 +1095,12 @@ docker_ns.add_task(docker_logs, "logs")
 docker_ns.add_task(docker_networks, "networks")
 
 
-@task(help={"env": ENV_HELP, "json": "print one JSON document"})
-def maintenance_memory(c: Context, env: str = "", json: bool = False) -> None:
+@task(help={"env": ENV_HELP, "inventory": INVENTORY_HELP, "json": "print one JSON document"})
+def maintenance_memory(c: Context, env: str = "", inventory: str = "", json: bool = False) -> None:
     """Check Redis memory, policy, evictions and persistence (beat: every 5 min); exit 0/1/2."""
     from celery_app import findings, maintenance
 
-    app = health_app(env)
+    app = health_app(env, inventory)
     report = maintenance.memory_check(app)
     emit(
         report.as_dict(),
@@ -1106,12 +1161,12 @@ def maintenance_relay(c: Context) -> None:
     print(f"re-sent {sent} pending payment request(s)")
 
 
-@task(help={"env": ENV_HELP})
-def maintenance_locks(c: Context, env: str = "") -> None:
+@task(help={"env": ENV_HELP, "inventory": INVENTORY_HELP})
+def maintenance_locks(c: Context, env: str = "", inventory: str = "") -> None:
     """Delete lock keys that would never expire (beat: every 10 min)."""
     from celery_app import maintenance
 
-    app = health_app(env)
+    app = health_app(env, inventory)
     with operator_errors():
         removed = maintenance.sweep_stale_locks(app)
     print(f"swept {removed} lock key(s) without a TTL; live locks untouched")

@@ -24,11 +24,11 @@ def clean_environ(**extra: str) -> dict[str, str]:
 
 
 def run_invoke(
-    args: Sequence[str], env: Mapping[str, str], timeout: float = 120
+    args: Sequence[str], env: Mapping[str, str], timeout: float = 120, cwd: Path = ROOT
 ) -> subprocess.CompletedProcess[str]:
-    """Run `invoke ARGS` with exactly `env`; capture text output."""
+    """Run `invoke ARGS` with exactly `env` from `cwd` (a checkout); capture text output."""
     return subprocess.run(
-        [*INVOKE, *args], cwd=ROOT, env=dict(env), capture_output=True, text=True, timeout=timeout
+        [*INVOKE, *args], cwd=cwd, env=dict(env), capture_output=True, text=True, timeout=timeout
     )
 
 

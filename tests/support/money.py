@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,3 +97,26 @@ def money_env(tmp_path: Path, redis_url: str, database_url: str, **extra: str) -
     submit.open_platform_accounts(container)
     enqueue = make_enqueue(make_app(settings), settings)
     return MoneyEnv(env, container, enqueue, tmp_path / "var")
+
+
+class Shopping(threading.Thread):
+    """Submit purchases (outbox first, then the task) until stopped."""
+
+    def __init__(self, money: MoneyEnv, wallets: int) -> None:
+        super().__init__(daemon=True)
+        self.money, self.wallets = money, wallets
+        self.stop = threading.Event()
+        self.submitted = 0
+
+    def run(self) -> None:
+        rng = random.Random(5)
+        while not self.stop.wait(0.02):
+            submit.submit_purchase(
+                self.money.container,
+                f"p-{self.submitted}",
+                f"wallet:{rng.randrange(self.wallets)}",
+                "merchant:0",
+                rng.randrange(100, 900),
+                self.money.enqueue,
+            )
+            self.submitted += 1

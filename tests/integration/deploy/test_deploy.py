@@ -6,8 +6,6 @@ and answer as w1@<host>; the laptop side (this process) submits payments the who
 
 from __future__ import annotations
 
-import random
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ from celery_app.settings import load_settings
 from runbooks import history
 from runbooks.deploy import release, rollout
 from tests.support.deploy import Fleet, make_fleet, on_host
-from tests.support.money import MoneyEnv
+from tests.support.money import MoneyEnv, Shopping
 from tests.support.services import RedisServer
 from tests.support.sshd import SSHHost, start_sshd
 
@@ -40,29 +38,6 @@ def request(fleet: Fleet, repo: Path, ref: str, **options: Any) -> rollout.Deplo
 def releases_reported(money: MoneyEnv) -> dict[str, str]:
     celery = make_app(load_settings(money.env))
     return {s.name: s.release for s in workers.status(celery, timeout=2.0)}
-
-
-class Shopping(threading.Thread):
-    """Submit purchases (outbox first, then the task) until stopped."""
-
-    def __init__(self, money: MoneyEnv, wallets: int) -> None:
-        super().__init__(daemon=True)
-        self.money, self.wallets = money, wallets
-        self.stop = threading.Event()
-        self.submitted = 0
-
-    def run(self) -> None:
-        rng = random.Random(5)
-        while not self.stop.wait(0.02):
-            submit.submit_purchase(
-                self.money.container,
-                f"p-{self.submitted}",
-                f"wallet:{rng.randrange(self.wallets)}",
-                "merchant:0",
-                rng.randrange(100, 900),
-                self.money.enqueue,
-            )
-            self.submitted += 1
 
 
 def test_v1_then_v2_while_money_flows_then_rollback(

@@ -1,0 +1,168 @@
+"""The operator's day on a deployed environment, typed at the command line as an operator does.
+
+Two loopback sshd hosts, PostgreSQL and a private Redis; every command is the real `invoke`
+run from a checkout (the test repo: v1, then v2 with a migration), the way README's Deploying
+section walks through it. Purchases are submitted the whole day; at the end each posted exactly
+once, nothing is pending, and the history names every step with its operator and outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from celery_app import failed_tasks, migrate, settlement, submit, workers
+from celery_app.celery import make_app
+from celery_app.settings import load_settings
+from tests.support.cli import clean_environ, run_invoke
+from tests.support.deploy import Fleet, make_fleet
+from tests.support.money import MoneyEnv, Shopping
+from tests.support.services import RedisServer, wait_for
+from tests.support.sshd import SSHHost
+
+pytestmark = pytest.mark.ssh
+
+
+class Operator:
+    """An operator's terminal: `invoke ...` in the checkout, against the `day` environment."""
+
+    def __init__(self, repo: Path, env: dict[str, str], fleet: Fleet) -> None:
+        self.repo, self.env = repo, env
+        self.on = ["--env", "day", "--inventory", str(fleet.inventory_dir)]
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return run_invoke(args, self.env, timeout, cwd=self.repo)
+
+    def ok(self, *args: str, timeout: float = 300) -> str:
+        done = self.run(*args, timeout=timeout)
+        assert done.returncode == 0, f"{args}: {done.stdout[-3000:]}{done.stderr[-3000:]}"
+        assert "Traceback" not in done.stderr, done.stderr
+        return done.stdout
+
+    def json(self, *args: str, timeout: float = 300) -> Any:
+        return json.loads(self.ok(*args, "--json", timeout=timeout))
+
+
+def test_the_operators_day(
+    tmp_path: Path,
+    sshd_hosts: list[SSHHost],
+    redis_server: RedisServer,
+    money: MoneyEnv,
+    repo: Path,
+) -> None:
+    fleet = make_fleet(
+        tmp_path / "inventory",
+        sshd_hosts[:2],
+        redis_server.url,
+        money.env["DATABASE_URL"],
+        environment="day",
+        worker_queues="payments,maintenance,ops",
+    )
+    laptop = clean_environ(
+        DATABASE_URL=money.env["DATABASE_URL"],  # the run history is the environment's
+        REDIS_URL=redis_server.url,
+        MAQSAFY_VAR_DIR=str(tmp_path / "laptop"),
+        MAQSAFY_ENV_FILE=str(tmp_path / "no.env"),
+    )
+    op = Operator(repo, laptop, fleet)
+    control = make_app(load_settings(money.env))
+    app = money.container
+    r = redis.Redis.from_url(redis_server.url)
+    money.open_wallets(10)
+    for i in range(10):
+        submit.submit_top_up(app, f"seed-{i}", f"wallet:{i}", 1_000_000, money.enqueue)
+    shopping = Shopping(money, 10)
+    shopping.start()
+    try:
+        # Morning: v1 goes out host by host while parents and students pay.
+        first = op.json("deploy", *op.on, "--ref", "v1", "--serial", "1")
+        v1 = first["release"]
+        assert {h: row["release"] for h, row in first["hosts"].items()} == {
+            "host0": v1,
+            "host1": v1,
+        }
+        assert op.json("run", "ping", *op.on)["status"] == "ok"
+
+        # The workers restart gracefully on the release the deploy left live.
+        before = {s.name: s.pid for s in workers.status(control, timeout=2.0)}
+        restarted = op.json("workers.restart", *op.on)
+        assert restarted["status"] == "ok", restarted
+        after = {s.name: (s.pid, s.release) for s in workers.status(control, timeout=2.0)}
+        assert set(after) == set(before) == {"w1@host0", "w1@host1"}
+        assert all(after[n][0] != before[n] and after[n][1] == v1 for n in after)
+
+        # A runbook through the ops queue, answered by a deployed worker.
+        remote = op.json("run", "facts", "--remote", "--wait", "60")
+        assert remote["status"] == "ok" and remote["arguments"]["remote"] is True
+
+        # A task fails on purpose; the operator looks at it on an app host and retries it.
+        send = failed_tasks.sender(control)
+        send("purchase.post", ["not-an-id"], {}, "payments")
+        wait_for(lambda: failed_tasks.count_failed(app.uow) == 1, 60, "the failure recorded")
+        [row] = op.json("failed.list", *op.on)["rows"]
+        shown = op.json("failed.show", str(row["id"]), *op.on)
+        assert shown["task_name"] == "purchase.post" and "positive integer" in shown["exception"]
+        assert "retried 1" in op.ok("failed.retry", str(row["id"]), *op.on)
+        wait_for(
+            lambda: (
+                [r["id"] for r in failed_tasks.list_failed(app.uow).rows] not in ([], [row["id"]])
+            ),
+            60,
+            "the retried task to fail again",
+        )
+        [again] = failed_tasks.list_failed(app.uow).rows
+        assert "forgot 1" in op.ok("failed.forget", str(again.id), *op.on)
+
+        # The cache is cleared without touching queues or sessions.
+        r.set("maqsafy:cache:menus:today", "x")
+        r.set("maqsafy:session:s1", "alive")
+        op.ok("cache.clear", *op.on)
+        assert r.exists("maqsafy:cache:menus:today") == 0
+        assert r.get("maqsafy:session:s1") == b"alive"
+
+        status = op.run("status", *op.on, "--json")
+        assert status.returncode in (0, 1), status.stderr  # 1: a warning, never an error
+        seen = json.loads(status.stdout)
+        assert {"w1@host0", "w1@host1"} <= {w["name"] for w in seen["workers"]["nodes"]}
+
+        # Afternoon: v2 with a migration, then back to v1.
+        second = op.json("deploy", *op.on, "--ref", "v2", "--serial", "1")
+        v2 = second["release"]
+        assert v2 != v1 and migrate.current(app.engine) == "9001"
+        back = op.json("deploy.rollback", *op.on, "--to", v1)
+        assert {h: row["release"] for h, row in back["hosts"].items()} == {
+            "host0": v1,
+            "host1": v1,
+        }
+        assert {s.release for s in workers.status(control, timeout=2.0)} == {v1}
+    finally:
+        shopping.stop.set()
+        shopping.join()
+
+    try:
+        # Evening: every payment posted exactly once, nothing pending, the books balance.
+        money.wait_settled(timeout=120, relay=True)
+        assert shopping.submitted > 0
+        assert sum(money.statuses().values()) == 10 + shopping.submitted
+        assert max(money.postings_per_request().values()) == 1
+        assert settlement.reconcile(app).balanced
+
+        # The history tells the day: each step, who ran it, how it ended.
+        runs = op.json("history", "--last", "200")
+        by_name: dict[str, list[dict[str, Any]]] = {}
+        for run in runs:
+            by_name.setdefault(run["name"], []).append(run)
+        for name in (
+            "deploy", "ping", "workers-restart", "facts", "failed.list (remote)",
+            "failed.retry (remote)", "failed.forget (remote)", "cache.clear", "deploy.rollback",
+        ):  # fmt: skip
+            assert name in by_name, f"{name} missing from history: {sorted(by_name)}"
+            assert all(r["operator"] and r["status"] == "ok" for r in by_name[name]), by_name[name]
+        assert len(by_name["deploy"]) == 2
+    finally:
+        fleet.kill_workers()
