@@ -72,7 +72,7 @@ def test_the_operators_day(
     op = Operator(repo, laptop, fleet)
     control = make_app(load_settings(money.env))
     app = money.container
-    r = redis.Redis.from_url(redis_server.url)
+    raw = redis.Redis.from_url(redis_server.url)
     money.open_wallets(10)
     for i in range(10):
         submit.submit_top_up(app, f"seed-{i}", f"wallet:{i}", 1_000_000, money.enqueue)
@@ -110,7 +110,7 @@ def test_the_operators_day(
         assert "retried 1" in op.ok("failed.retry", str(row["id"]), *op.on)
         wait_for(
             lambda: (
-                [r["id"] for r in failed_tasks.list_failed(app.uow).rows] not in ([], [row["id"]])
+                [f.id for f in failed_tasks.list_failed(app.uow).rows] not in ([], [row["id"]])
             ),
             60,
             "the retried task to fail again",
@@ -119,11 +119,11 @@ def test_the_operators_day(
         assert "forgot 1" in op.ok("failed.forget", str(again.id), *op.on)
 
         # The cache is cleared without touching queues or sessions.
-        r.set("maqsafy:cache:menus:today", "x")
-        r.set("maqsafy:session:s1", "alive")
+        raw.set("maqsafy:cache:menus:today", "x")
+        raw.set("maqsafy:session:s1", "alive")
         op.ok("cache.clear", *op.on)
-        assert r.exists("maqsafy:cache:menus:today") == 0
-        assert r.get("maqsafy:session:s1") == b"alive"
+        assert raw.exists("maqsafy:cache:menus:today") == 0
+        assert raw.get("maqsafy:session:s1") == b"alive"
 
         status = op.run("status", *op.on, "--json")
         assert status.returncode in (0, 1), status.stderr  # 1: a warning, never an error
