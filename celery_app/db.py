@@ -43,7 +43,9 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     return create_engine(
         url,
         pool_size=pool_size,
-        pool_pre_ping=False,  # a dropped connection fails the task, which retries on a fresh one
+        # A connection the server dropped while it sat in the pool (restart, failover) is
+        # replaced at checkout, not handed out to fail its first statement; one round trip.
+        pool_pre_ping=True,
         isolation_level="READ COMMITTED",
     )
 
