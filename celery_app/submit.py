@@ -3,6 +3,9 @@
 `submit_*` stores the request and its outbox row in one transaction, then sends the task. If
 the broker is down or later loses the message, the request stays ``pending`` in SQL and
 :func:`relay` sends it again; posting is idempotent, so a duplicate message is harmless.
+
+A connection that dies while the request is being stored (a database restart) is replaced and
+the store run once more: the unique key makes a second run safe.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from celery_app import ledger
 from celery_app.bootstrap import Container
+from celery_app.db import retry_on_disconnect
 from celery_app.errors import InvalidRequest, UnknownAccount
 from celery_app.models import Account, Outbox, PaymentRequest
 
@@ -28,7 +32,12 @@ SETTLEMENT = "platform:settlement"
 
 @dataclass(frozen=True)
 class Submitted:
-    """The stored request: new or an earlier one with the same key, and whether it was sent."""
+    """The stored request: new or an earlier one with the same key, and whether it was sent.
+
+    `duplicate` means the key was already stored when this call looked. After a COMMIT whose
+    answer was lost (the connection died during it), the retry finds that row and cannot tell
+    it from a twin's: it reports it as a duplicate, not sent, and the relay sends it.
+    """
 
     request_id: int
     duplicate: bool
@@ -122,6 +131,39 @@ def _submit(
 ) -> Submitted:
     idem = ledger.parse_key(key)
     value = ledger.parse_amount(amount)
+    once = _once(before_new) if before_new is not None else None
+    # Storing is safe to run twice: the unique key makes a second run find the first's row.
+    # The throttle still counts this request once, however many runs it takes.
+    request_id, duplicate = retry_on_disconnect(
+        lambda: _store(container, kind, idem, debit, credit, value, once)
+    )
+    if duplicate:
+        return Submitted(request_id, True, False)
+    return Submitted(request_id, False, _send(container, request_id, kind, enqueue))
+
+
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    done = False
+
+    def run() -> None:
+        nonlocal done
+        if not done:
+            action()
+            done = True
+
+    return run
+
+
+def _store(
+    container: Container,
+    kind: str,
+    idem: str,
+    debit: tuple[object, str],
+    credit: tuple[object, str],
+    value: int,
+    before_new: Callable[[], None] | None,
+) -> tuple[int, bool]:
+    """Write the request and its outbox row in one transaction; return (id, duplicate)."""
     with container.uow() as uow:
         session = uow.session
         debit_id = _account_id(session, *debit)
@@ -153,7 +195,7 @@ def _submit(
                 if existing is None:
                     raise
             else:
-                return Submitted(request.id, False, _send(container, request.id, kind, enqueue))
+                return request.id, False
         same = (
             existing.kind,
             existing.debit_account_id,
@@ -165,7 +207,7 @@ def _submit(
                 f"idempotency key {idem!r} was already used for a different request "
                 f"(id {existing.id}); use a new key"
             )
-        return Submitted(existing.id, True, False)
+        return existing.id, True
 
 
 def _send(container: Container, request_id: int, kind: str, enqueue: Enqueue) -> bool:
