@@ -4,18 +4,20 @@
 the broker is down or later loses the message, the request stays ``pending`` in SQL and
 :func:`relay` sends it again; posting is idempotent, so a duplicate message is harmless.
 
-A connection that dies while the request is being stored (a database restart) is replaced and
-the store run once more: the unique key makes a second run safe.
+A database restart is not the caller's problem: storing is retried once on a fresh connection
+when the first one turns out dead, and once the task is sent the caller is told so even if
+the outbox stamp after it fails (the relay then sends it again, and it is still posted once).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from celery_app import ledger
@@ -28,6 +30,7 @@ Enqueue = Callable[[str, int], None]
 TASK_FOR_KIND = {"top_up": "wallet.top_up", "purchase": "purchase.post"}
 CLEARING = "platform:clearing"
 SETTLEMENT = "platform:settlement"
+log = logging.getLogger("maqsafy.submit")
 
 
 @dataclass(frozen=True)
@@ -211,17 +214,27 @@ def _store(
 
 
 def _send(container: Container, request_id: int, kind: str, enqueue: Enqueue) -> bool:
-    """Send the task and stamp the outbox; a failure leaves the request to the relay."""
+    """Send the task, then stamp the outbox; False only when the send failed (the relay's)."""
     try:
         enqueue(TASK_FOR_KIND[kind], request_id)
     except Exception:
         return False
-    with container.uow() as uow:
-        row = uow.session.scalar(select(Outbox).where(Outbox.request_id == request_id))
-        if row is not None:
-            row.enqueued_at = dt.datetime.now(dt.UTC)
-            row.attempts += 1
-            uow.commit()
+    try:
+        with container.uow() as uow:
+            row = uow.session.scalar(select(Outbox).where(Outbox.request_id == request_id))
+            if row is not None:
+                row.enqueued_at = dt.datetime.now(dt.UTC)
+                row.attempts += 1
+                uow.commit()
+    except SQLAlchemyError as exc:
+        # Sent is sent: the caller hears so. The row still reads "never sent", so the next relay
+        # run sends the request again; posting is idempotent, so it is posted once either way.
+        log.warning(
+            "payment request %s was sent but its outbox stamp failed (%s); the relay will "
+            "send it again",
+            request_id,
+            type(exc).__name__,
+        )
     return True
 
 
