@@ -82,9 +82,9 @@ def test_pooled_connection_killed_between_calls_is_replaced(
     for n in range(6):
         assert money.container.engine.pool.checkedin() >= 1, "no pooled connection to kill"
         assert backends.terminate(), "no backend was terminated: nothing was tested"
+        # The relay has no retry of its own: only the pre-ping replaces its dead connection.
         assert submit.relay(money.container, money.enqueue, older_than=3600) == 0
-        assert money.container.engine.pool.checkedin() >= 1
-        assert backends.terminate()
+        assert backends.terminate()  # and again, for the submit's own checkout
         sent.append(
             submit.submit_purchase(
                 money.container,
