@@ -7,17 +7,21 @@ code takes row locks (`SELECT ... FOR UPDATE`) where it reads what it will chang
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from celery_app.errors import ServiceUnavailable
+
+log = logging.getLogger("maqsafy.db")
+T = TypeVar("T")
 
 
 def make_engine(url: str, pool_size: int = 5) -> Engine:
@@ -43,9 +47,28 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     return create_engine(
         url,
         pool_size=pool_size,
-        pool_pre_ping=False,  # a dropped connection fails the task, which retries on a fresh one
+        # A connection the server dropped while it sat in the pool (restart, failover) is
+        # replaced at checkout, not handed out to fail its first statement; one round trip.
+        pool_pre_ping=True,
         isolation_level="READ COMMITTED",
     )
+
+
+def retry_on_disconnect(work: Callable[[], T]) -> T:
+    """Run `work`; if its connection turned out dead, run it once more on a fresh connection.
+
+    Only for work that is safe to run twice. A connection can die after the pre-ping (a restart
+    mid-transaction); SQLAlchemy then raises with `connection_invalidated` and has already
+    invalidated it and every pooled connection opened before it, so the second run connects
+    anew. Any other error, or a second disconnect (the server is down), propagates.
+    """
+    try:
+        return work()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("database connection lost (%s); retrying once", type(exc.orig).__name__)
+    return work()
 
 
 # SQLite's and PostgreSQL's (UndefinedTable) words for a table the schema does not have yet.

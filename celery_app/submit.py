@@ -3,20 +3,26 @@
 `submit_*` stores the request and its outbox row in one transaction, then sends the task. If
 the broker is down or later loses the message, the request stays ``pending`` in SQL and
 :func:`relay` sends it again; posting is idempotent, so a duplicate message is harmless.
+
+A database restart is not the caller's problem: storing is retried once on a fresh connection
+when the first one turns out dead, and once the task is sent the caller is told so even if
+the outbox stamp after it fails (the relay then sends it again, and it is still posted once).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from celery_app import ledger
 from celery_app.bootstrap import Container
+from celery_app.db import retry_on_disconnect
 from celery_app.errors import InvalidRequest, UnknownAccount
 from celery_app.models import Account, Outbox, PaymentRequest
 
@@ -24,11 +30,17 @@ Enqueue = Callable[[str, int], None]
 TASK_FOR_KIND = {"top_up": "wallet.top_up", "purchase": "purchase.post"}
 CLEARING = "platform:clearing"
 SETTLEMENT = "platform:settlement"
+log = logging.getLogger("maqsafy.submit")
 
 
 @dataclass(frozen=True)
 class Submitted:
-    """The stored request: new or an earlier one with the same key, and whether it was sent."""
+    """The stored request: new or an earlier one with the same key, and whether it was sent.
+
+    `duplicate` means the key was already stored when this call looked. After a COMMIT whose
+    answer was lost (the connection died during it), the retry finds that row and cannot tell
+    it from a twin's: it reports it as a duplicate, not sent, and the relay sends it.
+    """
 
     request_id: int
     duplicate: bool
@@ -122,6 +134,39 @@ def _submit(
 ) -> Submitted:
     idem = ledger.parse_key(key)
     value = ledger.parse_amount(amount)
+    once = _once(before_new) if before_new is not None else None
+    # Storing is safe to run twice: the unique key makes a second run find the first's row.
+    # The throttle still counts this request once, however many runs it takes.
+    request_id, duplicate = retry_on_disconnect(
+        lambda: _store(container, kind, idem, debit, credit, value, once)
+    )
+    if duplicate:
+        return Submitted(request_id, True, False)
+    return Submitted(request_id, False, _send(container, request_id, kind, enqueue))
+
+
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    done = False
+
+    def run() -> None:
+        nonlocal done
+        if not done:
+            action()
+            done = True
+
+    return run
+
+
+def _store(
+    container: Container,
+    kind: str,
+    idem: str,
+    debit: tuple[object, str],
+    credit: tuple[object, str],
+    value: int,
+    before_new: Callable[[], None] | None,
+) -> tuple[int, bool]:
+    """Write the request and its outbox row in one transaction; return (id, duplicate)."""
     with container.uow() as uow:
         session = uow.session
         debit_id = _account_id(session, *debit)
@@ -153,7 +198,7 @@ def _submit(
                 if existing is None:
                     raise
             else:
-                return Submitted(request.id, False, _send(container, request.id, kind, enqueue))
+                return request.id, False
         same = (
             existing.kind,
             existing.debit_account_id,
@@ -165,21 +210,31 @@ def _submit(
                 f"idempotency key {idem!r} was already used for a different request "
                 f"(id {existing.id}); use a new key"
             )
-        return Submitted(existing.id, True, False)
+        return existing.id, True
 
 
 def _send(container: Container, request_id: int, kind: str, enqueue: Enqueue) -> bool:
-    """Send the task and stamp the outbox; a failure leaves the request to the relay."""
+    """Send the task, then stamp the outbox; False only when the send failed (the relay's)."""
     try:
         enqueue(TASK_FOR_KIND[kind], request_id)
     except Exception:
         return False
-    with container.uow() as uow:
-        row = uow.session.scalar(select(Outbox).where(Outbox.request_id == request_id))
-        if row is not None:
-            row.enqueued_at = dt.datetime.now(dt.UTC)
-            row.attempts += 1
-            uow.commit()
+    try:
+        with container.uow() as uow:
+            row = uow.session.scalar(select(Outbox).where(Outbox.request_id == request_id))
+            if row is not None:
+                row.enqueued_at = dt.datetime.now(dt.UTC)
+                row.attempts += 1
+                uow.commit()
+    except SQLAlchemyError as exc:
+        # Sent is sent: the caller hears so. The row still reads "never sent", so the next relay
+        # run sends the request again; posting is idempotent, so it is posted once either way.
+        log.warning(
+            "payment request %s was sent but its outbox stamp failed (%s); the relay will "
+            "send it again",
+            request_id,
+            type(exc).__name__,
+        )
     return True
 
 
