@@ -128,7 +128,7 @@ def test_the_operators_day(
         status = op.run("status", *op.on, "--json")
         assert status.returncode in (0, 1), status.stderr  # 1: a warning, never an error
         seen = json.loads(status.stdout)
-        assert {"w1@host0", "w1@host1"} <= {w["name"] for w in seen["workers"]["nodes"]}
+        assert {"w1@host0", "w1@host1"} <= {w["name"] for w in seen["workers"]}
 
         # Afternoon: v2 with a migration, then back to v1.
         second = op.json("deploy", *op.on, "--ref", "v2", "--serial", "1")
