@@ -1182,9 +1182,12 @@ maintenance_ns.add_task(maintenance_locks, "locks")
 
 def run_on_ops_queue(app: Any, request: Any, wait: int, as_json: bool) -> None:
     """`run BOOK --remote`: send the book to the ops queue; with --wait, show the recorded run."""
+    import os
+
     from celery_app.celery import make_app
     from runbooks import history, remote
     from runbooks.render import print_run
+    from runbooks.service import environ_with_dotenv
 
     if request.retry_failed or request.inventory_dir:
         raise Exit(
@@ -1199,7 +1202,9 @@ def run_on_ops_queue(app: Any, request: Any, wait: int, as_json: bool) -> None:
         refused = remote.refusal(consumers)
         if refused:
             raise Exit(f"error: {refused}", code=1)
-        request_id = remote.send(celery, request, history.operator_name())
+        request_id = remote.send(
+            celery, request, history.operator_name(), environ_with_dotenv(os.environ)
+        )
         run = remote.wait(app.sessions, request_id, wait) if wait else None
     if run is None or run["status"] == "running":
         if wait:

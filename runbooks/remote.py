@@ -5,6 +5,10 @@ book is sent as ``runbook.run`` to the ``ops`` queue, a worker inside the networ
 the same engine, and the run is recorded in SQL like any other, with ``remote`` and
 ``requested_by`` in its arguments and a request id the sender waits on.
 
+Requests are signed (:mod:`runbooks.ops_requests`): a worker runs only a request signed with
+the ops key it holds, fresh, never seen before, for an environment it serves; anything else is
+refused and the refusal recorded.
+
 The worker that serves ``ops`` loads this module itself (the app never imports ``runbooks/``)::
 
     celery -A celery_app worker -Q ops -I runbooks.remote
@@ -17,7 +21,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,50 +30,80 @@ from kombu.exceptions import OperationalError as BrokerError
 from celery_app import bootstrap
 from celery_app.celery import app
 from celery_app.errors import ServiceUnavailable
-from runbooks import history
+from runbooks import history, ops_requests
 from runbooks.book import book_path
 from runbooks.deploy.layout import OPS_QUEUE, OPS_RUNNER
+from runbooks.errors import NotFound
+from runbooks.redact import for_settings
 from runbooks.service import RunRequest, environ_with_dotenv, execute, prepare, split
 
 TASK = "runbook.run"
-FIELDS = ("book", "environment", "limit", "tags", "skip_tags", "check")
 
 
 @app.task(name=TASK, acks_late=False)
-def run_remote(request: dict[str, Any], request_id: str, requested_by: str) -> dict[str, Any]:
-    """Run the book `request` describes on this worker; return the history run id."""
-    run = RunRequest(**{k: request[k] for k in FIELDS if k in request})
+def run_remote(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Run the book a signed request names on this worker; refuse (and record) anything else.
+
+    Anything may arrive here (anyone who can write to the broker can send it), so the message
+    is taken apart only after its signature, age, nonce and environment check out.
+    """
     container = bootstrap.get()
-    prepared = prepare(container, run, environ_with_dotenv(os.environ))
+    environ = environ_with_dotenv(os.environ)
+    message = args[0] if len(args) == 1 and not kwargs else {"args": list(args)[:4]}
+    try:
+        envelope = ops_requests.verify(message, environ)
+        ops_requests.consume(container.sessions, envelope.nonce)
+    except ops_requests.RequestRefused as exc:
+        record_refusal(container, message, str(exc))
+        return {"refused": str(exc)}
+    run = RunRequest(**envelope.fields)
+    prepared = prepare(container, run, environ)
     arguments = {
         **run.arguments(),
         "remote": True,
-        "request": request_id,
-        "requested_by": requested_by,
+        "request": envelope.nonce,
+        "requested_by": envelope.requested_by,
     }
     result = execute(container, prepared, arguments)
     return {"run_id": result.run_id, "ok": result.ok}
 
 
-def send(celery: Celery, request: RunRequest, requested_by: str) -> str:
-    """Check the book exists here, send the run to the ops queue; return the request id."""
-    book_path(request.book, request.books_dir)  # a typo fails here, not on the worker
-    request_id = uuid.uuid4().hex
-    payload = {
-        "book": request.book,
-        "environment": request.environment,
-        "limit": request.limit,
-        "tags": split(request.tags),
-        "skip_tags": split(request.skip_tags),
-        "check": request.check,
-    }
-    celery.send_task(
-        TASK,
-        args=[payload, request_id, requested_by],
-        queue=OPS_QUEUE,
-        retry_policy={"max_retries": 2},
+def record_refusal(container: Any, message: Any, reason: str) -> None:
+    """A refused request is history too: what it claimed to be, and why it did not run."""
+    claimed = ops_requests.claimed(message)
+    history.record_command(
+        container.sessions,
+        "runbook.refused",
+        environment=claimed.get("environment", ""),
+        arguments={**claimed, "request": claimed.get("nonce", ""), "remote": True},
+        status="failed",
+        message=reason,
+        operator="(unverified)",
+        redactor=for_settings(container.settings),
     )
-    return request_id
+
+
+def send(celery: Celery, request: RunRequest, requested_by: str, environ: Mapping[str, str]) -> str:
+    """Check the book exists here, sign the request, send it to ops; return its request id."""
+    book_path(request.book, request.books_dir)  # a typo fails here, not on the worker
+    if not ops_requests.BOOK_NAME.fullmatch(request.book):
+        raise NotFound(
+            f"--remote runs books by name (a name `invoke runbooks` lists), got {request.book!r}"
+        )
+    signed = ops_requests.sign(
+        {
+            "book": request.book,
+            "environment": request.environment,
+            "limit": request.limit,
+            "tags": split(request.tags),
+            "skip_tags": split(request.skip_tags),
+            "check": request.check,
+        },
+        requested_by,
+        environ,
+    )
+    celery.send_task(TASK, args=[signed], queue=OPS_QUEUE, retry_policy={"max_retries": 2})
+    return str(signed["body"]["nonce"])
 
 
 def ops_consumers(celery: Celery, timeout: float = 1.0) -> dict[str, bool]:

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import yaml
 
-from runbooks.deploy import release
+from runbooks.deploy import layout, release
 from tests.support.sshd import SSHHost, write_inventory
 
 PROJECT = Path(__file__).resolve().parents[2]
+APP_DIR = layout.DEFAULT_APP_DIR.lstrip("/")  # each host's app folder, under its own root
 
 
 # v2 adds a (no-op) migration, so rolling back from it leaves the database ahead of the code.
@@ -104,7 +105,7 @@ class Fleet:
     deps_cache: Path | None = None  # the laptop's dependency-layer tarball, built once a session
 
     def app_dir(self, host: SSHHost) -> Path:
-        return host.root / "srv" / "maqsafy"
+        return host.root / APP_DIR
 
     def current(self, host: SSHHost) -> str:
         link = self.app_dir(host) / "current"
@@ -146,16 +147,19 @@ def make_fleet(
     database_url: str,
     environment: str = "test",
     deps_cache: Path | None = None,
+    ops_key: str | None = None,
     **vars: object,
 ) -> Fleet:
-    """Write the inventory (group workers) and each host's shared/.env."""
+    """Write the inventory (group workers) and each host's shared/.env (with `ops_key`, the
+    key that signs runbook requests on the ops queue, for hosts that run them)."""
     env = {
         "REDIS_URL": redis_url,
         "DATABASE_URL": database_url,
         "MAQSAFY_LOCK_TTL_MS": "10000",
+        **({"MAQSAFY_OPS_SIGNING_KEY": ops_key} if ops_key else {}),
     }
     for host in hosts:
-        shared = host.root / "srv" / "maqsafy" / "shared"
+        shared = host.root / APP_DIR / "shared"
         shared.mkdir(parents=True, exist_ok=True)
         lines = {**env, "MAQSAFY_VAR_DIR": str(shared / "var")}
         (shared / ".env").write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
@@ -174,6 +178,6 @@ def make_fleet(
     )
     document = yaml.safe_load(path.read_text())
     for host in hosts:
-        document["hosts"][host.name]["vars"]["app_dir"] = str(host.root / "srv" / "maqsafy")
+        document["hosts"][host.name]["vars"]["app_dir"] = str(host.root / APP_DIR)
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return Fleet(hosts, directory, env, deps_cache)

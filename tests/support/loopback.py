@@ -13,6 +13,7 @@ Ctrl-C stops the hosts and the workers the deploys started on them.
 from __future__ import annotations
 
 import argparse
+import secrets
 import shutil
 import signal
 import sys
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(app.settings.var_dir) / "loopback"
     shutil.rmtree(base, ignore_errors=True)
     hosts = start_sshd_hosts(base / "hosts", args.hosts)
+    key_file = base / "ops-signing-key"  # signs `run BOOK --remote` requests; hosts verify
+    key_file.touch(mode=0o600)
+    key_file.write_text(secrets.token_hex(32) + "\n")
     fleet = make_fleet(
         base / "inventory",
         hosts,
@@ -47,9 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         app.settings.database_url,
         environment="loopback",
         worker_queues="payments,maintenance,ops",
+        ops_key=key_file.read_text().strip(),
     )
     print(f"{args.hosts} hosts up on 127.0.0.2-{args.hosts + 1}; inventory {fleet.inventory_dir}")
     print("deploy: .venv/bin/invoke deploy --env loopback --inventory var/loopback/inventory")
+    print(f"run --remote: export MAQSAFY_OPS_SIGNING_KEY=$(cat {key_file})")
     print("Ctrl-C stops the hosts and their workers", flush=True)
     try:
         signal.sigwait({signal.SIGINT, signal.SIGTERM})

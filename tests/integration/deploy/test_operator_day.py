@@ -26,6 +26,7 @@ from tests.support.services import RedisServer, wait_for
 from tests.support.sshd import SSHHost
 
 pytestmark = pytest.mark.ssh
+OPS_KEY = "journey-ops-signing-key-" + "0" * 24
 
 
 class Operator:
@@ -62,12 +63,14 @@ def test_the_operators_day(
         money.env["DATABASE_URL"],
         environment="day",
         worker_queues="payments,maintenance,ops",
+        ops_key=OPS_KEY,
     )
     laptop = clean_environ(
         DATABASE_URL=money.env["DATABASE_URL"],  # the run history is the environment's
         REDIS_URL=redis_server.url,
         MAQSAFY_VAR_DIR=str(tmp_path / "laptop"),
         MAQSAFY_ENV_FILE=str(tmp_path / "no.env"),
+        MAQSAFY_OPS_SIGNING_KEY=OPS_KEY,
     )
     op = Operator(repo, laptop, fleet)
     control = make_app(load_settings(money.env))
@@ -109,9 +112,7 @@ def test_the_operators_day(
         assert shown["task_name"] == "purchase.post" and "positive integer" in shown["exception"]
         assert "retried 1" in op.ok("failed.retry", str(row["id"]), *op.on)
         wait_for(
-            lambda: (
-                [f.id for f in failed_tasks.list_failed(app.uow).rows] not in ([], [row["id"]])
-            ),
+            lambda: [f.id for f in failed_tasks.list_failed(app.uow).rows] not in ([], [row["id"]]),
             60,
             "the retried task to fail again",
         )
