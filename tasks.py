@@ -1220,6 +1220,9 @@ def run_on_ops_queue(app: Any, request: Any, wait: int, as_json: bool) -> None:
         return
     with operator_errors():
         data = history.get_run(app.sessions, int(run["id"]))
+    if data["name"] == "runbook.refused":
+        emit(data, as_json, lambda _: None)
+        raise Exit(f"error: the ops worker refused request {request_id}: {data['message']}", 1)
     emit(data, as_json, print_run)
     if data["status"] != "ok":
         raise Exit(code=1)

@@ -33,7 +33,7 @@ from celery_app.errors import ServiceUnavailable
 from runbooks import history, ops_requests
 from runbooks.book import book_path
 from runbooks.deploy.layout import OPS_QUEUE, OPS_RUNNER
-from runbooks.errors import NotFound
+from runbooks.errors import NotFound, RunbookError
 from runbooks.redact import for_settings
 from runbooks.service import RunRequest, environ_with_dotenv, execute, prepare, split
 
@@ -57,7 +57,11 @@ def run_remote(*args: Any, **kwargs: Any) -> dict[str, Any]:
         record_refusal(container, message, str(exc))
         return {"refused": str(exc)}
     run = RunRequest(**envelope.fields)
-    prepared = prepare(container, run, environ)
+    try:  # a book or inventory this worker does not have: said in the history, not lost
+        prepared = prepare(container, run, environ)
+    except RunbookError as exc:
+        record_refusal(container, message, f"cannot run here: {exc}")
+        return {"refused": str(exc)}
     arguments = {
         **run.arguments(),
         "remote": True,
