@@ -51,6 +51,9 @@ set -e
 cd "$APP_DIR/releases"
 rm -rf "$NAME.tmp"; mkdir "$NAME.tmp"
 tar -xzf "$TARBALL" -C "$NAME.tmp"
+# Every file as it was built on the laptop (a truncated upload or a changed file stops here).
+(cd "$NAME.tmp" && sha256sum --quiet --strict -c MANIFEST) >&2 \
+  || { echo "release $NAME does not match its MANIFEST" >&2; exit 4; }
 ln -sfn ../../shared/.env "$NAME.tmp/.env"
 # The venv finds the release's tree (relative to the .pth's folder) and this host's copy of the
 # dependency layer it was built with.
@@ -59,7 +62,10 @@ printf '%s\n' ../../../.. "$APP_DIR/deps/$(cat "$NAME.tmp/DEPS")" \
 # The release's environment was built once on the laptop; prove it runs here.
 # (find_spec finds each package without importing it: a missing one fails here, cheaply.)
 (cd "$NAME.tmp" && .venv/bin/python -c "$FIND_SPEC")
+# A folder of that name that failed its check (see ship) goes.
+rm -rf "$NAME"
 mv -T "$NAME.tmp" "$NAME"
+find "$NAME" -type f -exec chmod a-w {} +  # files read-only; folders stay removable
 rm -f "$TARBALL"
 """
 
@@ -69,15 +75,13 @@ cd "$APP_DIR"
 [ -f "releases/$NAME/RELEASE" ] || { echo "release $NAME is not on this host" >&2; exit 3; }
 ln -sfn "releases/$NAME" current.tmp
 mv -T current.tmp current
-# keep the newest $KEEP releases, and always the live one
-ls -1 releases | grep -v '\.tmp$' | sort -r | tail -n +$((KEEP + 1)) | while read -r old; do
-  [ "$old" = "$NAME" ] || rm -rf "releases/$old"
-done
+# keep the newest $KEEP releases, and always the live one; only names a deploy creates
+drop() { rm -rf "$1"; }
+ls -1 releases | grep -E "$RELEASE_PATTERN" | sort -r | tail -n +$((KEEP + 1)) \
+  | while read -r old; do [ "$old" = "$NAME" ] || drop "releases/$old"; done
 # and the dependency layers the kept releases run on
-for layer in deps/*; do
-  [ -d "$layer" ] || continue
-  case "$layer" in *.tmp) continue ;; esac
-  cat releases/*/DEPS 2>/dev/null | grep -qx "$(basename "$layer")" || rm -rf "$layer"
+ls -1 deps 2>/dev/null | grep -E "$DEPS_PATTERN" | while read -r layer; do
+  cat releases/*/DEPS 2>/dev/null | grep -qx "$layer" || drop "deps/$layer"
 done
 """
 
@@ -350,7 +354,11 @@ def ship_deps(ctx: StepContext, params: dict[str, Any]) -> Outcome:
 def ship(ctx: StepContext, params: dict[str, Any]) -> Outcome:
     """Upload the release tarball over SFTP and unpack it into releases/<name> (once)."""
     app, name = app_dir(ctx), str(params["release"])
-    test = 'test -f "$APP_DIR/releases/$NAME/RELEASE"'
+    # reused only when every file still matches what was shipped
+    test = (
+        'test -f "$APP_DIR/releases/$NAME/RELEASE" && cd "$APP_DIR/releases/$NAME" '
+        "&& sha256sum --quiet --strict -c MANIFEST >/dev/null 2>&1"
+    )
     found = _there(ctx, test, app, name, f"{name} is already unpacked", "upload and unpack")
     if found is not None:
         return found
@@ -399,7 +407,14 @@ def switch(ctx: StepContext, params: dict[str, Any]) -> Outcome:
         was = found["current"] or "none"
         return Outcome("changed", f"check mode: would switch {was} -> {name}", data)
     keep = str(max(1, int(ctx.vars.get("keep_releases", 5))))
-    done = _run(ctx, SWITCH, {"APP_DIR": app, "NAME": name, "KEEP": keep})
+    env = {
+        "APP_DIR": app,
+        "NAME": name,
+        "KEEP": keep,
+        "RELEASE_PATTERN": layout.RELEASE_PATTERN,
+        "DEPS_PATTERN": layout.DEPS_PATTERN,
+    }
+    done = _run(ctx, SWITCH, env)
     if done.rc != 0:
         return Outcome("failed", f"switch failed: {first_line(done.stderr)}", data, rc=done.rc)
     return Outcome("changed", f"current {found['current'] or 'none'} -> {name}", data)

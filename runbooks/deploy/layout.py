@@ -26,6 +26,7 @@ remote CLI, the loopback fixture) asks this one for paths, names and defaults.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,12 +64,38 @@ def host_vars(variables: Mapping[str, Any]) -> dict[str, Any]:
     return {**defaults("remote", "/nonexistent"), **variables}
 
 
+SYSTEM_DIRS = frozenset(
+    ["/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/media", "/mnt",
+     "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/usr/local",
+     "/var", "/var/lib", "/var/log", "/var/tmp"]
+)  # fmt: skip
+
+
 def app_dir(variables: Mapping[str, Any]) -> str:
-    """The host's application folder: absolute, no trailing slash (OSError otherwise)."""
-    value = str(variables.get("app_dir") or DEFAULT_APP_DIR).rstrip("/")
-    if not value.startswith("/"):
-        raise OSError(f"app_dir must be an absolute path, got {value!r}")
+    """The host's application folder, normalised; OSError for one a deploy must not own.
+
+    A deploy deletes old releases and layers under it, so it must be a folder of its own:
+    absolute, no `..` (``/srv/other/../other`` is refused, not resolved), not `/` or a system
+    folder such as /usr or /var.
+    """
+    raw = str(variables.get("app_dir") or DEFAULT_APP_DIR)
+    if not raw.startswith("/"):
+        raise OSError(f"app_dir must be an absolute path, got {raw[:80]!r}")
+    if ".." in raw.split("/") or "\0" in raw or "\n" in raw:
+        raise OSError(f"app_dir may not contain '..' or control characters, got {raw[:80]!r}")
+    value = "/" + posixpath.normpath(raw).lstrip("/")
+    if value.count("/") < 2 or value in SYSTEM_DIRS:
+        raise OSError(
+            f"app_dir {value!r} is a system folder: give the app a folder of its own "
+            f"(e.g. {DEFAULT_APP_DIR})"
+        )
     return value
+
+
+# What a deploy creates, and so the only names it prunes (release.RELEASE_NAME, deps_digest).
+RELEASE_GLOB = "[0-9]" * 8 + "T" + "[0-9]" * 6 + "Z-*"
+DEPS_PATTERN = "^[0-9a-f]{16}$"
+RELEASE_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{7,40}$"
 
 
 def run_dir(variables: Mapping[str, Any]) -> str:

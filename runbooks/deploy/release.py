@@ -7,6 +7,7 @@ time), and holds the tree at REF plus three things the hosts need:
 - ``REVISION``: the Alembic head the release's migrations end at (read from its own
   ``migrations/``, no database needed), so a rollback can warn when the database differs;
 - ``DEPS``: the name of the dependency layer the release runs on;
+- ``MANIFEST``: the sha256 of every file shipped, checked on the host before it is used;
 - ``.venv/``: a virtual environment built here, once, for every host: ``pyvenv.cfg`` and
   ``bin/python`` point at the interpreter (the same path and version on every host: preflight
   checks it). Unpacking writes one ``.pth`` that puts the release's own tree first on
@@ -40,6 +41,7 @@ from packaging.requirements import Requirement
 
 from runbooks.errors import RunbookError
 
+MANIFEST = "MANIFEST"  # sha256sum's format: "<hex>  ./path" per shipped file
 RELEASE_NAME = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{7,40}$")
 
 
@@ -215,17 +217,34 @@ def build(
         f"version = {sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}\n"
     )
     tarball = out_dir / f"{name}.tar.gz"
+    extra = {
+        "RELEASE": f"{name}\n".encode(),
+        "REVISION": f"{revision or ''}\n".encode(),
+        "DEPS": f"{deps or deps_digest()}\n".encode(),
+        ".venv/pyvenv.cfg": cfg.encode(),
+    }
     with tarfile.open(tarball, "w:gz", compresslevel=1) as tar:
         tar.add(tree, arcname=".", filter=_owned_by_nobody)
-        _add_bytes(tar, "RELEASE", f"{name}\n".encode())
-        _add_bytes(tar, "REVISION", f"{revision or ''}\n".encode())
-        _add_bytes(tar, "DEPS", f"{deps or deps_digest()}\n".encode())
-        _add_bytes(tar, ".venv/pyvenv.cfg", cfg.encode())
+        for member, data in extra.items():
+            _add_bytes(tar, member, data)
+        _add_bytes(tar, MANIFEST, manifest(tree, extra))
         _add_link(tar, ".venv/bin/python", interpreter)
         _add_link(tar, ".venv/bin/python3", "python")
         _add_dir(tar, site_packages())  # the host writes its .pth here (see hostside.UNPACK)
     _remove_tree(tree)
     return Release(name, sha, revision, tarball)
+
+
+def manifest(tree: Path, extra: dict[str, bytes]) -> bytes:
+    """`sha256sum` lines for every regular file a release ships, so the host verifies them
+    on unpack (and before reusing a release folder it already has)."""
+    digests = {
+        f"./{path.relative_to(tree).as_posix()}": hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(tree.rglob("*"))
+        if path.is_file() and not path.is_symlink()
+    }
+    digests.update({f"./{k}": hashlib.sha256(v).hexdigest() for k, v in extra.items()})
+    return "".join(f"{digest}  {name}\n" for name, digest in sorted(digests.items())).encode()
 
 
 def _owned_by_nobody(info: tarfile.TarInfo) -> tarfile.TarInfo:
