@@ -52,6 +52,19 @@ def quiet_broken_pipe() -> None:
 quiet_broken_pipe()
 
 
+def history_warnings_on_stderr() -> None:
+    """A history row that could not be closed: one `warning:` line on stderr (runbooks.history
+    logs it; the command's own outcome and exit code stay as they were)."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    logging.getLogger("runbooks.history").addHandler(handler)
+
+
+history_warnings_on_stderr()
+
+
 @contextmanager
 def operator_errors() -> Iterator[None]:
     """Turn the project's errors, and SQL that failed, into a one-line message and exit code 2."""
@@ -1560,13 +1573,18 @@ def workers_start(
     from celery_app import workers
 
     names = node_list(nodes)
-    sup = supervisor(queues, whole(concurrency, "--concurrency", 1, 256))
-    with operator_errors():
+    processes = whole(concurrency, "--concurrency", 1, 256)
+    sup = supervisor(queues, processes)
+    arguments = {"nodes": names, "queues": list(sup.queues), "concurrency": processes}
+    with operator_errors(), recorded(container(), "workers.start", "", **arguments) as record:
         already = sup.running(names)
         started = sup.start(names)
         host = workers._hostname()
         if started:
             workers.verify(celery_control(), [f"{n}@{host}" for n in started], sup.queues, 60)
+        record.message = f"started {', '.join(started) or 'none'}; already running: " + (
+            ", ".join(already) or "none"
+        )
     if started:
         print(f"started and verified: {', '.join(started)}")
     if already:
@@ -1582,8 +1600,13 @@ def workers_stop(c: Context, nodes: str = "w1", timeout: str = "60") -> None:
     seconds = whole(timeout, "--timeout", 1, 86_400)
     names = node_list(nodes)
     sup = supervisor("payments", 1)
-    running = sup.running(names)
-    left = sup.stop(running, seconds)
+    with operator_errors(), recorded(container(), "workers.stop", "", nodes=names) as record:
+        running = sup.running(names)
+        left = sup.stop(running, seconds)
+        record.message = f"stopped {', '.join(n for n in running if n not in left) or 'none'}"
+        if left:
+            record.status = "failed"
+            record.message = f"still running after {seconds}s: {', '.join(left)}"
     if left:
         raise Exit(f"error: still running after {seconds}s: {', '.join(left)}", code=1)
     if running:
@@ -1619,11 +1642,12 @@ def workers_restart(
         )
         return
     names = node_list(nodes)
+    sup = supervisor(queues, processes)  # a bad --queues is refused before the record opens
     app = container()
     with operator_errors(), recorded(app, "workers.restart", env, nodes=names) as rec:
         report = workers.restart(
             celery_control(),
-            supervisor(queues, processes),
+            sup,
             names,
             timeout=seconds,
             progress=None if json else lambda m: print(m, file=sys.stderr, flush=True),

@@ -4,9 +4,15 @@ Tables (migration 0002): `ops_runs` (one row per run: kind, name, environment, o
 project's version, arguments, check mode, status, start, end), `ops_run_hosts` (each host's
 outcome and counters) and `ops_run_steps` (each step's outcome, rc, duration, redacted output).
 
+Nothing acts without its record: a run or a state-changing command first inserts its row
+(status `running`, operator, redacted arguments, environment), then acts, then closes the row
+with the outcome. A row that cannot be opened raises HistoryError before anything happened; a
+row that cannot be closed is logged as a warning on the `runbooks.history` logger (the entry
+point shows it) so the command's own outcome is not hidden.
+
 Runbooks write through :func:`start_run` / :func:`finish_run`; other ops commands (cache clear,
-queue purge, session revoke) record themselves with :func:`record_command` or the
-:func:`recording` context manager::
+queue purge, session revoke) record themselves with the :func:`recording` context manager, or
+:func:`start_run` / :func:`finish_command` where opening and closing are apart::
 
     with recording(app.sessions, "cache.clear", environment="local", redactor=r) as rec:
         rec.host("localhost", "ok", "deleted 120 cache keys")
@@ -17,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,13 +43,14 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from celery_app.db import UnitOfWork
+from celery_app.db import UnitOfWork, describe_error
 from celery_app.models import Base, utcnow
 from runbooks.errors import HistoryError, NotFound
 from runbooks.redact import Redactor
 from runbooks.results import RunResult
 
 OUTPUT_LIMIT = 16_000
+log = logging.getLogger("runbooks.history")
 
 
 class OpsRun(Base):
@@ -131,11 +139,21 @@ def _writing(sessions: sessionmaker[Session]) -> Iterator[UnitOfWork]:
     try:
         with UnitOfWork(sessions) as uow:
             yield uow
-    except (OperationalError, ProgrammingError) as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        if "ops_run" in reason:
-            reason += " (run `invoke db.migrate` to create the history tables)"
-        raise HistoryError(f"run history unavailable: {reason}") from exc
+    except (OperationalError, ProgrammingError) as exc:  # down, or not migrated yet
+        bind = sessions.kw.get("bind")
+        url = bind.url if bind is not None else "(DATABASE_URL)"
+        raise HistoryError(f"run history unavailable: {describe_error(exc, url)}") from exc
+
+
+@contextmanager
+def closing(run_id: int, name: str) -> Iterator[None]:
+    """Around closing a row: a history that cannot be written is a warning, not the outcome."""
+    try:
+        yield
+    except HistoryError as exc:
+        log.warning(
+            "history run %s (%s) was not closed and still says running: %s", run_id, name, exc
+        )
 
 
 def _clip(text: str) -> str:
@@ -228,8 +246,9 @@ def finish_run(
 
 @dataclass
 class CommandRecord:
-    """What :func:`recording` collects for an ops command."""
+    """What :func:`recording` collects for an ops command; `run_id` is its open row."""
 
+    run_id: int = 0
     hosts: dict[str, tuple[str, str]] = field(default_factory=dict)
     status: str | None = None
     message: str = ""
@@ -237,6 +256,63 @@ class CommandRecord:
 
     def host(self, name: str, status: str, message: str = "") -> None:
         self.hosts[name] = (status, message)
+
+
+def finish_command(
+    sessions: sessionmaker[Session],
+    run_id: int,
+    *,
+    status: str = "ok",
+    message: str = "",
+    hosts: Mapping[str, tuple[str, str]] | None = None,
+    output: str = "",
+    started_at: dt.datetime | None = None,
+    ended_at: dt.datetime | None = None,
+    redactor: Redactor | None = None,
+) -> None:
+    """Close the command row `run_id` (opened by :func:`start_run`) with its outcome.
+
+    `hosts` maps a host to (status, message); `output` is kept (redacted) as one step's stdout.
+    """
+    redactor = redactor or Redactor()
+    ended_at = ended_at or utcnow()
+    with _writing(sessions) as uow:
+        run = uow.session.get(OpsRun, run_id)
+        if run is None:
+            raise NotFound(f"no run {run_id} in the history")
+        started_at = started_at or run.started_at
+        if started_at.tzinfo is None:  # SQLite keeps no zone: the rows are written in UTC
+            started_at = started_at.replace(tzinfo=dt.UTC)
+        for host, (host_status, host_message) in (hosts or {}).items():
+            uow.session.add(
+                OpsRunHost(
+                    run_id=run_id,
+                    host=host,
+                    status=host_status,
+                    message=redactor.text(host_message),
+                    failed=int(host_status in ("failed", "unreachable")),
+                    ok=int(host_status == "ok"),
+                )
+            )
+        if output:
+            uow.session.add(
+                OpsRunStep(
+                    run_id=run_id,
+                    host=next(iter(hosts or {}), "-"),
+                    position=1,
+                    step=run.name,
+                    action="command",
+                    status=status,
+                    message=redactor.text(message),
+                    stdout=_clip(redactor.text(output)),
+                    started_at=started_at,
+                )
+            )
+        run.status = status
+        run.message = redactor.text(message)
+        run.ended_at = ended_at
+        run.duration = (ended_at - started_at).total_seconds()
+        uow.commit()
 
 
 def record_command(
@@ -255,49 +331,26 @@ def record_command(
     redactor: Redactor | None = None,
     operator: str | None = None,
 ) -> int:
-    """Record one finished ops command (e.g. `cache.clear`) in the history; return its id.
+    """Record one ops command that already finished (an import, a test); return its id.
 
-    `hosts` maps a host to (status, message); `output` is kept (redacted) as one step's stdout.
+    A command that changes state uses :func:`recording` instead, so its row exists before it acts.
     """
     redactor = redactor or Redactor()
     started_at = started_at or utcnow()
-    ended_at = ended_at or utcnow()
     run_id = start_run(
         sessions, "command", name, environment, arguments, check, redactor, operator, started_at
     )
-    with _writing(sessions) as uow:
-        run = uow.session.get(OpsRun, run_id)
-        assert run is not None
-        for host, (host_status, host_message) in (hosts or {}).items():
-            uow.session.add(
-                OpsRunHost(
-                    run_id=run_id,
-                    host=host,
-                    status=host_status,
-                    message=redactor.text(host_message),
-                    failed=int(host_status in ("failed", "unreachable")),
-                    ok=int(host_status == "ok"),
-                )
-            )
-        if output:
-            uow.session.add(
-                OpsRunStep(
-                    run_id=run_id,
-                    host=next(iter(hosts or {}), "-"),
-                    position=1,
-                    step=name,
-                    action="command",
-                    status=status,
-                    message=redactor.text(message),
-                    stdout=_clip(redactor.text(output)),
-                    started_at=started_at,
-                )
-            )
-        run.status = status
-        run.message = redactor.text(message)
-        run.ended_at = ended_at
-        run.duration = (ended_at - started_at).total_seconds()
-        uow.commit()
+    finish_command(
+        sessions,
+        run_id,
+        status=status,
+        message=message,
+        hosts=hosts,
+        output=output,
+        started_at=started_at,
+        ended_at=ended_at,
+        redactor=redactor,
+    )
     return run_id
 
 
@@ -311,9 +364,17 @@ def recording(
     check: bool = False,
     redactor: Redactor | None = None,
 ) -> Iterator[CommandRecord]:
-    """Record the command run inside the block; an exception records it `failed` and re-raises."""
-    record = CommandRecord()
+    """Open the command's row (`running`), run the block, close the row with the outcome.
+
+    A row that cannot be opened raises HistoryError and the block never runs; an exception in
+    the block closes the row `failed` and re-raises; a row that cannot be closed is a warning
+    (see :func:`closing`), never the command's outcome.
+    """
+    redactor = redactor or Redactor()
     started = utcnow()
+    record = CommandRecord(
+        start_run(sessions, "command", name, environment, arguments, check, redactor, None, started)
+    )
     try:
         yield record
     except BaseException as exc:
@@ -326,19 +387,17 @@ def recording(
             if any(s in ("failed", "unreachable") for s, _ in record.hosts.values())
             else "ok"
         )
-        record_command(
-            sessions,
-            name,
-            environment=environment,
-            arguments=arguments,
-            status=status,
-            message=record.message,
-            hosts=record.hosts,
-            output=record.output,
-            check=check,
-            started_at=started,
-            redactor=redactor,
-        )
+        with closing(record.run_id, name):
+            finish_command(
+                sessions,
+                record.run_id,
+                status=status,
+                message=record.message,
+                hosts=record.hosts,
+                output=record.output,
+                started_at=started,
+                redactor=redactor,
+            )
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ global itself.
                        environment="production", environ=os.environ, limit="workers")
     result = run_python(app, "queue.purge", purge_fn, environment="local", environ=os.environ)
 
-Every run is recorded first (a `running` row) and finished with each host's and step's outcome,
-so a run that cannot be recorded does not start.
+Every run is recorded first (a `running` row, before any host is connected to) and finished
+with each host's and step's outcome, so a run that cannot be recorded does not start; a row that
+cannot be finished is a warning (`runbooks.history`), and the run's result is still returned.
 """
 
 from __future__ import annotations
@@ -185,7 +186,8 @@ def execute(
             result.stopped = f"interrupted: {type(exc).__name__}: {exc}".rstrip(": ")
             raise
         finally:
-            history.finish_run(app.sessions, run_id, result, redactor)
+            with history.closing(run_id, book.name):  # a row left open hides no outcome
+                history.finish_run(app.sessions, run_id, result, redactor)
     return result
 
 

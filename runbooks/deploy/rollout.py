@@ -12,7 +12,9 @@
                a batch whose failed share exceeds --max-fail stops the rest
 
 Each phase is a recorded engine run (``deploy.preflight`` ...), and the deploy as a whole is
-one more history row (``deploy``) saying which host runs which release.
+one more history row (``deploy``) saying which host runs which release. That row is opened
+(`running`) once the input is valid and before the preflight, the lock, the build or any
+upload: when it cannot be written, nothing is deployed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from celery_app.errors import MaqsafyError
 from runbooks import actions, history
 from runbooks.actions.base import Outcome, StepContext
 from runbooks.deploy import hostside, layout, release
@@ -389,23 +392,48 @@ def redactor_for(
     return for_settings(app.settings, load_environment(environment, environ, inventory_dir).secrets)
 
 
-def _record(ctx: _Context, name: str, arguments: Mapping[str, Any], report: DeployReport) -> None:
-    report.redact(ctx.redactor)
-    report.run_id = history.record_command(
+def _open(ctx: _Context, name: str, arguments: Mapping[str, Any], report: DeployReport) -> None:
+    """Open the deploy's own history row (`running`): before any lock, build or upload."""
+    report.run_id = history.start_run(
         ctx.app.sessions,
+        "command",
         name,
-        environment=ctx.environment,
-        arguments=arguments,
-        status=report.status,
-        message=report.message,
-        hosts={
-            h: (_HISTORY_STATUS.get(v["status"], v["status"]), f"release {v['release']}")
-            for h, v in report.hosts.items()
-        },
-        check=ctx.check,
+        ctx.environment,
+        arguments,
+        ctx.check,
+        ctx.redactor,
         started_at=report.started_at,
-        redactor=ctx.redactor,
     )
+
+
+def _failed(report: DeployReport, exc: BaseException) -> None:
+    """An exception ends the deploy `failed`: a refusal says why, anything else interrupted it."""
+    report.status = "failed"
+    if not report.message:
+        report.message = (
+            str(exc)
+            if isinstance(exc, MaqsafyError)
+            else f"interrupted: {type(exc).__name__}: {exc}"
+        )
+
+
+def _close(ctx: _Context, name: str, report: DeployReport) -> None:
+    """Close the row with the outcome and which host runs which release."""
+    report.redact(ctx.redactor)
+    assert report.run_id is not None
+    with history.closing(report.run_id, name):
+        history.finish_command(
+            ctx.app.sessions,
+            report.run_id,
+            status=report.status,
+            message=report.message,
+            hosts={
+                h: (_HISTORY_STATUS.get(v["status"], v["status"]), f"release {v['release']}")
+                for h, v in report.hosts.items()
+            },
+            started_at=report.started_at,
+            redactor=ctx.redactor,
+        )
 
 
 def deploy(
@@ -431,24 +459,26 @@ def deploy(
     )
     report = DeployReport("deploy", request.environment, sha[:7], request.check)
     started = report.started_at
-    ctx.preflight_services()
-    lock = ctx.lock(sha[:7], request.lock_ttl, request.owner)
-    if request.check:
-        holder = lock.current()
-        if holder is not None:
-            report.warnings.append(holder.describe(request.environment))
-    else:
-        lock.acquire()
+    _open(ctx, "deploy", request.arguments(), report)  # no row, no deploy
+    locked: DeployLock | None = None
     try:
+        ctx.preflight_services()
+        lock = ctx.lock(sha[:7], request.lock_ttl, request.owner)
+        if request.check:
+            holder = lock.current()
+            if holder is not None:
+                report.warnings.append(holder.describe(request.environment))
+        else:
+            lock.acquire()
+            locked = lock
         _deploy_phases(ctx, request, sha, serial, max_fail, started, report)
     except BaseException as exc:
-        report.status = "failed"
-        report.message = report.message or f"interrupted: {type(exc).__name__}: {exc}"
+        _failed(report, exc)
         raise
     finally:
-        if not request.check:
-            lock.release()
-        _record(ctx, "deploy", request.arguments(), report)
+        if locked is not None:
+            locked.release()
+        _close(ctx, "deploy", report)
     return report
 
 
@@ -557,11 +587,15 @@ def rollback(
     ctx = _Context(app, environment, environ, inventory_dir, limit, check, listener, say)
     report = DeployReport("rollback", environment, to or "", check)
     started = report.started_at
-    ctx.preflight_services()
-    lock = ctx.lock(f"rollback {to or 'previous'}", lock_ttl, None)
-    if not check:
-        lock.acquire()
+    arguments = {"env": environment, "to": to, "limit": limit, "check": check}
+    _open(ctx, "deploy.rollback", arguments, report)  # no row, no rollback
+    locked: DeployLock | None = None
     try:
+        ctx.preflight_services()
+        lock = ctx.lock(f"rollback {to or 'previous'}", lock_ttl, None)
+        if not check:
+            lock.acquire()
+            locked = lock
         seen = ctx.run("releases", [{"name": "releases", "deploy.releases": {}}], report)
         targets: dict[str, str] = {}
         before: dict[str, str] = {}
@@ -607,14 +641,12 @@ def rollback(
             "rollback", targets, before, report, started, (parsed_serial, parsed_fail, gate_timeout)
         )
     except BaseException as exc:
-        report.status = "failed"
-        report.message = report.message or f"interrupted: {type(exc).__name__}: {exc}"
+        _failed(report, exc)
         raise
     finally:
-        if not check:
-            lock.release()
-        arguments = {"env": environment, "to": to, "limit": limit, "check": check}
-        _record(ctx, "deploy.rollback", arguments, report)
+        if locked is not None:
+            locked.release()
+        _close(ctx, "deploy.rollback", report)
     return report
 
 
