@@ -104,3 +104,16 @@ def test_shown_is_one_quoted_line_of_at_most_80_characters(text: str) -> None:
     value = ast.literal_eval(quoted)
     assert len(value) <= 80  # the value itself, cut with an ellipsis
     assert value == text if len(text) <= 80 else value == text[:79] + "…"
+
+
+def test_metrics_listen_on_loopback_or_warn_or_refuse() -> None:
+    from celery_app.metrics import listen_host
+
+    assert listen_host("127.0.0.1") and listen_host("localhost") and listen_host("::1")
+    assert listen_host("10.0.3.7") is False  # served, with a warning
+    for wildcard in ["0", "*", "0.0.0.0", "::", "0x0", "00"]:
+        with pytest.raises(InvalidRequest, match="binds every address"):
+            listen_host(wildcard)
+    for bad in ["", "../../etc/passwd", "a" * 300, "[::1]", "host name"]:
+        with pytest.raises(InvalidRequest, match="--host: expected a host name or IP address"):
+            listen_host(bad)
