@@ -9,15 +9,18 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
-from invoke import Collection, Context, Exit, task
+from invoke import Collection, Context, Exit, Task
+from invoke import task as invoke_task
 
 from celery_app.errors import MaqsafyError
+from celery_app.inputs import shown
 
 
 def quiet_broken_pipe() -> None:
@@ -65,15 +68,51 @@ def history_warnings_on_stderr() -> None:
 history_warnings_on_stderr()
 
 
+class OpsTask(Task):
+    """A task whose flags never take `-h` as their short form: `invoke TASK -h` is help.
+
+    Invoke gives each flag its first free letter, so `--host` and `--hours` took `-h`. Its
+    flags can be read more than once (Invoke's get_arguments uses up the help texts).
+    """
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        return super().arg_opts(name, default, {*taken_names, "h"})
+
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> Any:
+        kept = dict(self.help)
+        try:
+            return super().get_arguments(ignore_unknown_help)
+        finally:
+            self.help = kept
+
+
+def task(*args: Any, **kwargs: Any) -> Any:
+    """Invoke's @task, making OpsTask tasks."""
+    return invoke_task(*args, klass=OpsTask, **kwargs)
+
+
+# A value from the command line the system refused as a path: one line, not a traceback.
+PATH_ERRNOS = {"ENAMETOOLONG", "ENOENT", "ENOTDIR", "EISDIR", "EACCES", "ELOOP", "EINVAL"}
+
+
 @contextmanager
 def operator_errors() -> Iterator[None]:
-    """Turn the project's errors, and SQL that failed, into a one-line message and exit code 2."""
+    """Turn the project's errors, SQL that failed, and a path or text the system refused (a
+    value typed on the command line) into a one-line message and exit code 2."""
+    import errno
+
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     try:
         yield
     except MaqsafyError as exc:
         raise Exit(f"error: {exc}", code=2) from None
+    except OSError as exc:  # other OSErrors are not about a value given: a traceback
+        if errno.errorcode.get(exc.errno or 0) not in PATH_ERRNOS or exc.filename is None:
+            raise
+        raise Exit(f"error: {shown(exc.filename)}: {exc.strerror}", code=2) from None
+    except UnicodeError as exc:  # a name that cannot be encoded (idna: a label too long)
+        raise Exit(f"error: a value cannot be used as text or a name: {exc}", code=2) from None
     except (OperationalError, ProgrammingError) as exc:  # down, or not migrated yet
         from celery_app import bootstrap
         from celery_app.db import describe_error
@@ -100,7 +139,7 @@ def celery_module() -> Any:
 
 def whole(text: str, flag: str, low: int, high: int = 2**63 - 1) -> int:
     """Parse a whole-number flag (declared `str`, so Invoke never parses it): else exit 2."""
-    from celery_app.failed_tasks import whole_number
+    from celery_app.inputs import whole_number
 
     with operator_errors():
         return whole_number(text, flag, low, high)
@@ -130,6 +169,8 @@ def db_migrate(c: Context, revision: str = "head") -> None:
     """Upgrade the database to the newest schema (or up to --revision); never downgrades."""
     from celery_app import migrate
 
+    with operator_errors():
+        migrate.check_revision(revision)  # refused before the database is opened
     app = container()
     with operator_errors():
         before = migrate.current(app.engine)
@@ -380,6 +421,8 @@ def failed_list(
         )
         return on_remote_host(env, host, inventory, "failed.list", args)
 
+    rows = whole(limit, "--limit", 1, ft.MAX_LIMIT)
+    below = None if before is None else whole(before, "--before", 1)
     app = container()
     with operator_errors():
         page = ft.list_failed(
@@ -387,8 +430,8 @@ def failed_list(
             queue=queue,
             task=task,
             since=since,
-            limit=ft.whole_number(limit, "--limit", 1, ft.MAX_LIMIT),
-            before=None if before is None else ft.whole_number(before, "--before", 1),
+            limit=rows,
+            before=below,
         )
     data = {"rows": [r.as_dict() for r in page.rows], "next_before": page.next_before}
     emit(data, json, _render_failed)
@@ -706,7 +749,8 @@ def _role(role: str) -> str | None:
     from celery_app.settings import ROLES
 
     if role and role not in ROLES:
-        raise Exit(f"error: unknown Redis role {role!r}; expected one of: {', '.join(ROLES)}", 2)
+        expected = ", ".join(ROLES)
+        raise Exit(f"error: unknown Redis role {shown(role)}; expected one of: {expected}", 2)
     return role or None
 
 
@@ -861,7 +905,8 @@ def status(c: Context, env: str = "", inventory: str = "", json: bool = False) -
 @task(
     help={
         "port": "the port to listen on (default 9808)",
-        "host": "the address to listen on (default 127.0.0.1; keep it internal)",
+        "host": "the address to listen on (default 127.0.0.1; keep it internal: 0.0.0.0, * "
+        "and :: are refused, any other non-loopback address is warned about)",
         "env": ENV_HELP,
         "inventory": INVENTORY_HELP,
     }
@@ -874,10 +919,16 @@ def metrics_serve(
 
     from celery_app import metrics
     from celery_app import status as health
-    from celery_app.failed_tasks import whole_number
 
+    number = whole(port, "--port", 1, 65535)
     with operator_errors():
-        number = whole_number(port, "--port", 1, 65535)
+        loopback = metrics.listen_host(host)  # refused: every address (0, *, 0.0.0.0, ::)
+    if not loopback:
+        print(
+            f"warning: --host {shown(host)} is not loopback: the metrics are reachable from "
+            "other machines; keep that network internal",
+            file=sys.stderr,
+        )
     app = health_app(env, inventory)
     with operator_errors():
         read = health.workers_reader(celery_module().make_app(app.settings), timeout=1.0)
@@ -923,8 +974,12 @@ def audit_security(
     from runbooks.secret_scan import candidate_files, scan
 
     root = Path(path) if path else Path(__file__).resolve().parent
-    if not root.is_dir():
-        raise Exit(f"error: --path: no folder {str(root)!r}", 2)
+    try:
+        folder = root.is_dir()
+    except OSError as exc:  # a name too long, a folder that cannot be read
+        raise Exit(f"error: --path {shown(path)}: {exc.strerror}", 2) from None
+    if not folder:
+        raise Exit(f"error: --path: no folder {shown(str(root))}", 2)
     app = health_app(env, inventory)
     audited = [
         (Endpoint.parse(url).display, roles, audit(url, user))
@@ -1065,11 +1120,10 @@ def docker_logs(
     json: bool = False,
 ) -> None:
     """Show the last lines of a container's log (docker logs), secrets masked."""
-    from celery_app.failed_tasks import whole_number
     from runbooks.facts import docker
 
+    lines = whole(tail, "--tail", 1, 100_000)
     with operator_errors():
-        lines = whole_number(tail, "--tail", 1, 100_000)
         docker.check_service(service)
     data, ok = on_docker_hosts(env, limit, inventory, lambda t: docker.logs(t, service, lines))
 
@@ -1130,10 +1184,11 @@ def maintenance_prune(c: Context, hours: str = "168") -> None:
     from celery_app import failed_tasks as ft
     from celery_app import maintenance
 
+    older = whole(hours, "--hours", 0, ft.MAX_HOURS)
     app = container()
     with operator_errors():
-        deleted = maintenance.prune_failed(app, ft.whole_number(hours, "--hours", 0, ft.MAX_HOURS))
-    print(f"pruned {deleted} failed tasks older than {hours}h")
+        deleted = maintenance.prune_failed(app, older)
+    print(f"pruned {deleted} failed tasks older than {older}h")
 
 
 @task(help={"json": "print one JSON document"})
@@ -1426,14 +1481,10 @@ def run_runbook(
 
 def run_id(text: str, flag: str = "") -> int:
     """Parse a run id as `invoke history` shows it; anything else: one line, exit 2."""
-    shown = text.strip()
-    if not shown.isdigit() or not 0 < int(shown) < 2**63:
-        raise Exit(
-            f"error: bad run id {shown[:40]!r}{flag}: "
-            "run ids are whole numbers as `invoke history` shows them",
-            code=2,
-        )
-    return int(shown)
+    from celery_app.inputs import record_id
+
+    with operator_errors():
+        return record_id(text, "run", "`invoke history`", flag)
 
 
 @task(help={"json": "print one JSON document"})
@@ -1523,11 +1574,10 @@ def supervisor(queues: str, concurrency: int) -> Any:
 
 
 def node_list(nodes: str) -> list[str]:
-    names = [n.strip() for n in nodes.split(",") if n.strip()]
-    bad = [n for n in names if not n.replace("-", "").replace("_", "").isalnum()]
-    if not names or bad:
-        raise Exit(f"error: --nodes takes names like w1,w2; got {nodes!r}", code=2)
-    return names
+    from celery_app.inputs import node_names
+
+    with operator_errors():
+        return node_names(nodes)
 
 
 @task(help={"json": WORKER_HELP["json"]})
@@ -1751,7 +1801,7 @@ def deploy_run(
 def deploy_rollback(
     c: Context,
     env: str = "local",
-    to: str = "",
+    to: str | None = None,
     check: bool = False,
     limit: str = "",
     serial: str = "1",
@@ -1766,7 +1816,7 @@ def deploy_rollback(
     with operator_errors():
         listener, say = _deploy_progress(app, env, environ, directory, json)
         report = rollout.rollback(
-            app, env, environ, to or None, limit or None, serial, max_fail, check, directory,
+            app, env, environ, to, limit or None, serial, max_fail, check, directory,
             listener, say,
         )  # fmt: skip
     _deploy_output(report, json)
@@ -1833,3 +1883,94 @@ ns.add_task(run_runbook, "run")
 ns.add_task(runbooks_list, "runbooks")
 ns.add_collection(history_ns)
 ns.add_collection(deploy_ns)  # issue 5
+
+
+# --- the command line as a whole: Invoke's own parse errors, empty values ---------------------
+
+PARSE_ERRORS = (
+    (re.compile(r"No idea what '(.*)' is!", re.S), "unknown"),
+    (re.compile(r"Flag <Argument: (\w+).*> needed value", re.S), "no value"),
+    (re.compile(r"did not receive required positional arguments: (.*)", re.S), "positional"),
+    (re.compile(r"Flag <Argument: (\w+).*> doesn't take any value", re.S), "takes none"),
+)
+
+
+def parse_error_line(message: str, task_name: str | None) -> str:
+    """Invoke's ParseError `message` as an operator reads it: what is wrong, what to do."""
+    help_for = f"invoke --help {task_name}" if task_name else "invoke --list"
+    for pattern, kind in PARSE_ERRORS:
+        match = pattern.search(message)
+        if match is None:
+            continue
+        what = match.group(1)
+        flag = "--" + what.replace("_", "-")
+        if kind == "unknown" and not task_name and what.startswith("-"):
+            return f"unknown flag {shown(what)} (invoke --help shows the core flags)"
+        if kind == "unknown" and not task_name:
+            return f"no task {shown(what)} (invoke --list shows them)"
+        if kind == "unknown":
+            if what.startswith("-"):
+                return f"{task_name}: unknown flag {shown(what)} ({help_for} shows its flags)"
+            return f"{task_name}: {shown(what)} is neither a task nor a value it takes ({help_for})"
+        if kind == "no value":
+            return f"{task_name}: {flag} needs a value ({help_for})"
+        if kind == "positional":
+            names = " ".join(n.strip("' ").upper() for n in what.split(","))
+            return f"{task_name}: give {names} ({help_for})"
+        return f"{task_name}: {flag} takes no value ({help_for})"
+    return f"{shown(message, 200)[1:-1]} ({help_for})"
+
+
+def typed(context: Any) -> str | None:
+    """A task's name as typed: `deploy` rather than `deploy.deploy` (None: no task)."""
+    names = [n for n in (context.name, *context.aliases) if n]
+    return min(names, key=len) if names else None
+
+
+def refuse_a_bad_command_line() -> None:
+    """Every refusal, Invoke's own included, is one `error:` line and exit code 2.
+
+    Stock Invoke prints its parse errors (an unknown flag, a flag without its value, a
+    missing positional) its own way and exits 1, and offers a tasks file no hook for them.
+    It imports this file after parsing its own flags and before parsing the tasks', so the
+    tasks' parse is run here first, with Invoke's parser on what the running program left
+    unparsed; a ParseError becomes `error: ...` (Exit, which Invoke prints and exits with).
+    The same pass refuses an empty value for any flag or positional ("" would silently mean
+    the default) and a `-h` taken as a positional value (`history.show -h`). Imported any
+    other way (tests, Fabric), this does nothing.
+    """
+    from invoke.exceptions import ParseError
+    from invoke.main import program
+    from invoke.parser import Parser
+
+    core = getattr(program, "core", None)
+    if core is None or program.args.complete.value:  # not run by `invoke`, or completing
+        return
+    contexts = ns.to_contexts(ignore_unknown_help=program.config.tasks.ignore_unknown_help)
+    try:
+        parser = Parser(contexts=contexts, initial=program.initial_context)
+        parsed = parser.parse_argv(core.unparsed)
+    except ParseError as exc:
+        name = typed(exc.context) if exc.context is not None else None
+        raise Exit(f"error: {parse_error_line(str(exc), name)}", code=2) from None
+    for context in parsed[1:]:  # [0]: core flags given among the tasks'
+        name = typed(context)
+        for arg in context.args.values():
+            given = arg.value if arg.got_value else None
+            shown_as = arg.names[0].upper() if arg.positional else f"--{arg.names[0]}"
+            if isinstance(given, str) and not given.strip():
+                leave = "" if arg.positional else " or leave the flag out"
+                raise Exit(
+                    f"error: {name}: {shown_as} is empty; give a value{leave} "
+                    f"(invoke --help {name})",
+                    code=2,
+                )
+            if arg.positional and given in ("-h", "--help"):
+                raise Exit(
+                    f"error: {name}: {given} came where {shown_as} goes; for help: "
+                    f"invoke --help {name}",
+                    code=2,
+                )
+
+
+refuse_a_bad_command_line()

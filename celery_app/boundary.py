@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import redis
 
 from celery_app.errors import InvalidRequest, ServiceUnavailable
+from celery_app.inputs import shown
 
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}")
 
@@ -22,10 +23,9 @@ def identifier(value: object, what: str) -> str:
     """Return `value` as a key-safe identifier or raise InvalidRequest naming `what`."""
     text = str(value).strip() if isinstance(value, str | int) else ""
     if isinstance(value, bool) or not IDENTIFIER.fullmatch(text):
-        shown = repr(value)[:60]
         raise InvalidRequest(
             f"{what} must be 1-128 letters, digits or _.@+- (starting with a letter or digit), "
-            f"got {shown}"
+            f"got {shown(value)}"
         )
     return text
 

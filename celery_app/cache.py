@@ -31,6 +31,7 @@ from redis.connection import parse_url
 
 from celery_app.boundary import identifier, redis_errors
 from celery_app.errors import InvalidRequest, Refused
+from celery_app.inputs import shown
 from celery_app.keyspace import Keyspace
 from celery_app.settings import ROLES, Settings
 
@@ -162,7 +163,7 @@ def clear_pattern(
     if role != "cache" or not literal.startswith(base):
         reach = f"{role} keys" if role not in ("cache", "unknown") else "keys outside the cache"
         raise Refused(
-            f"pattern {pattern!r} could reach {reach}: a cache pattern must start with "
+            f"pattern {shown(pattern)} could reach {reach}: a cache pattern must start with "
             f"{base!r} before any wildcard"
         )
     return pattern

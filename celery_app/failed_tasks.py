@@ -25,6 +25,7 @@ from sqlalchemy import delete, func, select
 
 from celery_app.db import UnitOfWork
 from celery_app.errors import InvalidRequest, NotFound, ServiceUnavailable
+from celery_app.inputs import record_ids, shown
 from celery_app.models import FailedTask
 from celery_app.queues import known_queue
 
@@ -35,7 +36,7 @@ UowFactory = Callable[[], UnitOfWork]
 # (task name, args, kwargs, queue or None); returns once the broker accepted the message.
 Send = Callable[[str, list[Any], dict[str, Any], str | None], None]
 
-AGE = re.compile(r"(\d{1,6})\s*([smhdw])")
+AGE = re.compile(r"([0-9]{1,6})\s*([smhdw])")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 MAX_LIMIT = 1000
 MAX_HOURS = 24 * 365 * 100
@@ -52,37 +53,24 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
     raw = text.strip()
     now = now or dt.datetime.now(dt.UTC)
     age = AGE.fullmatch(raw.lower())
-    if age:
-        return now - dt.timedelta(**{UNITS[age.group(2)]: int(age.group(1))})
     try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+        if age:
+            return now - dt.timedelta(**{UNITS[age.group(2)]: int(age.group(1))})
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", raw):
             return dt.datetime.combine(dt.date.fromisoformat(raw), dt.time(), dt.UTC)
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}.*", raw):
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}.*", raw):
             return utc(dt.datetime.fromisoformat(raw))
-    except ValueError:
+    except (ValueError, OverflowError):  # no such date, or an age before year 1
         pass
     raise InvalidRequest(
         f"--since: expected an ISO date or time (2026-11-27, 2026-11-27T08:00Z) or an age "
-        f"(30m, 2h, 3d, 1w), got {text[:40]!r}"
+        f"(30m, 2h, 3d, 1w), got {shown(text)}"
     )
 
 
 def parse_ids(text: str | Iterable[str | int]) -> list[int]:
     """Parse ids given as ``12``, ``12,13`` or ``12 13``; raise InvalidRequest on anything else."""
-    parts = re.split(r"[,\s]+", text.strip()) if isinstance(text, str) else list(text)
-    ids: list[int] = []
-    for part in parts:
-        shown = str(part).strip()
-        if not shown:
-            continue
-        if not shown.isdigit() or not 0 < int(shown) < 2**63:
-            raise InvalidRequest(
-                f"bad failed-task id {shown[:40]!r}: ids are whole numbers as failed.list shows"
-            )
-        ids.append(int(shown))
-    if not ids:
-        raise InvalidRequest("give at least one failed-task id (see invoke failed.list)")
-    return list(dict.fromkeys(ids))
+    return record_ids(text, "failed-task", "failed.list")
 
 
 def parse_id(text: str | int) -> int:
@@ -91,16 +79,6 @@ def parse_id(text: str | int) -> int:
     if len(ids) != 1:
         raise InvalidRequest(f"give one failed-task id, got {len(ids)}")
     return ids[0]
-
-
-def whole_number(text: str | int, flag: str, low: int = 0, high: int = 2**63 - 1) -> int:
-    """Parse a command-line number such as ``--hours 24``; raise InvalidRequest when malformed."""
-    shown = str(text).strip()
-    if not shown.isdigit() or not low <= int(shown) <= high:
-        raise InvalidRequest(
-            f"{flag}: expected a whole number from {low} to {high}, got {shown[:40]!r}"
-        )
-    return int(shown)
 
 
 def sender(app: Celery | None = None) -> Send:
@@ -222,9 +200,9 @@ def _require(work: UnitOfWork, ids: Sequence[int], writes: bool = True) -> list[
     rows = list(work.session.scalars(select(FailedTask).where(FailedTask.id.in_(ids))))
     missing = sorted(set(ids) - {row.id for row in rows})
     if missing:
-        shown = ", ".join(str(i) for i in missing[:10])
+        listed = ", ".join(str(i) for i in missing[:10])
         outcome = "; nothing changed" if writes else ""  # a read changes nothing anyway
-        raise NotFound(f"no failed task with id {shown}{outcome} (see invoke failed.list)")
+        raise NotFound(f"no failed task with id {listed}{outcome} (see invoke failed.list)")
     return sorted(rows, key=lambda row: row.id)
 
 

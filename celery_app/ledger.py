@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from celery_app.errors import InvalidRequest
+from celery_app.inputs import natural, shown
 
 MAX_AMOUNT = 100_000_000  # 1,000,000 SAR in halalas: far above any canteen top-up or purchase
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -29,16 +30,21 @@ def parse_amount(value: object) -> int:
     if isinstance(value, bool):
         raise InvalidRequest(f"amount must be a whole number of halalas, got {value!r}")
     if isinstance(value, float):
-        shown = "NaN" if math.isnan(value) else repr(value)
+        given = "NaN" if math.isnan(value) else repr(value)
         raise InvalidRequest(
-            f"amount must be a whole number of halalas, not a float ({shown}); "
+            f"amount must be a whole number of halalas, not a float ({given}); "
             "send 1250 for 12.50 SAR"
         )
     if isinstance(value, str):
-        text = value.strip()
-        if not text.isdigit() or not text.isascii():
-            raise InvalidRequest(f"amount must be a whole number of halalas, got {value!r}")
-        value = int(text)
+        digits = value.strip()
+        if not digits.isascii() or not digits.isdigit():
+            raise InvalidRequest(f"amount must be a whole number of halalas, got {shown(value)}")
+        number = natural(digits, MAX_AMOUNT)  # never int() of a 5,000-digit string
+        if number is None:
+            raise InvalidRequest(
+                f"amount {shown(digits)} exceeds the limit of {MAX_AMOUNT} halalas"
+            )
+        value = number
     if not isinstance(value, int):
         raise InvalidRequest(f"amount must be a whole number of halalas, got {value!r}")
     if value <= 0:

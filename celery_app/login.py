@@ -32,6 +32,7 @@ import redis
 
 from celery_app.boundary import identifier, redis_errors
 from celery_app.errors import ConfigError, InvalidRequest
+from celery_app.inputs import shown
 from celery_app.keyspace import Keyspace
 
 US = 1_000_000
@@ -150,11 +151,11 @@ def subject(kind: str, value: object) -> str:
             return ipaddress.ip_address(str(value).strip()).compressed
         except ValueError:
             raise InvalidRequest(
-                f"client address must be an IP address, got {value!r:.60}"
+                f"client address must be an IP address, got {shown(value)}"
             ) from None
     if kind == "account":
         return identifier(value, "account")
-    raise InvalidRequest(f"login subject kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    raise InvalidRequest(f"login subject kind must be one of {', '.join(KINDS)}, got {shown(kind)}")
 
 
 class LoginGuard:

@@ -8,6 +8,9 @@ Alert rules over these names ship in ``deploy/prometheus/alerts.yml``.
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +20,9 @@ from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from celery_app.errors import InvalidRequest
 from celery_app.findings import EXIT_CODES
+from celery_app.inputs import shown
 from celery_app.redis_facts import Endpoint
 from celery_app.status import Status
 
@@ -129,6 +134,43 @@ class StatusCollector(Collector):
         duration = _gauge("scrape_duration_seconds", "how long reading the status took")
         duration.add_metric([], took)
         yield duration
+
+
+HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+
+
+def listen_host(host: str) -> bool:
+    """Check where the exporter may listen; True when `host` is loopback only.
+
+    Refused (InvalidRequest): what is neither a host name nor an IP address, a name that does
+    not resolve, and any form of the wildcard (``0``, ``*``, ``0.0.0.0``, ``::``), which would
+    bind every address of the machine: the metrics stay internal, like Redis itself.
+    """
+    wildcard = InvalidRequest(
+        f"--host {shown(host)} binds every address of this machine: the metrics would be "
+        "public; give an internal address of this host (default 127.0.0.1)"
+    )
+    if host == "*":
+        raise wildcard
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not HOST_NAME.fullmatch(host):
+            got = shown(host) if host else "an empty value"
+            raise InvalidRequest(
+                f"--host: expected a host name or IP address such as 127.0.0.1, got {got}"
+            ) from None
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise InvalidRequest(f"--host {shown(host)}: cannot resolve it ({exc})") from None
+    addresses = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found}
+    if any(address.is_unspecified for address in addresses):
+        raise wildcard
+    return all(address.is_loopback for address in addresses)
 
 
 def serve(read: Callable[[], Status], port: int, host: str = "127.0.0.1") -> WSGIServer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from alembic import command
@@ -13,8 +14,13 @@ from sqlalchemy import Engine
 
 from celery_app.db import database_errors
 from celery_app.errors import InvalidRequest
+from celery_app.inputs import shown
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+# head, heads, base, 0003, +1, -1, 0003+1, branch@head, branch@+1: what alembic can resolve
+REVISION = re.compile(
+    r"(?:[A-Za-z0-9_]{1,40}@)?(?:[A-Za-z0-9_]{1,40}|[A-Za-z0-9_]{0,40}[+-][0-9]{1,4})"
+)
 
 
 def alembic_config(database_url: str) -> Config:
@@ -26,6 +32,7 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database behind `engine` up to `revision`; never down (InvalidRequest)."""
+    check_revision(revision)
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     script = ScriptDirectory.from_config(config)
     try:
@@ -36,7 +43,17 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             command.upgrade(config, revision)
     except CommandError as exc:  # an unknown or unreachable --revision
         first = (str(exc).strip().splitlines() or ["no such revision"])[0]
-        raise InvalidRequest(f"--revision {revision[:40]!r}: {first}") from None
+        raise InvalidRequest(f"--revision {shown(revision)}: {first}") from None
+
+
+def check_revision(revision: str) -> None:
+    """Refuse what cannot name a revision (alembic asserts, with no message, on '' and 'x@')."""
+    if not REVISION.fullmatch(revision):
+        got = shown(revision) if revision else "an empty value"
+        raise InvalidRequest(
+            f"--revision: expected a revision such as head, 0003 or +1 (invoke db.current shows "
+            f"them), got {got}"
+        )
 
 
 def check_upgrade(script: ScriptDirectory, now: str | None, revision: str) -> None:
@@ -47,7 +64,7 @@ def check_upgrade(script: ScriptDirectory, now: str | None, revision: str) -> No
     targets = () if revision.startswith("-") else script.get_revisions(revision)  # or CommandError
     if not targets or any(t is not None and t.revision in below for t in targets):
         raise InvalidRequest(
-            f"--revision {revision[:40]!r} is below the database's {now}: downgrades are not "
+            f"--revision {shown(revision)} is below the database's {now}: downgrades are not "
             "done by this command (db.migrate only upgrades)"
         )
 

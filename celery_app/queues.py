@@ -26,6 +26,7 @@ from kombu.transport.redis import PRIORITY_STEPS, Channel
 
 from celery_app.boundary import redis_errors
 from celery_app.errors import InvalidRequest, Refused
+from celery_app.inputs import shown
 from celery_app.keyspace import MONEY_QUEUES, QUEUES
 
 SEP: str = Channel.sep
@@ -43,7 +44,7 @@ def stamp_sent_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
 def known_queue(name: str) -> str:
     """Return `name` if the app declares it, else raise InvalidRequest listing the queues."""
     if name not in QUEUES:
-        raise InvalidRequest(f"unknown queue {name!r}; expected one of: {', '.join(QUEUES)}")
+        raise InvalidRequest(f"unknown queue {shown(name)}; expected one of: {', '.join(QUEUES)}")
     return name
 
 

@@ -26,6 +26,7 @@ import redis
 
 from celery_app.boundary import identifier, redis_errors
 from celery_app.errors import InvalidRequest, RateLimited
+from celery_app.inputs import shown
 from celery_app.keyspace import Keyspace
 
 US = 1_000_000
@@ -190,7 +191,7 @@ def parse_key(app: Any, key: str) -> tuple[str, str]:
                 return kind.rstrip(":"), login_subject(kind.split(":")[1], value)
             return kind.rstrip(":"), identifier(value, "parent id")
     raise InvalidRequest(
-        f"unknown rate-limit key {key!r:.80}; expected topup:PARENT, login:account:ACCOUNT "
+        f"unknown rate-limit key {shown(key)}; expected topup:PARENT, login:account:ACCOUNT "
         "or login:address:IP"
     )
 

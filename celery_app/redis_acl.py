@@ -25,6 +25,7 @@ import redis
 
 from celery_app.boundary import redis_errors
 from celery_app.errors import InvalidRequest
+from celery_app.inputs import shown
 from celery_app.keyspace import BROKER_EXACT, QUEUES
 
 APP_USER = "maqsafy-app"
@@ -136,7 +137,7 @@ class AclResult:
 def check_user(user: str) -> str:
     """Return `user` if it is a valid ACL user name; InvalidRequest otherwise."""
     if not user.replace("-", "").replace("_", "").isalnum():
-        raise InvalidRequest(f"ACL user name must be letters, digits, - or _, got {user!r}")
+        raise InvalidRequest(f"ACL user name must be letters, digits, - or _, got {shown(user)}")
     return user
 
 

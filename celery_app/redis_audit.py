@@ -16,6 +16,7 @@ import ipaddress
 import redis
 
 from celery_app.findings import Finding
+from celery_app.inputs import shown
 from celery_app.redis_acl import APP_USER, FORBIDDEN
 from celery_app.redis_facts import Endpoint, client_for, owner_only_socket, read_config
 
@@ -143,7 +144,7 @@ def _user_findings(client: redis.Redis, user: str) -> list[Finding]:
                 Finding(
                     "app user",
                     "warn",
-                    f"no ACL user {user!r}: the app can only run as a user allowed everything",
+                    f"no ACL user {shown(user)}: the app can only run as a user allowed everything",
                     (),
                     "invoke redis.acl --apply; then put the user in REDIS_URL",
                 )
@@ -155,14 +156,14 @@ def _user_findings(client: redis.Redis, user: str) -> list[Finding]:
             Finding(
                 "app user",
                 "critical",
-                f"ACL user {user!r} may run {', '.join(dict.fromkeys(allowed))}",
+                f"ACL user {shown(user)} may run {', '.join(dict.fromkeys(allowed))}",
                 ("the app's user is not least-privilege",),
                 "invoke redis.acl --apply",
             )
         )
     else:
         denied = ", ".join(dict.fromkeys(c.split()[0] for c in FORBIDDEN))
-        found.append(Finding("app user", "ok", f"ACL user {user!r} may not run {denied}"))
+        found.append(Finding("app user", "ok", f"ACL user {shown(user)} may not run {denied}"))
     return found
 
 

@@ -16,6 +16,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from celery_app.inputs import natural
+
 CONFIG_KEYS = (
     "save", "appendonly", "protected-mode", "bind", "port", "maxmemory-policy", "tls-port",
 )  # fmt: skip
@@ -39,7 +41,7 @@ class Endpoint:
         parts = urlsplit(url)
         query = parse_qs(parts.query)
         if parts.scheme == "unix":
-            db = int(query.get("db", ["0"])[0] or 0)
+            db = natural(query.get("db", ["0"])[0] or "0") or 0
             return cls("unix", "", 0, parts.path, db, parts.username or "", bool(parts.password))
         db_text = parts.path.strip("/") or query.get("db", ["0"])[0] or "0"
         return cls(
@@ -47,7 +49,7 @@ class Endpoint:
             parts.hostname or "localhost",
             parts.port or 6379,
             "",
-            int(db_text) if db_text.isdigit() else 0,
+            natural(db_text) or 0,
             parts.username or "",
             bool(parts.password),
             parts.query,

@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from celery_app.errors import ConfigError
+from celery_app.inputs import natural, shown, whole_number
 
 ROLES = ("broker", "cache", "sessions", "ratelimit", "locks")
 DRIVERS = {
@@ -59,7 +60,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
             line = line[len("export ") :]
         key, sep, value = line.partition("=")
         if not sep or not key.strip().isidentifier():
-            raise ConfigError(f"{path}:{number}: expected KEY=VALUE, got {raw.strip()[:40]!r}")
+            raise ConfigError(f"{path}:{number}: expected KEY=VALUE, got {shown(raw.strip())}")
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
@@ -69,17 +70,9 @@ def read_dotenv(path: Path) -> dict[str, str]:
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = env.get(name, "").strip()
-    if not raw:
+    if not raw:  # a variable set to nothing is unset, as in a shell
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(
-            f"{name}: expected a whole number from {low} to {high}, got {raw!r}"
-        ) from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}: expected a whole number from {low} to {high}, got {raw!r}")
-    return value
+    return whole_number(raw, name, low, high, error=ConfigError)
 
 
 def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
@@ -94,16 +87,18 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
             f"{name}: malformed URL (check the port and any %-escaping in the password)"
         ) from None
     if parts.scheme not in schemes:
-        shown = " or ".join(f"{s}://" for s in schemes)
+        starts = " or ".join(f"{s}://" for s in schemes)
         raise ConfigError(
-            f"{name}: expected a URL starting with {shown}, got scheme {parts.scheme!r}"
+            f"{name}: expected a URL starting with {starts}, got scheme {shown(parts.scheme)}"
         )
     if parts.scheme in ("redis", "rediss") and not parts.hostname:
         raise ConfigError(f"{name}: the URL names no host; expected redis://HOST:PORT/DB")
     if parts.scheme in ("redis", "rediss") and parts.path.strip("/"):
         db = parts.path.strip("/")
-        if not db.isdigit():
-            raise ConfigError(f"{name}: the database after the host must be a number, got {db!r}")
+        if natural(db) is None:
+            raise ConfigError(
+                f"{name}: the database after the host must be a number, got {shown(db)}"
+            )
     return raw
 
 
@@ -111,7 +106,9 @@ def _driver(env: Mapping[str, str], name: str) -> str:
     allowed = DRIVERS[name]
     raw = env.get(name, "").strip().lower() or allowed[0]
     if raw not in allowed:
-        raise ConfigError(f"{name}: unknown driver {raw!r}; expected one of: {', '.join(allowed)}")
+        raise ConfigError(
+            f"{name}: unknown driver {shown(raw)}; expected one of: {', '.join(allowed)}"
+        )
     return raw
 
 
@@ -176,7 +173,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
     host = env.get("REDIS_HOST", "").strip()
     port = _int(env, "REDIS_PORT", 6379, 1, 65535)
     if host and ("/" in host or " " in host or ":" in host.strip("[]")):
-        raise ConfigError(f"REDIS_HOST: expected a host name or address, got {host!r}")
+        raise ConfigError(f"REDIS_HOST: expected a host name or address, got {shown(host)}")
     shared = _url(env, "REDIS_URL", REDIS_SCHEMES)
     embedded = False
     if shared is None and host:

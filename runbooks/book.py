@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from celery_app.inputs import shown
 from runbooks import actions
 from runbooks.errors import BookError, ExpressionError, NotFound
 from runbooks.expressions import Condition, SyntaxProblem, check_templates, parse_condition
@@ -107,15 +108,22 @@ class Book:
 def book_path(name: str, directory: Path | None = None) -> Path:
     """The file of book `name` (a name under runbooks/books, or a path to a .yml file)."""
     candidate = Path(name)
-    if candidate.suffix in (".yml", ".yaml") and candidate.is_file():
+    if candidate.suffix in (".yml", ".yaml") and _is_file(candidate):
         return candidate
     directory = directory or BOOKS_DIR
     for suffix in (".yml", ".yaml"):
         path = directory / f"{name}{suffix}"
-        if re.fullmatch(r"[A-Za-z0-9_.-]+", name) and path.is_file():
+        if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) and _is_file(path):
             return path
     known = ", ".join(p.stem for p in list_books(directory)) or "none"
-    raise NotFound(f"no runbook {name!r} (known: {known}; `invoke runbooks` lists them)")
+    raise NotFound(f"no runbook {shown(name)} (known: {known}; `invoke runbooks` lists them)")
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system is no book
+        return False
 
 
 def list_books(directory: Path | None = None) -> list[Path]:

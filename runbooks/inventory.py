@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from celery_app.inputs import environment_name, shown
 from runbooks.errors import InventoryError, NotFound, SecretLiteral
 from runbooks.source import Fields, load_yaml
 
@@ -123,11 +124,13 @@ class Inventory:
                 found = {n for n in self.hosts if fnmatch.fnmatchcase(n, term)}
             if not found:
                 raise NotFound(
-                    f"{what} {term!r} matches no host or group of environment "
+                    f"{what} {shown(term)} matches no host or group of environment "
                     f"{self.environment!r} (hosts: {', '.join(self.hosts) or 'none'}; "
                     f"groups: {', '.join(sorted(self.groups))})"
                 )
             target |= found
+        if not included and not excluded:
+            raise NotFound(f"{what} {shown(pattern)} names no host or group")
         if not included and excluded:
             included = set(self.hosts)
         return [name for name in self.hosts if name in included and name not in excluded]
@@ -136,17 +139,30 @@ class Inventory:
 def inventory_path(environment: str, directory: Path | None = None) -> Path:
     """The file of `environment` (`<dir>/<env>.yml`), or NotFound listing the known ones."""
     directory = directory or INVENTORY_DIR
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", environment):
-        raise NotFound(f"environment {environment!r}: expected a name like staging")
+    environment_name(environment, NotFound)  # it becomes a file name: checked first
     for suffix in (".yml", ".yaml"):
         path = directory / f"{environment}{suffix}"
-        if path.is_file():
+        if _is_file(path):
             return path
-    known = sorted(p.stem for p in directory.glob("*.yml") if not p.stem.endswith(".example"))
+    known = sorted(p.stem for p in _listed(directory) if not p.stem.endswith(".example"))
     raise NotFound(
-        f"no inventory for environment {environment!r} in {directory} "
+        f"no inventory for environment {shown(environment)} in {shown(str(directory))} "
         f"(known: {', '.join(known) or 'none'}; copy an *.example.yml to start one)"
     )
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long, a folder that cannot be read: no inventory there
+        return False
+
+
+def _listed(directory: Path) -> list[Path]:
+    try:
+        return list(directory.glob("*.yml"))
+    except OSError:
+        return []
 
 
 def load_environment(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from celery_app.inputs import shown
 from runbooks import service
 from runbooks.deploy import layout
 from runbooks.errors import NotFound
@@ -52,7 +53,7 @@ def pick_host(inventory: Inventory, host: str | None) -> Host:
     if host:
         if host not in inventory.hosts:
             known = ", ".join(inventory.hosts) or "none"
-            raise NotFound(f"no host {host!r} in {inventory.path} (hosts: {known})")
+            raise NotFound(f"no host {shown(host)} in {inventory.path} (hosts: {known})")
         return inventory.hosts[host]
     for group in HOST_GROUPS:
         if inventory.groups.get(group):

@@ -2,10 +2,11 @@
 
 A value counts as a placeholder when it is a reference or obviously fake: ``${VAR}``,
 ``<redis-password>``, ``null``, ``changeme``, a mask of stars, an empty value. Everything else
-that sits where a secret goes (a password in a URL, ``REDIS_PASSWORD=...``, ``requirepass ...``,
-``password: ...``) or looks like a key (``AKIA...``, a PEM private key) is reported with its file
-and line, the value itself masked. ``tests/`` is skipped: its passwords are throwaway values for
-servers the tests start and stop.
+that sits where a secret goes (a password in a URL, ``REDIS_PASSWORD=...``, ``password: ...``,
+``requirepass ...`` where Redis reads it: a redis.conf line, ``--requirepass``, ``CONFIG SET``;
+not prose such as "no requirepass (its default user ...)") or looks like a key (``AKIA...``, a
+PEM private key) is reported with its file and line, the value itself masked. ``tests/`` is
+skipped: its passwords are throwaway values for servers the tests start and stop.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ TEXT_SUFFIXES = {
 }  # fmt: skip
 TEXT_NAMES = {"Dockerfile", "Makefile", ".env", "docker-compose.yml", "alembic.ini"}
 PLACEHOLDERS = {
-    "", "null", "none", "nil", "changeme", "change-me", "example", "placeholder", "redacted",
-    "secret", "password", "xxx", "xxxx", "...", "true", "false",
+    "", "null", "none", "nil", "changeme", "change-me", "change_me", "example", "placeholder",
+    "redacted", "secret", "password", "xxx", "xxxx", "...", "true", "false", "dummy", "todo",
 }  # fmt: skip
 
 URL_SECRET = re.compile(
@@ -34,7 +35,9 @@ URL_SECRET = re.compile(
 ASSIGNMENT = re.compile(
     r"(?i)\b[A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|API_KEY)[A-Z0-9_]*\s*[=:]\s*(['\"]?)([^\s'\"#`,;|)\]]*)\1"
 )
-REQUIREPASS = re.compile(r"(?i)\brequirepass\s+(['\"]?)([^\s'\"]+)\1")
+# Where requirepass takes a value: a redis.conf line, `--requirepass V`, `CONFIG SET requirepass V`;
+# prose ("Redis has no requirepass (its default user ...)") holds none.
+REQUIREPASS = re.compile(r"(?i)(?:^\s*|`|--|\bconfig\s+set\s+)requirepass\s+(['\"]?)([^\s'\"`]+)\1")
 REFERENCE = re.compile(r"\$\{[^}]*\}")
 AWS_KEY = re.compile(r"\bAKIA[0-9A-Z]{16}\b")
 PRIVATE_KEY = re.compile(r"-----BEGIN (?:RSA |EC |DSA |OPENSSH )?PRIVATE KEY-----")

@@ -39,10 +39,11 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
+from celery_app.inputs import shown
 from runbooks.errors import RunbookError
 
 MANIFEST = "MANIFEST"  # sha256sum's format: "<hex>  ./path" per shipped file
-RELEASE_NAME = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{7,40}$")
+RELEASE_NAME = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{7,40}")  # fullmatch it
 
 
 class ReleaseError(RunbookError):
@@ -66,14 +67,15 @@ class Release:
 def resolve(repo: Path, ref: str) -> str:
     """The full commit sha `ref` names in `repo`; ReleaseError when it names none."""
     if not ref or ref.startswith("-"):
-        raise ReleaseError(f"--ref: expected a git ref (branch, tag or commit), got {ref!r}")
+        got = shown(ref) if ref else "an empty value"
+        raise ReleaseError(f"--ref: expected a git ref (branch, tag or commit), got {got}")
     done = subprocess.run(
         ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
         capture_output=True,
         text=True,
     )
     if done.returncode != 0:
-        raise ReleaseError(f"--ref: {ref!r} is not a commit in {repo}")
+        raise ReleaseError(f"--ref: {shown(ref)} is not a commit in {repo}")
     return done.stdout.strip()
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import text
 
 from celery_app.errors import MaqsafyError
+from celery_app.inputs import natural, percentage, shown
 from runbooks import actions, history
 from runbooks.actions.base import Outcome, StepContext
 from runbooks.deploy import hostside, layout, release
@@ -65,29 +66,36 @@ for _name, _fn, _ro in (
     actions.register_python(_name, _fn, read_only=_ro)
 
 
+MAX_SERIAL = 100_000  # as a book's `serial`
+
+
 def parse_serial(value: str | int | None) -> int | str | None:
-    """`--serial 2` or `--serial 25%` (None: every host at once); DeployError otherwise."""
-    if value in (None, "", 0, "0"):
+    """`--serial 2` (1 to 100000) or `--serial 25%` (None or 0: every host at once); else
+    DeployError, before anything is built."""
+    if value is None or value == 0:
         return None
     text_value = str(value).strip()
-    if re.fullmatch(r"[1-9]\d*", text_value):
-        return int(text_value)
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)%", text_value)
-    if match and 0 < float(match.group(1)) <= 100:
+    if text_value.endswith("%"):
+        if percentage(text_value, "--serial", DeployError) == 0:
+            raise DeployError(f"--serial: a share must be above 0%, got {shown(text_value)}")
         return text_value
-    raise DeployError(f"--serial: expected a host count like 2 or a share like 25%, got {value!r}")
+    count = natural(text_value, MAX_SERIAL)
+    if count is None:
+        got = shown(text_value) if text_value else "an empty value"
+        raise DeployError(
+            f"--serial: expected a host count from 1 to {MAX_SERIAL} (0: all at once) or a share "
+            f"like 25%, got {got}"
+        )
+    return count or None
 
 
 def parse_max_fail(value: str | float | None) -> float | None:
-    if value in (None, ""):
+    """`--max-fail 25` or `25%`: a percentage from 0 to 100 (None: the engine's default)."""
+    if value is None:
         return None
-    try:
-        number = float(str(value).rstrip("%"))
-    except ValueError:
-        number = -1.0
-    if not 0 <= number <= 100:
-        raise DeployError(f"--max-fail: expected a percentage from 0 to 100, got {value!r}")
-    return number
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 100:
+        return float(value)
+    return percentage(str(value), "--max-fail", DeployError)
 
 
 @dataclass(frozen=True)
@@ -188,7 +196,8 @@ class _Context:
         self.hosts = [h.name for h in self.inventory.select(HOSTS, limit)]
         if not self.hosts:
             raise DeployError(
-                f"no host of {environment!r} is in group {HOSTS!r} and --limit ({limit})"
+                f"no host of {environment!r} is in group {HOSTS!r}"
+                + (f" and --limit {shown(limit)}" if limit else "")
             )
         self.vars = layout.defaults(environment, app.settings.var_dir)
 
@@ -580,9 +589,10 @@ def rollback(
 ) -> DeployReport:
     """Switch each host back (to `to`, else the release before its current) and restart."""
     parsed_serial, parsed_fail = parse_serial(serial), parse_max_fail(max_fail)
-    if to is not None and not release.RELEASE_NAME.match(to):
+    if to is not None and not release.RELEASE_NAME.fullmatch(to):
         raise DeployError(
-            f"--to: expected a release name <time>-<sha> (see deploy.releases), got {to!r}"
+            "--to: expected a release name <time>-<sha> (see deploy.releases), got "
+            f"{shown(to) if to else 'an empty value'}"
         )
     ctx = _Context(app, environment, environ, inventory_dir, limit, check, listener, say)
     report = DeployReport("rollback", environment, to or "", check)

@@ -13,6 +13,7 @@ import shlex
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from celery_app.inputs import shown
 from runbooks.errors import RunbookError
 from runbooks.targets import Target
 
@@ -83,7 +84,7 @@ def containers(target: Target) -> list[ContainerFact]:
 def check_service(name: str) -> str:
     """Return `name` if it can be a container or service name, else raise RunbookError."""
     if not SERVICE.fullmatch(name):
-        raise RunbookError(f"not a container name: {name[:40]!r} (letters, digits, _ . -)")
+        raise RunbookError(f"not a container name: {shown(name)} (letters, digits, _ . -)")
     return name
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from celery_app import redis_acl
 from celery_app.redis_audit import audit, public_binds
-from runbooks.secret_scan import scan
+from runbooks.secret_scan import scan, scan_text
 from tests.support.redis_app import app_env, invoke
 from tests.support.services import RedisServer, free_port, require, start_redis
 
@@ -117,6 +117,39 @@ def test_the_scan_names_real_looking_secrets_only(clean_tree: Path, tmp_path: Pa
     assert done.returncode == 2
     assert "[CRIT] secret: inventory/staging.yml:2: secret value" in done.stdout
     assert REAL not in done.stdout + done.stderr
+
+
+def test_the_project_itself_has_no_finding(tmp_path: Path) -> None:
+    """A fresh clone's `audit.security` must not fail on its own README's examples."""
+    root = Path(__file__).resolve().parents[2]
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", "HEAD"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
+    assert scan(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "found"),
+    [
+        (f"requirepass {REAL}", True),  # redis.conf
+        (f'  requirepass "{REAL}"', True),
+        (f"redis-server --appendonly yes --requirepass {REAL}", True),
+        (f"redis-cli CONFIG SET requirepass {REAL}", True),
+        (f"`requirepass {REAL}`", True),
+        (f"REDIS_PASSWORD={REAL}", True),
+        ("Redis has no requirepass (its default user is nopass)", False),  # prose
+        ("set requirepass (or ACL users) on the server", False),
+        ("requirepass <redis-password>", False),
+        ('--requirepass "$$REDIS_PASSWORD"', False),
+        ("requirepass ${REDIS_PASSWORD}", False),
+        ("requirepass changeme", False),
+        ("REDIS_PASSWORD=", False),
+        ("REDIS_PASSWORD=null", False),
+    ],
+)
+def test_a_placeholder_is_not_a_value(line: str, found: bool) -> None:
+    assert bool(scan_text("notes.md", line)) is found
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.support.cli import clean_environ, start_invoke
+from tests.support.cli import clean_environ, run_invoke_batch, start_invoke
 from tests.support.health import fail_a_task
 from tests.support.redis_app import app_env, history_names, migrated_app
 from tests.support.services import RedisServer
@@ -138,6 +138,66 @@ def test_text_in_number_flags_and_help(tmp_path: Path) -> None:
     for (_, expected), done in zip(POSITIONAL_HELP, results[len(NUMBER_FLAGS) :], strict=True):
         assert done.returncode == 0 and expected in done.stdout, (done.args, done.stdout)
     assert not (tmp_path / "var" / "maqsafy.db").exists(), "a refused flag touched SQL"
+
+
+LONG = "a" * 300  # longer than a file name may be
+DIGITS = "9" * 5000  # past int()'s 4,300-digit limit
+# A new user's repros: each is one `error:` line naming what is wrong, exit 2, before any work.
+REPROS = [
+    # deploy, deploy.rollback: every flag checked before preflight, so nothing is built
+    (["deploy", "--serial", "99999999999999999999"], "--serial: expected a host count from 1"),
+    (["deploy", "--max-fail", "101"], "--max-fail: expected a percentage from 0 to 100"),
+    (["deploy", "--ref", "no-such-ref"], "--ref: 'no-such-ref' is not a commit"),
+    (["deploy", "--limit", "nosuch"], "--limit 'nosuch' matches no host or group"),
+    (["deploy", "--limit", ""], "error: deploy: --limit is empty; give a value or leave"),
+    (["deploy.rollback", "--to", ""], "error: deploy.rollback: --to is empty"),
+    (["deploy.rollback", "--to", "previous"], "--to: expected a release name <time>-<sha>"),
+    (["deploy.rollback", "--serial", "١"], "--serial: expected a host count from 1"),
+    # Celery reads a bare number as a node count (and then hangs)
+    (["workers.start", "--nodes", "2"], "read as a node count), got '2'"),
+    (["workers.start", "--nodes", "0"], "--nodes takes node names like w1,w2"),
+    (["workers.start", "--nodes", "-1"], "got '-1'"),
+    # ASCII digits only; a long number is out of range, not a traceback
+    (["history.show", "²"], "error: bad run id '²': run ids are whole numbers"),
+    (["failed.show", "١٢"], "error: bad failed-task id '١٢'"),
+    (["run", "ping", "--retry-failed", "٣"], "bad run id '٣' for --retry-failed"),
+    (["failed.prune", "--hours", DIGITS], "--hours: expected a whole number from 0 to 876000"),
+    (["history", "--last", DIGITS], "--last: expected a whole number from 1 to 1000, got '99"),
+    (["metrics.serve", "--port", "١٠٠"], "--port: expected a whole number from 1 to 65535"),
+    # names that become file names, host names, revisions
+    (["status", "--env", LONG], "expected a name like staging (1 to 64 letters"),
+    (["run", LONG], "error: no runbook 'aaa"),
+    (["audit.security", "--path", LONG], "error: --path 'aaa"),
+    (["db.migrate", "--revision", ""], "error: db.migrate: --revision is empty"),
+    (["db.migrate", "--revision", "0001@"], "--revision: expected a revision such as head"),
+    (["metrics.serve", "--host", "../../etc/passwd"], "--host: expected a host name or IP"),
+    (["metrics.serve", "--host", "0"], "error: --host '0' binds every address"),
+    (["metrics.serve", "--host", "*"], "error: --host '*' binds every address"),
+    # empty is refused, never taken as the default
+    (["cache.clear", "--env", ""], "error: cache.clear: --env is empty"),
+    (["failed.show", " "], "error: failed.show: ID is empty; give a value (invoke"),
+    # Invoke's own parse errors
+    (["queue.purge"], "error: queue.purge: give QUEUE (invoke --help queue.purge)"),
+    (["failed.list", "--nosuch"], "error: failed.list: unknown flag '--nosuch'"),
+    (["failed.list", "--limit"], "error: failed.list: --limit needs a value"),
+    (["nosuch"], "error: no task 'nosuch' (invoke --list shows them)"),
+    (["history.show", "-h"], "error: history.show: -h came where ID goes"),
+    # a 5,000-character value comes back cut to 80 characters
+    (["queue.purge", "q" * 5000], "error: unknown queue '" + "q" * 79 + "…'"),
+]
+
+
+def test_bad_input_is_one_line_before_any_work(tmp_path: Path) -> None:
+    env = clean_environ(**app_env(tmp_path, "redis://127.0.0.1:1/0"))  # never contacted
+    helps = [["failed.list", "-h"], ["failed.flush", "-h"], ["metrics.serve", "-h"]]
+    results = run_invoke_batch([(args, env) for args, _ in REPROS + [(h, "") for h in helps]])
+    for (_, says), done in zip(REPROS, results, strict=False):
+        assert len(one_error(done, says)) < 300, done.args[:2]
+    for done in results[len(REPROS) :]:  # -h is help everywhere (--host, --hours had it)
+        assert done.returncode == 0 and done.stdout.startswith("Usage:"), done.args
+    var = tmp_path / "var"
+    assert not (var / "maqsafy.db").exists(), "a refused command opened the database"
+    assert not (var / "deploy").exists(), "a refused deploy provisioned a release folder"
 
 
 def test_bad_configuration_exits_2_before_celery_loads(tmp_path: Path) -> None:

@@ -115,9 +115,10 @@ def test_worker_commands_from_the_command_line(money: MoneyEnv, tmp_path: Path) 
 
     assert invoke("workers.status").returncode == 1  # nobody home yet
     bad = invoke("workers.start", "--nodes", "a b")
-    assert bad.returncode == 2 and bad.stderr.strip() == (
-        "error: --nodes takes names like w1,w2; got 'a b'"
+    assert bad.returncode == 2 and bad.stderr.strip().startswith(
+        "error: --nodes takes node names like w1,w2 ("
     )
+    assert bad.stderr.strip().endswith("got 'a b'")
     try:
         assert invoke("workers.start", "--nodes", "w1").returncode == 0
         again = invoke("workers.start", "--nodes", "w1")

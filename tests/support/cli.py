@@ -6,6 +6,7 @@ code), so they run the real command in a subprocess from the project's folder.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -42,3 +43,29 @@ def start_invoke(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Pope
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def run_invoke_batch(
+    runs: Sequence[tuple[Sequence[str], Mapping[str, str]]], timeout: int = 60
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run each `invoke ARGS` with exactly its `env`, one after another, in one Python start.
+
+    Each command is a child forked from a process that imported the heavy libraries once
+    (tests/support/invoke_batch.py): the same program, argv, environment, output and exit code
+    as `run_invoke`, for a fraction of a Python start each. A command still running after
+    `timeout` seconds is killed (returncode -14).
+    """
+    cases = [{"args": list(args), "env": dict(env), "timeout": timeout} for args, env in runs]
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.support.invoke_batch"],
+        cwd=ROOT,
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=timeout * len(cases) + 60,
+        check=True,
+    )
+    return [
+        subprocess.CompletedProcess(list(args), r["code"], r["stdout"], r["stderr"])
+        for (args, _), r in zip(runs, json.loads(done.stdout), strict=True)
+    ]

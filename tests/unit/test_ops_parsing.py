@@ -100,13 +100,6 @@ def test_parse_ids() -> None:
         failed_tasks.parse_id("1,2")
 
 
-def test_whole_number() -> None:
-    assert failed_tasks.whole_number("24", "--hours", 0, 100) == 24
-    for bad in ["x", "-1", "101", ""]:
-        with pytest.raises(InvalidRequest, match="--hours"):
-            failed_tasks.whole_number(bad, "--hours", 0, 100)
-
-
 def test_queue_names_and_priority_lists() -> None:
     assert queues.priority_lists("ops") == ["ops", "ops\x06\x163", "ops\x06\x166", "ops\x06\x169"]
     assert queues.known_queue("payments") == "payments"

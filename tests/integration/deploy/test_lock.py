@@ -99,7 +99,8 @@ def test_unlock_forces_a_held_lock_open_and_is_recorded(
 @pytest.mark.parametrize(
     ("flags", "says"),
     [
-        (["--serial", "abc"], "error: --serial: expected a host count like 2 or a share like 25%"),
+        (["--serial", "abc"], "error: --serial: expected a host count from 1 to 100000"),
+        (["--serial", "99999999999999999999"], "error: --serial: expected a host count from 1"),
         (["--max-fail", "150"], "error: --max-fail: expected a percentage from 0 to 100"),
         (["--ref", "no-such-ref"], "error: --ref: 'no-such-ref' is not a commit"),
     ],
