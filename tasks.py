@@ -21,6 +21,10 @@ from invoke import task as invoke_task
 
 from celery_app.errors import MaqsafyError
 from celery_app.inputs import shown
+from celery_app.keyspace import QUEUES
+
+
+WORKER_QUEUES = ",".join(QUEUES)  # every queue the app declares
 
 
 def quiet_broken_pipe() -> None:
@@ -1534,7 +1538,7 @@ history_ns.add_task(history_show, "show")
 
 WORKER_HELP = {
     "nodes": "worker node names, comma-separated (default w1)",
-    "queues": "queues the nodes consume (default payments,maintenance,ops)",
+    "queues": f"queues the nodes consume (default {WORKER_QUEUES})",
     "concurrency": "processes per node, 1 to 256 (default 2)",
     "timeout": "seconds (1 to 86400) to wait for running tasks at a warm shutdown (default 60)",
     "env": "run on an inventory environment's worker hosts (runbook workers-restart)",
@@ -1617,7 +1621,7 @@ def workers_ping(c: Context, json: bool = False) -> None:
 
 @task(help={k: WORKER_HELP[k] for k in ("nodes", "queues", "concurrency")})
 def workers_start(
-    c: Context, nodes: str = "w1", queues: str = "payments,maintenance,ops", concurrency: str = "2"
+    c: Context, nodes: str = "w1", queues: str = WORKER_QUEUES, concurrency: str = "2"
 ) -> None:
     """Start worker nodes on this machine (celery multi, pidfiles under ./var/run)."""
     from celery_app import workers
@@ -1670,7 +1674,7 @@ def workers_stop(c: Context, nodes: str = "w1", timeout: str = "60") -> None:
 def workers_restart(
     c: Context,
     nodes: str = "w1",
-    queues: str = "payments,maintenance,ops",
+    queues: str = WORKER_QUEUES,
     concurrency: str = "2",
     timeout: str = "60",
     env: str = "",

@@ -26,8 +26,9 @@ from celery import Celery
 from kombu.exceptions import OperationalError as BrokerError
 
 from celery_app.errors import MaqsafyError, ServiceUnavailable
+from celery_app.keyspace import QUEUES
 
-DEFAULT_QUEUES = ("payments", "maintenance", "ops")
+DEFAULT_QUEUES = QUEUES
 
 
 class WorkerError(MaqsafyError):
