@@ -23,7 +23,6 @@ from celery_app.errors import MaqsafyError
 from celery_app.inputs import shown
 from celery_app.keyspace import QUEUES
 
-
 WORKER_QUEUES = ",".join(QUEUES)  # every queue the app declares
 
 
