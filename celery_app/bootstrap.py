@@ -17,6 +17,7 @@ from celery_app.db import UnitOfWork, make_engine
 from celery_app.embedded import ensure_embedded_redis
 from celery_app.errors import ConfigError
 from celery_app.keyspace import Keyspace
+from celery_app.private import private_dir
 from celery_app.settings import Settings, load_settings
 
 
@@ -50,9 +51,10 @@ class Container:
 
 
 def make_var_dir(settings: Settings) -> None:
-    """Create MAQSAFY_VAR_DIR if missing; ConfigError naming the variable when it cannot be."""
+    """Create MAQSAFY_VAR_DIR if missing (0700: its files are this user's alone); ConfigError
+    naming the variable when it cannot be."""
     try:
-        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.var_dir)
     except OSError as exc:
         raise ConfigError(
             f"MAQSAFY_VAR_DIR: cannot create {str(settings.var_dir)!r}: {exc.strerror or exc}"

@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, Programm
 from sqlalchemy.orm import Session, sessionmaker
 
 from celery_app.errors import ServiceUnavailable
+from celery_app.private import private_file, sqlite_path
 
 log = logging.getLogger("maqsafy.db")
 T = TypeVar("T")
@@ -27,6 +28,9 @@ T = TypeVar("T")
 def make_engine(url: str, pool_size: int = 5) -> Engine:
     """Create the engine for `url`, configured for concurrent money writes."""
     if url.startswith("sqlite"):
+        path = sqlite_path(url)
+        if path is not None and path.parent.is_dir():
+            private_file(path)  # 0600 before SQLite creates it (its WAL files take its mode)
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")

@@ -18,6 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from celery_app.errors import ServiceUnavailable
+from celery_app.private import UMASK, private_dir
 
 
 def find_redis_server() -> str:
@@ -58,7 +59,7 @@ def embedded_running(var_dir: Path) -> bool:
 
 def ensure_embedded_redis(var_dir: Path, timeout: float = 10.0) -> Path:
     """Start the private redis-server unless it already answers; return its socket path."""
-    var_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(var_dir)
     socket = var_dir / "redis.sock"
     if _answers(socket):
         return socket
@@ -87,6 +88,7 @@ def ensure_embedded_redis(var_dir: Path, timeout: float = 10.0) -> Path:
         ],
         check=True,
         capture_output=True,
+        umask=UMASK,  # its append-only files, log and pidfile: this user's alone
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
