@@ -5,12 +5,15 @@ A value counts as a placeholder when it is a reference or obviously fake: ``${VA
 that sits where a secret goes (a password in a URL, ``REDIS_PASSWORD=...``, ``password: ...``,
 ``requirepass ...`` where Redis reads it: a redis.conf line, ``--requirepass``, ``CONFIG SET``;
 not prose such as "no requirepass (its default user ...)") or looks like a key (``AKIA...``, a
-PEM private key) is reported with its file and line, the value itself masked. ``tests/`` is
-skipped: its passwords are throwaway values for servers the tests start and stop.
+PEM private key) is reported with its file and line, the value itself masked. Python files
+count a quoted literal assigned to such a name (``PASSWORD = "..."``, ``"token": "..."``). In
+``tests/``, whose passwords are throwaway values for servers the tests start and stop, only
+keys and high-entropy values (a real credential pasted into a test) count.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 from collections.abc import Iterable
@@ -18,7 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "var", "tests", "__pycache__", ".mypy_cache"}
+SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "var", "__pycache__", ".mypy_cache"}
+TEST_DIRS = {"tests"}
 TEXT_SUFFIXES = {
     ".md", ".txt", ".rst", ".yml", ".yaml", ".ini", ".toml", ".cfg", ".conf", ".json",
     ".env", ".example", ".sh", ".py",
@@ -38,6 +42,12 @@ ASSIGNMENT = re.compile(
 # Where requirepass takes a value: a redis.conf line, `--requirepass V`, `CONFIG SET requirepass V`;
 # prose ("Redis has no requirepass (its default user ...)") holds none.
 REQUIREPASS = re.compile(r"(?i)(?:^\s*|`|--|\bconfig\s+set\s+)requirepass\s+(['\"]?)([^\s'\"`]+)\1")
+# A whole quoted literal assigned to a secret's name in Python (PASSWORD = "<value>" or
+# "token": "<value>"; not a prefix that code completes, as in "tok_" + secrets.token_hex()).
+PY_ASSIGNMENT = re.compile(
+    r"(?i)\b[A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|SIGNING_KEY)[A-Z0-9_]*['\"]?"
+    r"\s*(?::\s*[\w\[\], |]+\s*)?[=:]\s*(['\"])([^'\"]*)\1(?=\s*(?:[,)}\]#]|$))"
+)
 REFERENCE = re.compile(r"\$\{[^}]*\}")
 AWS_KEY = re.compile(r"\bAKIA[0-9A-Z]{16}\b")
 PRIVATE_KEY = re.compile(r"-----BEGIN (?:RSA |EC |DSA |OPENSSH )?PRIVATE KEY-----")
@@ -64,28 +74,50 @@ def is_placeholder(value: str) -> bool:
         or text.startswith(("$", "<", "{", "%(", "*"))
         or set(text) <= {"*", "x", "X", "."}
         or lowered.startswith(("your", "example", "<"))
-        or re.fullmatch(r"[A-Z][A-Z0-9_]+", text) is not None  # names another variable
+        or re.fullmatch(r"[A-Z][A-Z0-9]*_[A-Z0-9_]+", text) is not None  # names a variable
     )
 
 
+def entropy(value: str) -> float:
+    """Shannon entropy in bits per character."""
+    if not value:
+        return 0.0
+    counts = [value.count(c) for c in set(value)]
+    return -sum(n / len(value) * math.log2(n / len(value)) for n in counts)
+
+
+def high_entropy(value: str) -> bool:
+    """A value that looks generated (a key or token), not a made-up throwaway word."""
+    return len(value) >= 20 and entropy(value) >= 4.0
+
+
 def scan_text(path: str, text: str) -> list[Leak]:
-    """Leaks in one file's text; Python files are checked for URLs and keys only."""
+    """Leaks in one file's text (see the module docstring for what counts where)."""
     leaks: list[Leak] = []
     python = path.endswith(".py")
+    in_tests = bool(TEST_DIRS.intersection(Path(path).parts[:-1]))
+    assignments = (
+        ((PY_ASSIGNMENT, "secret value"),)
+        if python
+        else ((ASSIGNMENT, "secret value"), (REQUIREPASS, "requirepass value"))
+    )
+
+    def real(value: str) -> bool:
+        return not is_placeholder(value) and (not in_tests or high_entropy(value))
+
     for number, raw in enumerate(text.splitlines(), start=1):
         line = REFERENCE.sub("${}", raw)  # ${VAR:?message} holds no secret, whatever it says
         for match in URL_SECRET.finditer(line):
-            if not is_placeholder(match.group(1)):
+            if real(match.group(1)):
                 leaks.append(Leak(path, number, "password in a URL"))
         if AWS_KEY.search(line):
             leaks.append(Leak(path, number, "AWS access key id"))
         if PRIVATE_KEY.search(line):
             leaks.append(Leak(path, number, "private key"))
-        if python:
-            continue
-        for pattern, kind in ((ASSIGNMENT, "secret value"), (REQUIREPASS, "requirepass value")):
+        for pattern, kind in assignments:
             for match in pattern.finditer(line):
-                if not is_placeholder(match.group(2)) and not URL_SECRET.search(match.group(2)):
+                value = match.group(2)
+                if real(value) and not URL_SECRET.search(value):
                     leaks.append(Leak(path, number, kind))
     return leaks
 
