@@ -29,6 +29,9 @@ from celery_app.status import Status
 P = "maqsafy_"
 
 
+CACHE_SECONDS = 5.0  # how long one status read answers the scrapes
+
+
 def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
     return GaugeMetricFamily(P + name, doc, labels=list(labels))
 
@@ -173,9 +176,28 @@ def listen_host(host: str) -> bool:
     return all(address.is_loopback for address in addresses)
 
 
+def cached(read: Callable[[], Status], seconds: float = CACHE_SECONDS) -> Callable[[], Status]:
+    """`read`, answered from its last result for `seconds`: a scrape every second (or several
+    Prometheus servers) costs one status read (a 1 s worker ping) per window, not one each."""
+    lock = threading.Lock()
+    last: list[tuple[float, Status]] = []
+
+    def read_cached() -> Status:
+        with lock:
+            if last and time.monotonic() - last[0][0] < seconds:
+                return last[0][1]
+            value = read()
+            last[:] = [(time.monotonic(), value)]
+            return value
+
+    return read_cached
+
+
 def serve(read: Callable[[], Status], port: int, host: str = "127.0.0.1") -> WSGIServer:
-    """Serve /metrics on host:port in a background thread; return the server (shutdown() it)."""
+    """Serve /metrics on host:port in a background thread; return the server (shutdown() it).
+
+    The status behind it is read at most once per :data:`CACHE_SECONDS`."""
     registry = CollectorRegistry()
-    registry.register(StatusCollector(read))
+    registry.register(StatusCollector(cached(read)))
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return server

@@ -180,6 +180,13 @@ class SSHTarget(_SessionTarget):
             key = os.path.expanduser(host.key)
             if not os.path.isfile(key):
                 raise HostUnreachable(host.name, "auth", f"key file {host.key} not found")
+            mode = os.stat(key).st_mode & 0o777
+            if mode & 0o077:  # as OpenSSH's client refuses an unprotected private key
+                raise HostUnreachable(
+                    host.name,
+                    "auth",
+                    f"key file {host.key} may be read by others (mode {mode:o}): chmod 600 it",
+                )
             connect_kwargs["key_filename"] = key
         if host.password:
             connect_kwargs["password"] = host.password

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -114,3 +115,18 @@ def test_stamp_sent_at_keeps_an_existing_stamp() -> None:
     fresh: dict[str, object] = {}
     queues.stamp_sent_at(headers=fresh)
     assert isinstance(fresh["sent_at"], float)
+
+
+def test_metrics_scrapes_share_one_status_read_per_window() -> None:
+    from celery_app.metrics import cached
+
+    reads: list[int] = []
+
+    def read() -> Any:
+        reads.append(1)
+        return len(reads)
+
+    within = cached(read, seconds=3600)
+    assert [within(), within(), within()] == [1, 1, 1]  # one read answers the window
+    every = cached(read, seconds=0)
+    assert [every(), every()] == [2, 3]

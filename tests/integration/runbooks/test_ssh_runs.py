@@ -113,6 +113,10 @@ def test_unreachable_hosts_are_classified_by_cause(
 ) -> None:
     good = sshd_hosts[0]
     stranger = keygen(tmp_path / "stranger" / "id_ed25519")
+    exposed = tmp_path / "exposed" / "id_ed25519"  # the right key, but others may read it
+    exposed.parent.mkdir()
+    exposed.write_bytes(good.key.read_bytes())
+    exposed.chmod(0o644)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
@@ -121,6 +125,7 @@ def test_unreachable_hosts_are_classified_by_cause(
         "refused": {"address": "127.0.0.1", "port": closed_port, "timeout": 2},
         "stranger": {**good.inventory_entry(), "key": str(stranger), "timeout": 5},
         "silent": {"address": "127.0.0.1", "port": silent_port, "timeout": 1},
+        "exposed": {**good.inventory_entry(), "key": str(exposed), "timeout": 5},
     }
     directory = tmp_path / "inv"
     write_inventory(directory, "test", [good], extra_hosts=extra)
@@ -132,7 +137,9 @@ def test_unreachable_hosts_are_classified_by_cause(
         "refused": ("unreachable", "refused"),
         "stranger": ("unreachable", "auth"),
         "silent": ("unreachable", "timeout"),
+        "exposed": ("unreachable", "auth"),
     }
+    assert "may be read by others (mode 644): chmod 600" in result.hosts["exposed"].message
     for name in extra:
         message = result.hosts[name].message
         assert "\n" not in message and "Traceback" not in message
