@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from celery_app.celery import make_app
 from celery_app.settings import load_settings
@@ -150,3 +151,33 @@ def test_unsigned_altered_replayed_and_foreign_requests_are_refused_and_recorded
         messages.remove(next(m for m in messages if reason in m))
     assert not marker.exists()
     assert KEY not in str(runs)
+
+
+def test_run_remote_says_why_it_gave_up(tmp_path: Path) -> None:
+    """No consumer of ops: --wait says so. Ops consumers without the runbook task: refused
+    before sending (they would discard the request as unregistered)."""
+    server = start_redis(tmp_path / "redis")
+    env = {
+        **app_env(tmp_path, server.url),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
+        "MAQSAFY_OPS_SIGNING_KEY": KEY,
+    }
+    migrated_app(env).engine.dispose()
+    raw = redis.Redis.from_url(server.url)
+    try:
+        nobody = invoke(env, "run", "facts", "--remote", "--wait", "1")
+        assert nobody.returncode == 1
+        assert nobody.stderr.startswith("error: no worker consumes the ops queue: request ")
+        assert raw.llen("ops") == 1  # it waits there for a consumer
+        raw.delete("ops")
+        bare = start_worker("bare@test", tmp_path / "b.log", queues="ops", concurrency=1, env=env)
+        try:
+            bare.wait_ready()
+            refused = invoke(env, "run", "facts", "--remote", "--wait", "5")
+        finally:
+            bare.kill()
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "bare@test consumes the ops queue without the runbook.run task" in refused.stderr
+        assert "nothing was sent" in refused.stderr and raw.llen("ops") == 0
+    finally:
+        server.stop()
