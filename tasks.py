@@ -22,6 +22,8 @@ from invoke import task as invoke_task
 from celery_app.errors import MaqsafyError
 from celery_app.inputs import shown
 from celery_app.keyspace import QUEUES
+from celery_app.redaction import mask_patterns
+from runbooks.errors import LocatedError
 
 WORKER_QUEUES = ",".join(QUEUES)  # every queue the app declares
 
@@ -108,8 +110,10 @@ def operator_errors() -> Iterator[None]:
 
     try:
         yield
-    except MaqsafyError as exc:
+    except LocatedError as exc:  # "FILE:LINE: FIELD: problem", the problem already masked
         raise Exit(f"error: {exc}", code=2) from None
+    except MaqsafyError as exc:  # secret patterns masked: a message may quote a host's output
+        raise Exit(f"error: {mask_patterns(str(exc))}", code=2) from None
     except OSError as exc:  # other OSErrors are not about a value given: a traceback
         if errno.errorcode.get(exc.errno or 0) not in PATH_ERRNOS or exc.filename is None:
             raise

@@ -7,6 +7,8 @@ for every role, `REDIS_<ROLE>_URL` for one role, `DATABASE_URL` for SQL.
 
 Nothing is configured -> the embedded default: a private redis-server and SQLite under
 `MAQSAFY_VAR_DIR` (default: ``var/`` in the project's folder, whatever the current directory).
+Settings come from the environment over one `.env`: the file `MAQSAFY_ENV_FILE` names, else the
+project's own (next to the code), never one in the current directory.
 A malformed value raises :class:`ConfigError`, whose message is one line naming the variable
 and what it expects.
 """
@@ -21,6 +23,7 @@ from urllib.parse import quote, urlsplit
 
 from celery_app.errors import ConfigError
 from celery_app.inputs import natural, shown, whole_number
+from celery_app.redaction import mask_patterns
 
 ROLES = ("broker", "cache", "sessions", "ratelimit", "locks")
 DRIVERS = {
@@ -38,17 +41,23 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def env_file_path(environ: Mapping[str, str]) -> Path:
-    """The `.env` to read: $MAQSAFY_ENV_FILE, else `./.env` where the command runs (a deployed
-    release's own, linked to its host's settings), else the project's."""
+    """The `.env` to read: $MAQSAFY_ENV_FILE, else the project's (next to this code).
+
+    Never one from the current directory: a command run from a folder someone else can write
+    (a download, /tmp, another checkout) would take its settings, its Redis and database URLs,
+    from there. A deployed release needs none: its `.env` (linked to the host's shared/.env)
+    sits next to its code."""
     named = environ.get("MAQSAFY_ENV_FILE", "").strip()
     if named:
         return Path(named)
-    here = Path(".env")
-    return here if here.is_file() else PROJECT_ROOT / ".env"
+    return PROJECT_ROOT / ".env"
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
-    """Parse a `.env` file: KEY=VALUE lines, `#` comments, optional quotes."""
+    """Parse a `.env` file: KEY=VALUE lines, `#` comments, optional quotes.
+
+    A malformed line is named by its number and, where it has one, its key; never by its text,
+    which may hold a secret (a key is shown with any secret pattern in it masked)."""
     values: dict[str, str] = {}
     if not path.is_file():
         return values
@@ -59,12 +68,19 @@ def read_dotenv(path: Path) -> dict[str, str]:
         if line.startswith("export "):
             line = line[len("export ") :]
         key, sep, value = line.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise ConfigError(f"{path}:{number}: expected KEY=VALUE, got {shown(raw.strip())}")
+        key = key.strip()
+        where = f"{path}:{number}"
+        if not sep:
+            raise ConfigError(f"{where}: expected KEY=VALUE, found no '=' (the line is not shown)")
+        if not key.isidentifier():
+            raise ConfigError(
+                f"{where}: key {shown(mask_patterns(key))} is not a variable name (letters, "
+                "digits, _); its value is not shown"
+            )
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
-        values[key.strip()] = value
+        values[key] = value
     return values
 
 

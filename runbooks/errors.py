@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from celery_app.errors import MaqsafyError
+from celery_app.redaction import mask_patterns
 
 
 class RunbookError(MaqsafyError):
@@ -36,7 +37,9 @@ class LocatedError(RunbookError):
         self.path = str(path)
         self.line = line
         self.field = field
-        self.problem = problem
+        # Masked here, the problem alone: the whole line reads "FIELD: problem", and a FIELD
+        # such as vars.redis_password is a secret name whose "value" would be the problem.
+        self.problem = problem = mask_patterns(problem)
         where = f"{self.path}:{line}" if line else self.path
         super().__init__(f"{where}: {field}: {problem}" if field else f"{where}: {problem}")
 

@@ -15,9 +15,12 @@ Host keys are checked against `known_hosts` (default ``~/.ssh/known_hosts``) per
 `host_key_check`: ``strict`` (the default: an unknown or changed key refuses the host),
 ``accept-new`` (remember an unknown key in that file; a changed one is still refused) or ``off``.
 
-Secret fields (a host's `password`/`key_passphrase`, any var whose name says password, secret,
-token, passphrase, credential or api key, and any URL carrying a password) must be a
-``${VAR}`` reference (``${VAR:-default}`` allowed); a literal is refused with file:line:field.
+Secret fields (a host's `password`/`key_passphrase`, any var whose name is a secret name, and
+any URL carrying a password) must be a ``${VAR}`` reference (``${VAR:-default}`` allowed); a
+literal is refused with file:line:field. The secret-name rule is the one redaction masks by
+(:func:`celery_app.redaction.secret_name`): ``redis_password``, ``api_token``, ``redis_pass``,
+``db_pwd``, ``redis_auth``, ``signing_key``, ``client_secret``; not ``key`` (the SSH key's path),
+``host_key_check``, ``cache_key``, ``key_prefix``.
 References resolve from the environment mapping given to :func:`load_inventory`; the values
 found in secret fields are returned in :attr:`Inventory.secrets` for redaction.
 """
@@ -33,13 +36,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from celery_app.inputs import environment_name, shown
+from celery_app.redaction import secret_name
 from runbooks.errors import InventoryError, NotFound, SecretLiteral
 from runbooks.source import Fields, load_yaml
 
 INVENTORY_DIR = Path(__file__).resolve().parent.parent / "inventory"
-SECRET_NAME = re.compile(
-    r"(password|passwd|secret|token|passphrase|credential|api_?key|private_key)", re.I
-)
 HOST_KEY_CHECKS = ("strict", "accept-new", "off")
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _HOST_KEYS = (
@@ -182,7 +183,7 @@ class _Resolver:
     def value(self, fields: Fields, key: Any, value: Any, secret: bool) -> Any:
         if isinstance(value, dict):
             sub = Fields(self.path, value, InventoryError, fields.field(key))
-            return {k: self.value(sub, k, v, secret or _secret_name(k)) for k, v in value.items()}
+            return {k: self.value(sub, k, v, secret or secret_name(k)) for k, v in value.items()}
         if isinstance(value, list):
             return [self.value(fields, key, v, secret) for v in value]
         if not isinstance(value, str):
@@ -206,7 +207,7 @@ class _Resolver:
                 value = default
             else:
                 raise fields.fail(key, f"${{{name}}} is not set in the environment (or .env)")
-            if SECRET_NAME.search(name) and value:
+            if secret_name(name) and value:
                 self.secrets.append(value)  # ${REDIS_PASSWORD} inside a URL is still a secret
             return value
 
@@ -240,13 +241,9 @@ class _Resolver:
         )
 
 
-def _secret_name(key: Any) -> bool:
-    return isinstance(key, str) and bool(SECRET_NAME.search(key))
-
-
 def _vars(resolver: _Resolver, fields: Fields, key: str) -> dict[str, Any]:
     sub = fields.mapping(key)
-    return {k: resolver.value(sub, k, v, _secret_name(k)) for k, v in sub.data.items()}
+    return {k: resolver.value(sub, k, v, secret_name(k)) for k, v in sub.data.items()}
 
 
 def load_inventory(path: Path, environ: Mapping[str, str]) -> Inventory:

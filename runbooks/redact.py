@@ -1,10 +1,13 @@
-"""Mask every secret the configuration knows wherever text leaves the engine.
+"""Mask every secret wherever text leaves the engine: known values and secret patterns.
 
-The secrets are the values Settings collected (passwords, tokens, credentials inside URLs:
+The known secrets are the values Settings collected (passwords, tokens, credentials inside URLs:
 ``settings.secrets``) plus the environment values an inventory references from its secret fields.
-Each is masked as given and in its URL-quoted forms, longest first, so that one secret that
-contains another is masked whole. Apply :meth:`Redactor.text` / :meth:`Redactor.value` to
-console lines, JSON documents, logs and history rows; :class:`RedactingFilter` does it for logs.
+Secrets only a host knows (a host printing ``REDIS_PASSWORD=...``, a database URL with its
+password, ``export API_TOKEN=...``) are masked by pattern. Both live in one place,
+:mod:`celery_app.redaction` (its docstring states the patterns and the secret-name rule), because
+the app's failed-task rows need them too and the app never imports ``runbooks``. Apply
+:meth:`Redactor.text` / :meth:`Redactor.value` to console lines, JSON documents, logs and history
+rows; :class:`RedactingFilter` does it for logs.
 """
 
 from __future__ import annotations
@@ -12,46 +15,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote, quote_plus
 
-MASK = "********"
+from celery_app.redaction import MASK, Redactor, mask_patterns, secret_name
 
-
-class Redactor:
-    """Replace known secret values by :data:`MASK`."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets: list[str] = []
-        self.add(*secrets)
-
-    def add(self, *secrets: str) -> None:
-        found = set(self._secrets)
-        for secret in secrets:
-            if not secret:
-                continue
-            found.update({secret, quote(secret, safe=""), quote_plus(secret)})
-        self._secrets = sorted(found, key=len, reverse=True)
-
-    def __bool__(self) -> bool:
-        return bool(self._secrets)
-
-    def text(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        return text
-
-    def value(self, data: Any) -> Any:
-        """Return `data` (str, list, tuple, dict, scalars) with secrets masked throughout."""
-        if isinstance(data, str):
-            return self.text(data)
-        if isinstance(data, dict):
-            return {self.value(k): self.value(v) for k, v in data.items()}
-        if isinstance(data, list | tuple):
-            return [self.value(v) for v in data]
-        if isinstance(data, bytes):
-            return self.text(data.decode("utf-8", "replace"))
-        return data
+__all__ = ["MASK", "RedactingFilter", "Redactor", "for_settings", "mask_patterns", "secret_name"]
 
 
 class RedactingFilter(logging.Filter):

@@ -198,3 +198,31 @@ def test_an_id_once_forgotten_is_never_handed_out_again(tmp_path: Path) -> None:
     third = fail()
     assert third > second > first
     app.engine.dispose()
+
+
+def test_a_failure_is_stored_with_its_secrets_masked(app: Container) -> None:
+    """Secrets the configuration never knew (a URL password in the message) are masked too."""
+    message = "cannot reach postgresql://app:hostpw-123@db/x (REDIS_PASSWORD=s3cr3t-host)"
+    row_id = record_failure(
+        app,
+        task_id="t-secret",
+        task_name="purchase.post",
+        queue="payments",
+        args=[7, "redis://:argpw-9@cache:6379/0"],
+        kwargs={"api_token": "tok-xyz", "idempotency_key": "req-0007"},
+        exception=ServiceUnavailable(message),
+        traceback=f"Traceback (most recent call last):\n  ...\nServiceUnavailable: {message}",
+    )
+    with app.uow() as uow:
+        row = uow.session.get(FailedTask, row_id)
+        assert row is not None
+        stored = " ".join([row.args, row.kwargs, row.exception, row.traceback])
+    for secret in ("hostpw-123", "s3cr3t-host", "argpw-9", "tok-xyz"):
+        assert secret not in stored
+    shown = failed_tasks.show(app.uow, row_id)
+    assert shown.exception == (  # the `)` goes with the value: better than a leaked character
+        "ServiceUnavailable: cannot reach postgresql://app:********@db/x (REDIS_PASSWORD=********"
+    )
+    assert json.loads(shown.args) == [7, "redis://:********@cache:6379/0"]
+    # Still JSON, and the payment's own key is kept: a retry posts the same request once.
+    assert json.loads(shown.kwargs) == {"api_token": "********", "idempotency_key": "req-0007"}

@@ -80,11 +80,23 @@ def test_dotenv_is_read_and_environment_wins(tmp_path: Path) -> None:
     assert settings.redis_url("broker") == "redis://from-env:6390/0"
 
 
-def test_malformed_dotenv_line_is_located(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("hunter2-pasted-alone", ":2: expected KEY=VALUE, found no '=' (the line is not shown)"),
+        ("REDIS PASSWORD=hunter2", ":2: key 'REDIS PASSWORD' is not a variable name"),
+        ("REDIS_PASSWORD: hunter2=x", ":2: key 'REDIS_PASSWORD: ********' is not a variable"),
+    ],
+)
+def test_malformed_dotenv_line_names_its_number_and_key_never_its_value(
+    tmp_path: Path, line: str, message: str
+) -> None:
     dotenv = tmp_path / ".env"
-    dotenv.write_text("REDIS_HOST=ok\nthis is not a pair\n")
-    with pytest.raises(ConfigError, match=r"\.env:2: expected KEY=VALUE"):
+    dotenv.write_text(f"REDIS_HOST=ok\n{line}\n")
+    with pytest.raises(ConfigError) as caught:
         load_settings({}, dotenv=dotenv)
+    assert str(caught.value).startswith(f"{dotenv}{message}")
+    assert "hunter2" not in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_defaults_hang_off_the_project_not_the_current_directory(
@@ -97,5 +109,7 @@ def test_defaults_hang_off_the_project_not_the_current_directory(
     assert settings.var_dir == PROJECT_ROOT / "var"
     assert env_file_path({}) == PROJECT_ROOT / ".env"
     assert env_file_path({"MAQSAFY_ENV_FILE": "/etc/maqsafy.env"}) == Path("/etc/maqsafy.env")
-    (tmp_path / ".env").write_text("REDIS_HOST=release-own\n")  # a deployed release's folder
-    assert env_file_path({}) == Path(".env")
+    # A .env where the command happens to run (a download, /tmp) is never read.
+    (tmp_path / ".env").write_text("REDIS_HOST=planted\n")
+    assert env_file_path({}) == PROJECT_ROOT / ".env"
+    assert "planted" not in str(load_settings({"MAQSAFY_ENV_FILE": ""}).redis_urls)

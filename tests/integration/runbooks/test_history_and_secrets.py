@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -108,6 +109,71 @@ def test_record_command_for_ops_commands(app: Any) -> None:
     assert (failed["name"], failed["status"]) == ("queue.purge", "failed")
 
 
+# What a host prints that this machine never knew: its own settings and a URL with a password.
+HOST_SETTINGS = (
+    "REDIS_PASSWORD=s3cr3t-only-the-host-knows\n"
+    "DATABASE_URL=postgresql://app:hostpw-123@db/x\n"
+    "export API_TOKEN=tok-xyz\n"
+)
+HOST_ONLY = ("s3cr3t-only-the-host-knows", "hostpw-123", "tok-xyz")
+HOST_BOOK = """\
+name: host-settings
+description: a host shows settings only it knows, on stdout, on stderr and in a failure
+steps:
+  - name: show the settings
+    shell: cat {{ root }}/settings.env; cat {{ root }}/settings.env >&2
+  - name: fail quoting them
+    shell: tac {{ root }}/settings.env >&2; exit 3
+    ignore_errors: true
+  - name: show the database
+    shell: sed -n 2p {{ root }}/settings.env
+"""
+
+
+def test_secrets_only_a_host_knows_are_masked_everywhere(
+    app: Any, tmp_path: Path, inventory_dir: Path, sshd_hosts: list[SSHHost]
+) -> None:
+    from runbooks import render
+
+    for host in sshd_hosts[:2]:
+        (host.root / "settings.env").write_text(HOST_SETTINGS)
+    book = tmp_path / "host-settings.yml"
+    book.write_text(HOST_BOOK)
+    request = service.RunRequest(
+        str(book),
+        "test",
+        limit=",".join(h.name for h in sshd_hosts[:2]),
+        inventory_dir=inventory_dir,
+    )
+    prepared = service.prepare(app, request, {})
+    console, log = io.StringIO(), tmp_path / "run.log"
+    progress = render.ConsoleProgress(prepared.redactor, console)  # what `invoke run` prints
+    result = service.execute(app, prepared, request.arguments(), progress, log)
+    render.print_recap(result, prepared.redactor, lambda line: print(line, file=console))
+    document = json.dumps(prepared.redactor.value(result.to_dict()))  # `invoke run --json`
+    assert result.ok and result.run_id is not None
+    with app.engine.connect() as conn:
+        rows = "\n".join(
+            repr(row)
+            for table in ("ops_runs", "ops_run_hosts", "ops_run_steps")
+            for row in conn.execute(text(f"SELECT * FROM {table}"))
+        )
+    places = {
+        "console": console.getvalue(),
+        "json": document,
+        "log": log.read_text(),
+        "history rows": rows,
+        "history.show": json.dumps(history.get_run(app.sessions, result.run_id), default=str),
+    }
+    for where in ("console", "json", "log", "history rows"):
+        assert "REDIS_PASSWORD=********" in places[where], where
+        assert "postgresql://app:********@db/x" in places[where], where
+        assert "export API_TOKEN=********" in places[where], where
+    for where, found in places.items():
+        for secret in HOST_ONLY:
+            assert secret not in found, f"{secret} leaked into the {where}"
+
+
 SECRET_BOOK = """\
 name: leaky
 description: tries hard to print the secret
@@ -127,6 +193,8 @@ steps:
       cmd: REDISCLI_AUTH="$PW" redis-cli -p "$PORT" ping
       env: {PW: "{{ redis_password }}", PORT: "{{ redis_port }}"}
       expect: PONG
+  - name: the host's own settings
+    shell: cat {{ root }}/settings.env; tac {{ root }}/settings.env >&2
 """
 
 
@@ -139,6 +207,8 @@ def test_the_secret_is_found_nowhere(
 ) -> None:
     secret = redis_server_with_password.password
     assert secret
+    for host in sshd_hosts[:2]:
+        (host.root / "settings.env").write_text(HOST_SETTINGS)
     directory = tmp_path / "inv"
     write_inventory(
         directory,
@@ -187,8 +257,11 @@ def test_the_secret_is_found_nowhere(
         "log": log,
     }
     assert "out ********" in places["console"] and "********" in places["history rows"]
+    assert "export API_TOKEN=********" in places["console"] and "API_TOKEN=****" in places["log"]
+    assert "postgresql://app:********@db/x" in steps[4]["stdout"] + places["history rows"]
     for where, found in places.items():
-        assert secret not in found, f"the secret leaked into the {where}"
+        for leaked in (secret, *HOST_ONLY):
+            assert leaked not in found, f"{leaked} leaked into the {where}"
 
 
 def test_malformed_files_give_one_located_line_and_exit_2(

@@ -122,3 +122,30 @@ def test_unknown_environment_lists_the_known_ones(tmp_path: Path) -> None:
     write(tmp_path, GOOD)
     with pytest.raises(NotFound, match="known: staging"):
         load_environment("prod", {}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "name", ["redis_pass", "db_pwd", "redis_auth", "api_token", "signing_key", "client_secret"]
+)
+def test_every_secret_name_refuses_a_literal_and_takes_a_reference(
+    tmp_path: Path, name: str
+) -> None:
+    path = write(tmp_path, f"vars:\n  other: 1\n  {name}: hunter2\nhosts: {{a: {{}}}}\n")
+    with pytest.raises(SecretLiteral) as caught:
+        load_inventory(path, {})
+    assert str(caught.value).startswith(f"{path}:3: vars.{name}: a literal secret is refused")
+    assert "hunter2" not in str(caught.value)
+    path.write_text(f"vars:\n  {name}: ${{SOME_VAR}}\nhosts: {{a: {{}}}}\n")
+    inv = load_inventory(path, {"SOME_VAR": "from-env"})
+    assert inv.vars[name] == "from-env" and "from-env" in inv.secrets
+
+
+def test_names_that_hold_no_secret_keep_their_literals(tmp_path: Path) -> None:
+    text = (
+        "defaults: {key: ~/.ssh/id, host_key_check: strict}\n"
+        "vars: {cache_key: 'maqsafy:cache:x', key_prefix: maqsafy, idempotency_key: k-1,"
+        " ssh_auth_sock: /tmp/agent, fencing_token: 3}\n"
+        "hosts: {a: {}}\n"
+    )
+    inv = load_inventory(write(tmp_path, text), {})
+    assert inv.vars["key_prefix"] == "maqsafy" and inv.hosts["a"].key == "~/.ssh/id"
