@@ -2,7 +2,9 @@
 
 Tables (migration 0002): `ops_runs` (one row per run: kind, name, environment, operator, the
 project's version, arguments, check mode, status, start, end), `ops_run_hosts` (each host's
-outcome and counters) and `ops_run_steps` (each step's outcome, rc, duration, redacted output).
+outcome and counters) and `ops_run_steps` (each step's outcome, rc, duration, redacted output);
+(migration 0004) `ops_request_nonces`, the signed ops requests a worker has accepted
+(:mod:`runbooks.ops_requests`).
 
 Nothing acts without its record: a run or a state-changing command first inserts its row
 (status `running`, operator, redacted arguments, environment), then acts, then closes the row
@@ -114,6 +116,17 @@ class OpsRunStep(Base):
     stdout: Mapped[str] = mapped_column(Text, default="")
     stderr: Mapped[str] = mapped_column(Text, default="")
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class OpsRequestNonce(Base):
+    """A request nonce a worker has accepted once (replays are refused against this table)."""
+
+    __tablename__ = "ops_request_nonces"
+
+    __table_args__ = (Index("ix_ops_request_nonces_received_at", "received_at"),)
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 def operator_name() -> str:

@@ -32,13 +32,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import DateTime, Index, String, delete
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from celery_app.db import UnitOfWork
-from celery_app.models import Base, utcnow
+from celery_app.models import utcnow
 from runbooks.errors import RunbookError
+from runbooks.history import OpsRequestNonce
 
 KEY_VAR = "MAQSAFY_OPS_SIGNING_KEY"
 PREVIOUS_KEY_VAR = "MAQSAFY_OPS_SIGNING_KEY_PREVIOUS"
@@ -57,17 +58,6 @@ class RequestRefused(RunbookError):
 
 class SigningKeyMissing(RunbookError):
     """No usable signing key in the environment."""
-
-
-class OpsRequestNonce(Base):
-    """A request nonce a worker has accepted once (replays are refused against this table)."""
-
-    __tablename__ = "ops_request_nonces"
-
-    __table_args__ = (Index("ix_ops_request_nonces_received_at", "received_at"),)
-
-    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
-    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 @dataclass(frozen=True)
