@@ -28,10 +28,15 @@ T = TypeVar("T")
 def make_engine(url: str, pool_size: int = 5) -> Engine:
     """Create the engine for `url`, configured for concurrent money writes."""
     if url.startswith("sqlite"):
-        path = sqlite_path(url)
-        if path is not None and path.parent.is_dir():
-            private_file(path)  # 0600 before SQLite creates it (its WAL files take its mode)
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+        path = sqlite_path(url)
+
+        @event.listens_for(engine, "do_connect")
+        def _private(*_: Any) -> None:
+            # 0600 before SQLite creates it (its WAL files take its mode); at first connect,
+            # so a command refused before it touches the database leaves no file behind.
+            if path is not None and path.parent.is_dir():
+                private_file(path)
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:

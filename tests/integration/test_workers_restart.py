@@ -50,7 +50,8 @@ def test_restart_mid_batch_loses_nothing_and_posts_nothing_twice(
     node = workers.verify(app, ["w1@" + workers._hostname()], supervisor.queues, 60)[0]
 
     rng = random.Random(3)
-    for n in range(300):
+    purchases = 600  # enough that the restart lands mid-batch even on a loaded machine
+    for n in range(purchases):
         submit.submit_purchase(
             money.container,
             f"b-{n}",
@@ -59,7 +60,7 @@ def test_restart_mid_batch_loses_nothing_and_posts_nothing_twice(
             rng.randrange(100, 900),
             money.enqueue,
         )
-    wait_for(lambda: money.statuses().get("posted", 0) >= 60, 60, "part of the batch")
+    wait_for(lambda: money.statuses().get("posted", 0) >= 40, 60, "part of the batch")
 
     assert money.pending() > 0, "the batch finished before the restart; nothing was tested"
     report = workers.restart(app, supervisor, ["w1"], timeout=60, release="v2")
@@ -73,7 +74,7 @@ def test_restart_mid_batch_loses_nothing_and_posts_nothing_twice(
     money.wait_settled(relay=False)  # a graceful restart needs no help from the relay
     per_request = money.postings_per_request()
     assert max(per_request.values()) == 1
-    assert sum(money.statuses().values()) == 310
+    assert sum(money.statuses().values()) == 10 + purchases
     assert settlement.reconcile(money.container).balanced
 
 
@@ -108,7 +109,12 @@ def test_worker_commands_from_the_command_line(money: MoneyEnv, tmp_path: Path) 
     import os
     import subprocess
 
-    env = {**os.environ, **money.env, "MAQSAFY_VAR_DIR": str(tmp_path / "cli-var")}
+    env = {
+        **os.environ,
+        **money.env,
+        "MAQSAFY_VAR_DIR": str(tmp_path / "cli-var"),
+        "MAQSAFY_OPS_SIGNING_KEY": "workers-cli-test-ops-signing-key-000000",  # signs run --remote
+    }
 
     def invoke(*args: str) -> subprocess.CompletedProcess[str]:
         return run_invoke(args, env, timeout=180)
