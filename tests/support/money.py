@@ -120,3 +120,13 @@ class Shopping(threading.Thread):
                 self.money.enqueue,
             )
             self.submitted += 1
+
+
+def start_shopping(money: MoneyEnv, wallets: int = 10) -> Shopping:
+    """Open `wallets` funded wallets and start submitting purchases on them (stop, then join)."""
+    money.open_wallets(wallets)
+    for i in range(wallets):
+        submit.submit_top_up(money.container, f"seed-{i}", f"wallet:{i}", 1_000_000, money.enqueue)
+    shopping = Shopping(money, wallets)
+    shopping.start()
+    return shopping

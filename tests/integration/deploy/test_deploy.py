@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from celery_app import migrate, settlement, submit, workers
+from celery_app import migrate, settlement, workers
 from celery_app.celery import make_app
 from celery_app.settings import load_settings
 from runbooks import history
 from runbooks.deploy import release, rollout
 from tests.support.deploy import Fleet, make_fleet, on_host
-from tests.support.money import MoneyEnv, Shopping
+from tests.support.money import MoneyEnv, start_shopping
 from tests.support.services import RedisServer
 from tests.support.sshd import SSHHost, start_sshd
 
@@ -74,11 +74,7 @@ def test_v1_then_v2_while_money_flows_then_rollback(
     }
     assert releases_reported(money) == {f"w1@host{i}": v1 for i in range(3)}
 
-    money.open_wallets(10)
-    for i in range(10):
-        submit.submit_top_up(app, f"seed-{i}", f"wallet:{i}", 1_000_000, money.enqueue)
-    shopping = Shopping(money, 10)
-    shopping.start()
+    shopping = start_shopping(money, 10)
     try:
         second = rollout.deploy(app, request(fleet, repo, "v2", serial=1, max_fail=0), {})
     finally:

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import redis
 
-from celery_app import failed_tasks, migrate, settlement, submit, workers
+from celery_app import failed_tasks, migrate, settlement, workers
 from celery_app.celery import make_app
 from celery_app.settings import load_settings
 from tests.support.cli import clean_environ, run_invoke
 from tests.support.deploy import Fleet, make_fleet
-from tests.support.money import MoneyEnv, Shopping
+from tests.support.money import MoneyEnv, start_shopping
 from tests.support.services import RedisServer, wait_for
 from tests.support.sshd import SSHHost
 
@@ -76,11 +76,7 @@ def test_the_operators_day(
     control = make_app(load_settings(money.env))
     app = money.container
     raw = redis.Redis.from_url(redis_server.url)
-    money.open_wallets(10)
-    for i in range(10):
-        submit.submit_top_up(app, f"seed-{i}", f"wallet:{i}", 1_000_000, money.enqueue)
-    shopping = Shopping(money, 10)
-    shopping.start()
+    shopping = start_shopping(money, 10)
     try:
         # Morning: v1 goes out host by host while parents and students pay.
         first = op.json("deploy", *op.on, "--ref", "v1", "--serial", "1")
