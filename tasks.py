@@ -835,11 +835,10 @@ redis_ns.add_task(redis_doctor, "doctor")
 
 @task(
     help={
-        "apply": "set the rules on the broker's Redis (as the admin REDIS_* names)",
-        "check": "with --apply: say whether anything would change, change nothing",
-        "user": "the app's ACL user (default maqsafy-app)",
-        "password_env": "the variable holding the app user's password "
-        "(default MAQSAFY_REDIS_APP_PASSWORD)",
+        "apply": "create or update every role's user on Redis, as the user "
+        "MAQSAFY_REDIS_SUPERUSER_URL names (else the broker URL's); recorded",
+        "check": "with --apply: say which users would change, change nothing",
+        "role": "only this role's user: producer, worker, ops or admin",
         "env": ENV_HELP,
         "inventory": INVENTORY_HELP,
     }
@@ -848,38 +847,47 @@ def redis_acl(
     c: Context,
     apply: bool = False,
     check: bool = False,
-    user: str = "maqsafy-app",
-    password_env: str = "MAQSAFY_REDIS_APP_PASSWORD",
+    role: str = "",
     env: str = "",
     inventory: str = "",
 ) -> None:
-    """Print (or --apply) the least-privilege ACL for the app's Redis user; --apply is recorded."""
+    """Show (or --apply) one least-privilege Redis user per role; passwords come from
+    MAQSAFY_REDIS_<ROLE>_PASSWORD and are never shown."""
     import os
 
-    from celery_app import redis_acl as acl
-    from celery_app.redis_facts import Endpoint
+    import redis
 
-    app = health_app(env, inventory)
-    db = Endpoint.parse(app.settings.redis_url("broker")).db
-    if not apply:
-        print(acl.render(user, app.keyspace.prefix, password_env, db))
-        return
-    password = os.environ.get(password_env, "")
-    if not password:
-        raise Exit(
-            f"error: {password_env} is not set: the app user's password comes from the "
-            "environment, never the command line",
-            2,
-        )
+    from celery_app import redis_acl as acl
+
     with operator_errors():
-        acl.check_user(user)  # a bad name writes nothing, not even a history row
-        if check:
-            result = acl.apply(app.redis("broker"), user, app.keyspace.prefix, password, True, db)
-        else:
-            with recorded(app, "redis.acl", env, user=user, password_env=password_env) as record:
-                result = acl.apply(app.redis("broker"), user, app.keyspace.prefix, password, db=db)
-                record.message = result.message()
-    print(result.message())
+        users = acl.pick(role)
+    if check and not apply:
+        raise Exit("error: --check only goes with --apply (without --apply nothing changes)", 2)
+    if apply:
+        with operator_errors():
+            secrets = acl.passwords(users, os.environ)  # all present before anything is written
+    app = health_app(env, inventory)
+    scope = acl.scope_for(app.settings.redis_urls, app.keyspace.prefix)
+    if not apply:
+        print(acl.render(scope, users))
+        return
+    url = app.settings.redis_superuser_url or app.settings.redis_url("broker")
+    admin = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+    names = [u.name for u in users]
+    try:
+        with operator_errors():
+            if check:
+                results = acl.apply(admin, users, secrets, scope, check=True)
+            else:
+                password_envs = [u.password_env for u in users]
+                with recorded(
+                    app, "redis.acl", env, users=names, password_envs=password_envs
+                ) as record:
+                    results = acl.apply(admin, users, secrets, scope)
+                    record.message = "; ".join(r.message() for r in results)
+    finally:
+        admin.close()
+    print("\n".join(r.message() for r in results))
 
 
 redis_ns.add_task(redis_acl, "acl")
@@ -956,7 +964,7 @@ metrics_ns.add_task(metrics_serve, "serve")
 
 @task(
     help={
-        "user": "the app's ACL user to check (default: REDIS_URL's user, else maqsafy-app)",
+        "user": "the Redis user the app connects as (default: REDIS_URL's user; none: default)",
         "path": "the folder to scan for secrets (default: this repository)",
         "env": ENV_HELP,
         "inventory": INVENTORY_HELP,
@@ -971,10 +979,12 @@ def audit_security(
     inventory: str = "",
     json: bool = False,
 ) -> None:
-    """Audit Redis (auth, protected mode, bind, the app user's ACL, TLS) and scan for secrets."""
+    """Audit Redis (auth, protected mode, bind, TLS, whom the app connects as, every ACL user
+    against its role's rules) and scan for secrets; exit 0 ok, 1 warning, 2 critical."""
     from pathlib import Path
 
     from celery_app import findings
+    from celery_app.redis_acl import scope_for
     from celery_app.redis_audit import audit
     from celery_app.redis_doctor import servers
     from celery_app.redis_facts import Endpoint
@@ -987,10 +997,20 @@ def audit_security(
         raise Exit(f"error: --path {shown(path)}: {exc.strerror}", 2) from None
     if not folder:
         raise Exit(f"error: --path: no folder {shown(str(root))}", 2)
+    if user and not user.replace("-", "").replace("_", "").isalnum():
+        raise Exit(
+            f"error: --user: a Redis user name is letters, digits, - or _, got {shown(user)}", 2
+        )
     app = health_app(env, inventory)
+    settings = app.settings
+    scope = scope_for(settings.redis_urls, app.keyspace.prefix)
     audited = [
-        (Endpoint.parse(url).display, roles, audit(url, user))
-        for url, roles in servers(app.settings.redis_urls)
+        (
+            Endpoint.parse(url).display,
+            roles,
+            audit(url, user, superuser_url=settings.redis_superuser_url, scope=scope),
+        )
+        for url, roles in servers(settings.redis_urls)
     ]
     every = [f for _target, _roles, found in audited for f in found]
     report = [

@@ -21,12 +21,14 @@ from celery.signals import (
     worker_init,
     worker_process_init,
 )
+from kombu.transport.redis import Channel
 
 from celery_app import bootstrap
 from celery_app.embedded import ensure_embedded_redis
 from celery_app.errors import ConfigError, MaqsafyError
 from celery_app.keyspace import QUEUES
 from celery_app.queues import stamp_sent_at
+from celery_app.redis_acl import unacked_keys
 from celery_app.settings import Settings, load_settings
 
 
@@ -39,12 +41,23 @@ def kombu_url(url: str) -> str:
     return f"redis+socket://{parts.path}?virtual_host={db}"
 
 
+def transport_options(settings: Settings) -> dict[str, Any]:
+    """kombu's options: the visibility timeout, and the unacked keys of the role whose Redis
+    user the broker URL names (the ops runner and the operator's tool keep their own)."""
+    user = urlsplit(settings.redis_url("broker")).username or ""
+    key, index, mutex = unacked_keys(user)
+    options: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout}
+    if key != Channel.unacked_key:
+        options.update(unacked_key=key, unacked_index_key=index, unacked_mutex_key=mutex)
+    return options
+
+
 def configure(app: Celery, settings: Settings) -> None:
     bootstrap.make_var_dir(settings)  # beat keeps its schedule file here
     app.conf.update(
         broker_url=kombu_url(settings.redis_url("broker")),
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_transport_options=transport_options(settings),
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],

@@ -14,7 +14,14 @@ from celery_app.errors import ConfigError
 # Queues the Celery app declares; the broker role owns these names and their kombu companions.
 QUEUES = ("payments", "maintenance", "ops")
 MONEY_QUEUES = ("payments",)
-BROKER_EXACT = ("unacked", "unacked_index", "unacked_mutex", *QUEUES)
+# kombu keeps the messages a consumer holds unacknowledged in a hash, a zset of delivery times and
+# a mutex, and every consumer restores overdue ones into the queue they came from. The ops runner
+# and the operator's tool keep their own three (by their Redis user, see celery.py), so no other
+# role's user can plant a message that they would restore into `ops`.
+UNACKED_KEYS = ("unacked", "unacked_index", "unacked_mutex")
+OPS_UNACKED_KEYS = ("ops.unacked", "ops.unacked_index", "ops.unacked_mutex")
+ADMIN_UNACKED_KEYS = ("admin.unacked", "admin.unacked_index", "admin.unacked_mutex")
+BROKER_EXACT = (*UNACKED_KEYS, *OPS_UNACKED_KEYS, *ADMIN_UNACKED_KEYS, *QUEUES)
 # kombu's bindings, binding_permanent.* and binding_deadlines; Celery's result keys.
 BROKER_PREFIXES = ("_kombu.", "celery-task-meta-", "celery-taskset-meta-")
 PIDBOX_SUFFIX = ".celery.pidbox"  # each worker node's remote-control queue, and reply queues
@@ -56,6 +63,17 @@ class Keyspace:
     @property
     def fence_counter(self) -> str:
         return f"{self.prefix}:fence:seq"
+
+    def patterns(self, role: str) -> tuple[str, ...]:
+        """Glob patterns that cover every key of `role` (cache, sessions, ratelimit, locks)."""
+        p = self.prefix
+        by_role = {
+            "cache": (f"{p}:cache:*",),
+            "sessions": (f"{p}:session:*", f"{p}:sessions:*"),
+            "ratelimit": (f"{p}:rl:*",),
+            "locks": (f"{p}:lock:*", f"{p}:fence:*"),
+        }
+        return by_role[role]
 
     def role_of(self, key: str) -> str:
         """Return the role owning `key`: broker, cache, sessions, ratelimit, locks or unknown."""

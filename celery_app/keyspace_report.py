@@ -84,7 +84,11 @@ def _measure(client: redis.Redis, usage: dict[str, RoleUsage]) -> None:
             pipe.memory_usage(key, samples=5)
             owners.append(role)
         role._sample.clear()
-    for role, used in zip(owners, pipe.execute(), strict=True):
+    for role, used in zip(owners, pipe.execute(raise_on_error=False), strict=True):
+        if isinstance(used, redis.exceptions.NoPermissionError):
+            continue  # a key this ACL user may not read (another role's, another app's)
+        if isinstance(used, Exception):
+            raise used
         if used is not None:  # the key expired between SCAN and MEMORY USAGE
             role.memory_bytes += int(used)
             role.sampled += 1

@@ -17,6 +17,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
+
 from celery_app import failed_tasks
 from celery_app.bootstrap import Container
 from celery_app.boundary import redis_errors
@@ -98,7 +100,10 @@ def sweep_stale_locks(container: Container, batch: int = 1000) -> int:
                 pipe.pttl(key)
             stale = [k for k, ttl in zip(chunk, pipe.execute(), strict=True) if ttl == -1]
             for key in stale:  # checked again atomically: a lock re-taken since has a TTL
-                removed += int(delete_if_no_ttl(keys=[key]))
+                try:
+                    removed += int(delete_if_no_ttl(keys=[key]))
+                except redis.exceptions.NoPermissionError:  # another role's (a deploy lock)
+                    log.warning("lock key %r has no TTL; this Redis user may not delete it", key)
     if removed:
         log.warning("swept %d lock key(s) that had no TTL", removed)
     return removed

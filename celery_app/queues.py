@@ -27,7 +27,7 @@ from kombu.transport.redis import PRIORITY_STEPS, Channel
 from celery_app.boundary import redis_errors
 from celery_app.errors import InvalidRequest, Refused
 from celery_app.inputs import shown
-from celery_app.keyspace import MONEY_QUEUES, QUEUES
+from celery_app.keyspace import MONEY_QUEUES, OPS_UNACKED_KEYS, QUEUES
 
 SEP: str = Channel.sep
 UNACKED: str = Channel.unacked_key
@@ -95,23 +95,26 @@ def _binding_map(client: redis.Redis) -> dict[tuple[str, str], str]:
 
 
 def unacked_by_queue(client: redis.Redis, now: float) -> dict[str, tuple[int, float | None]]:
-    """Return queue -> (unacked count, seconds since the oldest was delivered)."""
+    """Return queue -> (unacked count, seconds since the oldest was delivered), from the
+    workers' ``unacked`` hash and the ops runners' own."""
     bindings = _binding_map(client)
     result: dict[str, tuple[int, float | None]] = {}
-    tags: list[tuple[str, bytes]] = []
-    for tag, raw in client.hscan_iter(UNACKED, count=1000):
-        try:
-            _message, exchange, routing_key = json.loads(raw)
-        except (ValueError, TypeError):
-            continue
-        tags.append((bindings.get((exchange, routing_key), routing_key), tag))
+    tags: list[tuple[str, str, bytes]] = []  # (queue, its index zset, delivery tag)
+    ops_hash, ops_index, _mutex = OPS_UNACKED_KEYS
+    for hash_key, index_key in ((UNACKED, UNACKED_INDEX), (ops_hash, ops_index)):
+        for tag, raw in client.hscan_iter(hash_key, count=1000):
+            try:
+                _message, exchange, routing_key = json.loads(raw)
+            except (ValueError, TypeError):
+                continue
+            tags.append((bindings.get((exchange, routing_key), routing_key), index_key, tag))
     scores: list[float | None] = []
     for start in range(0, len(tags), 1000):
         pipe = client.pipeline(transaction=False)
-        for _queue, tag in tags[start : start + 1000]:
-            pipe.zscore(UNACKED_INDEX, tag)
+        for _queue, index_key, tag in tags[start : start + 1000]:
+            pipe.zscore(index_key, tag)
         scores.extend(pipe.execute())
-    for (queue, _tag), score in zip(tags, scores, strict=True):
+    for (queue, _index, _tag), score in zip(tags, scores, strict=True):
         count, oldest = result.get(queue, (0, None))
         age = None if score is None else max(0.0, now - float(score))
         if age is not None and (oldest is None or age > oldest):

@@ -81,8 +81,9 @@ NOT_SECRET_KEYS = frozenset(
     }
 )  # fmt: skip
 POINTERS = frozenset(
-    {"env", "var", "file", "path", "dir", "name", "id", "ids", "ok", "set", "required", "len",
-     "length", "count", "policy", "prompt", "hint", "ttl", "age", "expiry", "expires", "at"}
+    {"env", "envs", "var", "vars", "file", "files", "path", "dir", "name", "names", "id", "ids",
+     "ok", "set", "required", "len", "length", "count", "policy", "prompt", "hint", "ttl", "age",
+     "expiry", "expires", "at"}
 )  # fmt: skip
 NOT_SECRET_WORDS = frozenset({"bypass", "compass", "oldpwd", "fencingtoken"})
 TRAILERS = frozenset(

@@ -3,7 +3,10 @@
 The platform's own variables are honoured as its Redis page writes them (`REDIS_HOST`,
 `REDIS_PORT`, `REDIS_PASSWORD` where the literal ``null`` means "no password",
 `QUEUE_CONNECTION`, `CACHE_DRIVER`, `SESSION_DRIVER`), and URLs win where given: `REDIS_URL`
-for every role, `REDIS_<ROLE>_URL` for one role, `DATABASE_URL` for SQL.
+for every role, `REDIS_<ROLE>_URL` for one role, `DATABASE_URL` for SQL. A URL's user is the
+Redis ACL user the process connects as (``redis://maqsafy-worker:<password>@host:6379/0``);
+`MAQSAFY_REDIS_SUPERUSER_URL` names a user allowed ACL and CONFIG, used only by `redis.acl
+--apply` and `audit.security`.
 
 Nothing is configured -> the embedded default: a private redis-server and SQLite under
 `MAQSAFY_VAR_DIR` (default: ``var/`` in the project's folder, whatever the current directory).
@@ -143,6 +146,7 @@ class Settings:
     visibility_timeout: int = 3600
     relay_after_seconds: int = 30
     key_prefix: str = "maqsafy"
+    redis_superuser_url: str | None = field(default=None, repr=False)
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
@@ -204,6 +208,9 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
             url = f"unix://{var_dir / 'redis.sock'}?db=0"
         urls[role] = url
         secrets.extend(_secrets_of(url))
+    superuser = _url(env, "MAQSAFY_REDIS_SUPERUSER_URL", REDIS_SCHEMES)
+    if superuser:
+        secrets.extend(_secrets_of(superuser))
 
     return Settings(
         var_dir=var_dir,
@@ -217,5 +224,6 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         visibility_timeout=_int(env, "MAQSAFY_VISIBILITY_TIMEOUT", 3600, 60, 86_400 * 7),
         relay_after_seconds=_int(env, "MAQSAFY_RELAY_AFTER", 30, 0, 86_400),
         key_prefix=env.get("MAQSAFY_KEY_PREFIX", "").strip() or "maqsafy",
+        redis_superuser_url=superuser,
         secrets=tuple(sorted({s for s in secrets if s}, key=len, reverse=True)),
     )

@@ -25,12 +25,21 @@ REDIS_VARIABLES = (
     "REDIS_HOST",
     "REDIS_PORT",
     "REDIS_PASSWORD",
+    "MAQSAFY_REDIS_SUPERUSER_URL",  # never this machine's superuser against another Redis
     *(f"REDIS_{role.upper()}_URL" for role in ROLES),
 )
 
 
 def redis_environ(environment: str, vars: Mapping[str, Any]) -> dict[str, str]:
-    """The REDIS_* variables that point every role at the environment's Redis."""
+    """The REDIS_* variables that point every role at the environment's Redis (and its
+    ``redis_superuser_url``, for redis.acl --apply and audit.security, where the vars name one)."""
+    found = _role_environ(environment, vars)
+    if vars.get("redis_superuser_url"):
+        found["MAQSAFY_REDIS_SUPERUSER_URL"] = str(vars["redis_superuser_url"])
+    return found
+
+
+def _role_environ(environment: str, vars: Mapping[str, Any]) -> dict[str, str]:
     if vars.get("redis_url"):
         return {"REDIS_URL": str(vars["redis_url"])}
     if not vars.get("redis_host"):

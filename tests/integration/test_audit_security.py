@@ -18,8 +18,9 @@ from tests.support.redis_app import app_env, invoke
 from tests.support.services import RedisServer, free_port, require, start_redis
 
 ADMIN_PW = "audit-admin-pw-8d2e"
-APP_PW = "audit-app-pw-77aa"
+PASSWORDS = {u.name: f"audit-{u.role}-pw-77aa" for u in redis_acl.ROLE_USERS}
 REAL = "hunter2-Zq9x"  # a "real" secret planted in files the scan must find
+WIDE = ("+@all", "-flushall", "-flushdb", "-config", "-debug", "-module", "-keys")
 
 
 @pytest.fixture
@@ -37,9 +38,14 @@ def clean_tree(tmp_path: Path) -> Path:
 @pytest.fixture
 def locked(tmp_path: Path) -> Iterator[RedisServer]:
     server = start_redis(tmp_path / "locked", password=ADMIN_PW)
-    redis_acl.apply(server.client(), redis_acl.APP_USER, "maqsafy", APP_PW)
+    redis_acl.apply(server.client(), redis_acl.ROLE_USERS, PASSWORDS, redis_acl.Scope())
     yield server
     server.stop()
+
+
+def role_url(server: RedisServer, role: str) -> str:
+    name = redis_acl.BY_ROLE[role].name
+    return f"redis://{name}:{PASSWORDS[name]}@127.0.0.1:{server.port}/0"
 
 
 def levels(found: list[object]) -> dict[str, str]:
@@ -52,7 +58,8 @@ def test_an_exposed_instance_fails(tmp_path: Path, clean_tree: Path) -> None:
         found = levels(audit(exposed.url))
         assert found["auth"] == "critical"
         assert found["protected-mode"] == "warn"
-        assert found["app user"] == "warn"  # no least-privilege user exists
+        assert found["app user"] == "critical"  # on the default user, allowed everything
+        assert found["acl maqsafy-producer"] == "warn"  # no role users exist
         done = invoke(app_env(tmp_path, exposed.url), "audit.security", "--path", str(clean_tree))
         assert done.returncode == 2
         assert "[CRIT] auth: Redis answers a client that sends no password" in done.stdout
@@ -60,39 +67,85 @@ def test_an_exposed_instance_fails(tmp_path: Path, clean_tree: Path) -> None:
         exposed.stop()
 
 
-def test_a_locked_down_instance_passes(
+def test_the_users_apply_creates_pass(
     locked: RedisServer, tmp_path: Path, clean_tree: Path
 ) -> None:
-    done = invoke(
-        app_env(tmp_path, locked.url), "audit.security", "--path", str(clean_tree), "--json"
-    )
+    env = app_env(tmp_path, role_url(locked, "producer"), MAQSAFY_REDIS_SUPERUSER_URL=locked.url)
+    done = invoke(env, "audit.security", "--path", str(clean_tree), "--json")
     assert done.returncode == 0, done.stdout + done.stderr
-    data = json.loads(done.stdout)
-    [server] = data["redis"]
+    [server] = json.loads(done.stdout)["redis"]
     assert {f["check"]: f["level"] for f in server["findings"]} == {
         "auth": "ok",
         "bind": "ok",
         "protected-mode": "ok",
         "tls": "ok",
         "app user": "ok",
+        **{f"acl {name}": "ok" for name in PASSWORDS},
     }
-    assert ADMIN_PW not in done.stdout
+    assert not any(pw in done.stdout + done.stderr for pw in [ADMIN_PW, *PASSWORDS.values()])
+    assert locked.client().acl_users() == ["default", *sorted(PASSWORDS)]  # the probe is gone
 
 
-def test_an_app_user_allowed_everything_is_critical(locked: RedisServer) -> None:
-    locked.client().acl_setuser(
-        "too-wide", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all"]
+def test_the_app_on_the_default_user_is_critical(
+    locked: RedisServer, tmp_path: Path, clean_tree: Path
+) -> None:
+    done = invoke(app_env(tmp_path, locked.url), "audit.security", "--path", str(clean_tree))
+    assert done.returncode == 2
+    [line] = [ln.strip() for ln in done.stdout.splitlines() if ln.strip().startswith("[CRIT]")]
+    assert line == (
+        "[CRIT] app user: the app connects as Redis's default user, which may run anything "
+        "(ACL, CONFIG, FLUSHALL, SHUTDOWN)"
     )
-    found = audit(locked.url, "too-wide")
-    [user] = [f for f in found if f.check == "app user"]
-    assert user.level == "critical"
-    assert "may run FLUSHALL, FLUSHDB, CONFIG, DEBUG, MODULE, KEYS" in user.message
+    assert ADMIN_PW not in done.stdout + done.stderr
 
 
-def test_as_the_app_user_admin_checks_say_so(locked: RedisServer) -> None:
-    url = f"redis://{redis_acl.APP_USER}:{APP_PW}@127.0.0.1:{locked.port}/0"
-    found = levels(audit(url))
-    assert found == {"auth": "ok", "bind": "warn", "app user": "ok", "app user flush": "warn"}
+def test_a_role_user_wider_than_its_role_is_critical(
+    locked: RedisServer, tmp_path: Path, clean_tree: Path
+) -> None:
+    password = PASSWORDS["maqsafy-worker"]
+    locked.client().acl_setuser(
+        "maqsafy-worker", reset=True, enabled=True, passwords=[f"+{password}"], keys=["*"],
+        commands=list(WIDE),
+    )  # fmt: skip
+    env = app_env(tmp_path, role_url(locked, "worker"), MAQSAFY_REDIS_SUPERUSER_URL=locked.url)
+    done = invoke(env, "audit.security", "--path", str(clean_tree))
+    assert done.returncode == 2, done.stdout + done.stderr
+    [line] = [ln.strip() for ln in done.stdout.splitlines() if ln.strip().startswith("[CRIT]")]
+    assert line.startswith(
+        "[CRIT] acl maqsafy-worker: ACL user 'maqsafy-worker' is wider than the worker role: "
+        "may run acl, shutdown, "
+    )
+    assert line.endswith("; has ~*")
+
+
+def test_any_other_user_allowed_the_dangerous_is_critical(locked: RedisServer) -> None:
+    locked.client().acl_setuser(
+        "too-wide", enabled=True, passwords=["+pw"], keys=["*"], commands=list(WIDE)
+    )
+    found = {f.check: f for f in audit(role_url(locked, "admin"), superuser_url=locked.url)}
+    assert found["acl too-wide"].level == "critical"
+    assert found["acl too-wide"].message.startswith("ACL user 'too-wide' may run acl, shutdown, ")
+    assert found["acl maqsafy-admin"].level == "ok"
+    narrow = {f.check: f.level for f in audit(role_url(locked, "admin"), superuser_url=locked.url)}
+    locked.client().acl_setuser("maqsafy-ops", enabled=True, commands=["-psubscribe"])
+    after = {f.check: f for f in audit(role_url(locked, "admin"), superuser_url=locked.url)}
+    assert narrow["acl maqsafy-ops"] == "ok" and after["acl maqsafy-ops"].level == "warn"
+    assert "narrower than the ops role" in after["acl maqsafy-ops"].message
+
+
+def test_as_a_role_user_without_the_superuser_it_says_so(locked: RedisServer) -> None:
+    found = levels(audit(role_url(locked, "producer")))
+    assert found == {
+        "auth": "ok",
+        "bind": "warn",
+        "app user": "ok",
+        "app user acl": "ok",
+        "acl users": "warn",
+    }
+    locked.client().acl_setuser("maqsafy-producer", enabled=True, commands=["+flushall"])
+    [acl] = [f for f in audit(role_url(locked, "producer")) if f.check == "app user acl"]
+    assert (acl.level, acl.message) == ("critical", "this user (maqsafy-producer) may run FLUSHALL")
+    assert locked.client().dbsize() >= 0 and locked.client().acl_users()  # nothing ran
 
 
 def test_the_scan_names_real_looking_secrets_only(clean_tree: Path, tmp_path: Path) -> None:

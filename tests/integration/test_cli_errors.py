@@ -11,6 +11,7 @@ import json
 import subprocess
 from pathlib import Path
 
+from celery_app import redis_acl
 from tests.support.cli import clean_environ, run_invoke_batch, start_invoke
 from tests.support.health import fail_a_task
 from tests.support.redis_app import app_env, history_names, migrated_app
@@ -224,7 +225,11 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path, redis_server: Re
 def test_state_changes_are_recorded_and_refusals_are_not(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    env = app_env(tmp_path, redis_server.url, MAQSAFY_REDIS_APP_PASSWORD="app-pw-7f3a")
+    env = app_env(
+        tmp_path,
+        redis_server.url,
+        **{u.password_env: f"{u.role}-pw-7f3a" for u in redis_acl.ROLE_USERS},
+    )
     app = migrated_app(env)
     for n in (1, 2, 3):
         fail_a_task(app, f"t{n}")
@@ -235,13 +240,13 @@ def test_state_changes_are_recorded_and_refusals_are_not(
             (["failed.forget", "abc"], env),
             (["failed.flush", "--hours", "x"], env),
             (["failed.prune", "--hours", "-1"], env),
-            (["redis.acl", "--apply", "--user", "bad name"], env),
+            (["redis.acl", "--apply", "--role", "bad name"], env),
             (["redis.acl", "--apply", "--check"], env),  # a check changes nothing: not recorded
             (["failed.show", "999"], env),
         ]
     )
     expected = ["id 99; nothing changed", "--queue goes with --all", "bad failed-task id 'abc'"]
-    expected += ["--hours", "--hours", "ACL user name"]
+    expected += ["--hours", "--hours", "--role: unknown role 'bad name'"]
     for done, words in zip(refused, expected, strict=False):
         one_error(done, words)
     assert refused[6].returncode == 0, refused[6].stderr
@@ -263,7 +268,14 @@ def test_state_changes_are_recorded_and_refusals_are_not(
         ("failed.forget", "ok", {"ids": [2]}),
         ("failed.prune", "ok", {"hours": 24}),
         ("failed.flush", "ok", {"hours": None}),
-        ("redis.acl", "ok", {"user": "maqsafy-app", "password_env": "MAQSAFY_REDIS_APP_PASSWORD"}),
+        (
+            "redis.acl",
+            "ok",
+            {
+                "users": [u.name for u in redis_acl.ROLE_USERS],
+                "password_envs": [u.password_env for u in redis_acl.ROLE_USERS],
+            },
+        ),
     ]
     [shown] = run_all([(["history", "--last", "5", "--json"], env)])
     messages = [r["message"] for r in reversed(json.loads(shown.stdout))]
@@ -272,7 +284,7 @@ def test_state_changes_are_recorded_and_refusals_are_not(
         "forgot 1 failed tasks",
         "pruned 0 failed tasks older than 24h",
         "flushed 1 failed tasks",
-        "ACL user maqsafy-app set to the least-privilege rules",
+        "; ".join(f"ACL user {u.name} set to its role's rules" for u in redis_acl.ROLE_USERS),
     ]
-    assert "app-pw-7f3a" not in shown.stdout
+    assert "pw-7f3a" not in shown.stdout
     app.engine.dispose()

@@ -193,9 +193,10 @@ def test_env_points_the_doctor_at_the_inventorys_redis(locked: RedisServer, tmp_
     assert (memory.returncode, memory.stdout.strip()) == (0, "memory, policy and evictions ok")
     (tmp_path / "empty").mkdir()
     audited = invoke(env, "audit.security", "--env", "local", "--path", str(tmp_path / "empty"))
-    assert audited.returncode == 1  # no least-privilege app user on it yet
+    assert audited.returncode == 2  # the app on the default user, no role users yet
     assert f"127.0.0.1:{locked.port}" in audited.stdout and PASSWORD not in audited.stdout
-    assert "[WARN] app user: no ACL user 'maqsafy-app'" in audited.stdout
+    assert "[CRIT] app user: the app connects as Redis's default user" in audited.stdout
+    assert "[WARN] acl maqsafy-producer: no ACL user 'maqsafy-producer'" in audited.stdout
 
 
 def test_a_failed_save_is_misconf(tmp_path: Path) -> None:

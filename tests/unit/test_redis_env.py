@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runbooks.errors import NotFound
-from runbooks.redis_env import redis_environ
+from runbooks.redis_env import REDIS_VARIABLES, redis_environ
 
 
 def test_a_url_wins() -> None:
@@ -29,3 +29,12 @@ def test_host_port_and_password() -> None:
 def test_an_environment_without_redis_is_refused() -> None:
     with pytest.raises(NotFound, match="environment 'x' names no Redis"):
         redis_environ("x", {"celery_queues": "ops"})
+
+
+def test_the_environments_superuser_replaces_this_machines() -> None:
+    vars = {"redis_url": "redis://maqsafy-admin:a@r:6379/0", "redis_superuser_url": "redis://:s@r"}
+    assert redis_environ("x", vars) == {
+        "REDIS_URL": "redis://maqsafy-admin:a@r:6379/0",
+        "MAQSAFY_REDIS_SUPERUSER_URL": "redis://:s@r",
+    }
+    assert "MAQSAFY_REDIS_SUPERUSER_URL" in REDIS_VARIABLES  # never kept from this machine

@@ -44,6 +44,18 @@ def test_role_url_wins_over_shared_url() -> None:
     assert {settings.redis_url(r) for r in ROLES if r != "cache"} == {"redis://shared:6379/0"}
 
 
+def test_the_superuser_url_is_its_own_and_its_password_a_secret() -> None:
+    settings = load(
+        REDIS_URL="redis://maqsafy-admin:adm-pw-1@redis:6379/0",
+        MAQSAFY_REDIS_SUPERUSER_URL="redis://:super-pw-2@redis:6379/0",
+    )
+    assert settings.redis_superuser_url == "redis://:super-pw-2@redis:6379/0"
+    assert {"adm-pw-1", "super-pw-2"} <= set(settings.secrets)
+    assert "super-pw-2" not in repr(settings)
+    with pytest.raises(ConfigError, match="MAQSAFY_REDIS_SUPERUSER_URL: expected a URL"):
+        load(MAQSAFY_REDIS_SUPERUSER_URL="http://redis:6379")
+
+
 def test_postgresql_scheme_gets_the_psycopg_driver_and_password_is_secret() -> None:
     settings = load(DATABASE_URL="postgresql://app:s3cret-value@db:5432/maqsafy")
     assert settings.database_url == "postgresql+psycopg://app:s3cret-value@db:5432/maqsafy"
