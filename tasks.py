@@ -20,9 +20,10 @@ from invoke import Collection, Context, Exit, Task
 from invoke import task as invoke_task
 
 from celery_app.errors import MaqsafyError
+from celery_app.infra.keyspace import QUEUES
+from celery_app.infra.redaction import mask_patterns
 from celery_app.inputs import shown
-from celery_app.keyspace import QUEUES
-from celery_app.redaction import mask_patterns
+from celery_app.settings import PROJECT_ROOT
 from runbooks.errors import LocatedError
 
 WORKER_QUEUES = ",".join(QUEUES)  # every queue the app declares
@@ -61,13 +62,13 @@ quiet_broken_pipe()
 
 
 def history_warnings_on_stderr() -> None:
-    """A history row that could not be closed: one `warning:` line on stderr (runbooks.history
-    logs it; the command's own outcome and exit code stay as they were)."""
+    """A history row that could not be closed: one `warning:` line on stderr
+    (runbooks.engine.history logs it; the command's own outcome and exit code stay as they were)."""
     import logging
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("warning: %(message)s"))
-    logging.getLogger("runbooks.history").addHandler(handler)
+    logging.getLogger("runbooks.engine.history").addHandler(handler)
 
 
 history_warnings_on_stderr()
@@ -122,7 +123,7 @@ def operator_errors() -> Iterator[None]:
         raise Exit(f"error: a value cannot be used as text or a name: {exc}", code=2) from None
     except (OperationalError, ProgrammingError) as exc:  # down, or not migrated yet
         from celery_app import bootstrap
-        from celery_app.db import describe_error
+        from celery_app.infra.db import describe_error
 
         built = bootstrap.get.cache_info().currsize
         url = bootstrap.get().settings.database_url if built else "(DATABASE_URL)"
@@ -174,7 +175,7 @@ INVENTORY_HELP = "with --env: the inventory folder (default ./inventory)"
 )
 def db_migrate(c: Context, revision: str = "head") -> None:
     """Upgrade the database to the newest schema (or up to --revision); never downgrades."""
-    from celery_app import migrate
+    from celery_app.infra import migrate
 
     with operator_errors():
         migrate.check_revision(revision)  # refused before the database is opened
@@ -189,7 +190,7 @@ def db_migrate(c: Context, revision: str = "head") -> None:
 @task(help={"json": "print one JSON document"})
 def db_current(c: Context, json: bool = False) -> None:
     """Show the database's schema revision and the newest the code ships."""
-    from celery_app import migrate
+    from celery_app.infra import migrate
 
     app = container()
     with operator_errors():
@@ -233,7 +234,7 @@ def cache_clear(
     """Delete cache keys only (never queues, sessions, rate limits or locks)."""
     import sys
 
-    from celery_app import cache
+    from celery_app.stores import cache
 
     def progress(done: int) -> None:
         print(f"... {done} cache keys so far", file=sys.stderr, flush=True)
@@ -294,7 +295,7 @@ def _render_queues(rows: list[dict[str, Any]]) -> None:
 )
 def queue_size(c: Context, env: str = "", inventory: str = "", json: bool = False) -> None:
     """Show each queue's depth, unacked messages and the age of its oldest message."""
-    from celery_app import queues
+    from celery_app.ops import queues
 
     app = redis_app(env, inventory)
     with operator_errors():
@@ -320,7 +321,7 @@ def queue_purge(
     inventory: str = "",
 ) -> None:
     """Delete every waiting message of QUEUE (money queues need --force); recorded in history."""
-    from celery_app import queues
+    from celery_app.ops import queues
 
     app = redis_app(env, inventory)
     with operator_errors():
@@ -355,7 +356,7 @@ def on_remote_host(
     import sys
     from pathlib import Path
 
-    from runbooks.remote_cli import run_remote
+    from runbooks.reach.host_cli import run_remote
 
     app = container()
     with operator_errors():
@@ -378,7 +379,7 @@ def on_remote_host(
 
 
 def remote_args(**flags: Any) -> list[str]:
-    from runbooks.remote_cli import forward_args
+    from runbooks.reach.host_cli import forward_args
 
     positional = flags.pop("_positional", ())
     return forward_args(positional, **flags)
@@ -420,7 +421,7 @@ def failed_list(
     inventory: str = "",
 ) -> None:
     """List failed tasks, newest first (Laravel's queue:failed)."""
-    from celery_app import failed_tasks as ft
+    from celery_app.ops import failed_tasks as ft
 
     if env and env != "local":
         args = remote_args(
@@ -449,7 +450,7 @@ def failed_show(
     c: Context, id: str, json: bool = False, env: str = "", host: str = "", inventory: str = ""
 ) -> None:
     """Show one failed task with its arguments and traceback."""
-    from celery_app import failed_tasks as ft
+    from celery_app.ops import failed_tasks as ft
 
     if env and env != "local":
         args = remote_args(_positional=[id], json=json)
@@ -486,7 +487,7 @@ def failed_retry(
     inventory: str = "",
 ) -> None:
     """Re-enqueue failed tasks: IDS like 12 or 12,13, or all (Laravel's queue:retry); recorded."""
-    from celery_app import failed_tasks as ft
+    from celery_app.ops import failed_tasks as ft
 
     if env and env != "local":
         args = remote_args(_positional=[ids], queue=queue, json=json)
@@ -506,7 +507,7 @@ def failed_retry(
 @task(help={"ids": "ids as failed.list shows them: 12 or 12,13", **REMOTE_HELP})
 def failed_forget(c: Context, ids: str, env: str = "", host: str = "", inventory: str = "") -> None:
     """Delete failed tasks by id: 12 or 12,13 (Laravel's queue:forget); recorded in history."""
-    from celery_app import failed_tasks as ft
+    from celery_app.ops import failed_tasks as ft
 
     if env and env != "local":
         args = remote_args(_positional=[ids])
@@ -527,7 +528,7 @@ def failed_flush(
     c: Context, hours: str | None = None, env: str = "", host: str = "", inventory: str = ""
 ) -> None:
     """Delete every failed task, or those older than --hours (Laravel's queue:flush); recorded."""
-    from celery_app import failed_tasks as ft
+    from celery_app.ops import failed_tasks as ft
 
     if env and env != "local":
         args = remote_args(hours=hours)
@@ -548,7 +549,7 @@ def failed_prune(
     c: Context, hours: str = "24", env: str = "", host: str = "", inventory: str = ""
 ) -> None:
     """Delete failed tasks older than --hours, 24 by default (queue:prune-failed); recorded."""
-    from celery_app import failed_tasks as ft
+    from celery_app.ops import failed_tasks as ft
 
     if env and env != "local":
         args = remote_args(hours=hours)
@@ -583,7 +584,7 @@ def redis_app(env: str, inventory: str = "") -> Any:
         return container()
     from pathlib import Path
 
-    from runbooks.redis_env import environment_app
+    from runbooks.reach.redis import environment_app
 
     with operator_errors():
         return environment_app(env, directory=Path(inventory) if inventory else None)
@@ -591,8 +592,8 @@ def redis_app(env: str, inventory: str = "") -> Any:
 
 def recorded(app: Any, name: str, env: str, **arguments: Any) -> Any:
     """Record the ops command run inside the block in the run history, redacted."""
-    from runbooks import history
-    from runbooks.redact import for_settings
+    from runbooks.engine import history
+    from runbooks.engine.redact import for_settings
 
     return history.recording(
         app.sessions,
@@ -615,7 +616,7 @@ def sessions_count(
     c: Context, user: str | None = None, env: str = "", inventory: str = "", json: bool = False
 ) -> None:
     """Count live sessions, of everyone or of one user."""
-    from celery_app.sessions import count_sessions
+    from celery_app.stores.sessions import count_sessions
 
     app = redis_app(env, inventory)
     with operator_errors():
@@ -643,7 +644,7 @@ def sessions_revoke(
     c: Context, user: str, env: str = "", inventory: str = "", json: bool = False
 ) -> None:
     """Log one user out everywhere (after a credential leak); recorded in the history."""
-    from celery_app.sessions import check_user, revoke_sessions
+    from celery_app.stores.sessions import check_user, revoke_sessions
 
     app = redis_app(env, inventory)
     with operator_errors():
@@ -676,7 +677,7 @@ def ratelimit_show(
     c: Context, key: str, env: str = "", inventory: str = "", json: bool = False
 ) -> None:
     """Show a rate limit or login lock: what is left, when allowed again."""
-    from celery_app import ratelimit
+    from celery_app.stores import ratelimit
 
     app = redis_app(env, inventory)
     with operator_errors():
@@ -696,7 +697,7 @@ def ratelimit_reset(
     c: Context, key: str, env: str = "", inventory: str = "", json: bool = False
 ) -> None:
     """Clear a rate limit or unlock a locked-out login; recorded in the history."""
-    from celery_app import ratelimit
+    from celery_app.stores import ratelimit
 
     app = redis_app(env, inventory)
     with operator_errors():
@@ -720,7 +721,7 @@ ratelimit_ns.add_task(ratelimit_reset, "reset")
 @task(help={"env": ENV_HELP, "inventory": INVENTORY_HELP, "json": "print one JSON document"})
 def redis_keyspace(c: Context, env: str = "", inventory: str = "", json: bool = False) -> None:
     """Show keys and memory per Redis role, sampled with SCAN."""
-    from celery_app import keyspace_report
+    from celery_app.ops import keyspace_report
 
     app = redis_app(env, inventory)
     with operator_errors():
@@ -745,7 +746,7 @@ def health_app(env: str, inventory: str = "") -> Any:
     """redis_app(env, inventory), with the embedded default's private Redis started."""
     app = redis_app(env, inventory)
     if app.settings.embedded_redis:
-        from celery_app.embedded import ensure_embedded_redis
+        from celery_app.infra.embedded import ensure_embedded_redis
 
         with operator_errors():
             ensure_embedded_redis(app.settings.var_dir)
@@ -773,7 +774,7 @@ def redis_ping(
     c: Context, role: str = "broker", env: str = "", inventory: str = "", json: bool = False
 ) -> None:
     """PING a Redis role: PONG, or which layer failed and why (exit 2)."""
-    from celery_app import findings, redis_doctor
+    from celery_app.ops import findings, redis_doctor
 
     name = _role(role) or "broker"
     app = health_app(env, inventory)
@@ -795,11 +796,11 @@ def redis_doctor(
     c: Context, role: str = "", env: str = "", inventory: str = "", json: bool = False
 ) -> None:
     """Diagnose Redis layer by layer; exit 0 ok, 1 warning, 2 critical."""
-    from celery_app import findings
-    from celery_app import redis_doctor as doctor
-    from celery_app.redis_facts import Endpoint
+    from celery_app.ops import findings
+    from celery_app.ops import redis_doctor as doctor
+    from celery_app.ops.redis_facts import Endpoint
+    from runbooks.connectors.targets import LocalTarget
     from runbooks.facts.docker import explain_unreachable
-    from runbooks.targets import LocalTarget
 
     only = _role(role)
     app = health_app(env, inventory)
@@ -857,7 +858,7 @@ def redis_acl(
 
     import redis
 
-    from celery_app import redis_acl as acl
+    from celery_app.ops import redis_acl as acl
 
     with operator_errors():
         users = acl.pick(role)
@@ -896,8 +897,8 @@ redis_ns.add_task(redis_acl, "acl")
 @task(help={"env": ENV_HELP, "inventory": INVENTORY_HELP, "json": "print one JSON document"})
 def status(c: Context, env: str = "", inventory: str = "", json: bool = False) -> None:
     """One screen: Redis, database, workers, queues, failures, outbox, ledger; exit 0/1/2."""
-    from celery_app import findings
-    from celery_app import status as health
+    from celery_app.ops import findings
+    from celery_app.ops import status as health
 
     app = health_app(env, inventory)
     with operator_errors():
@@ -932,8 +933,8 @@ def metrics_serve(
     """Serve Prometheus metrics on http://HOST:PORT/metrics until stopped."""
     import threading
 
-    from celery_app import metrics
-    from celery_app import status as health
+    from celery_app.ops import metrics
+    from celery_app.ops import status as health
 
     number = whole(port, "--port", 1, 65535)
     with operator_errors():
@@ -983,14 +984,14 @@ def audit_security(
     against its role's rules) and scan for secrets; exit 0 ok, 1 warning, 2 critical."""
     from pathlib import Path
 
-    from celery_app import findings
-    from celery_app.redis_acl import scope_for
-    from celery_app.redis_audit import audit
-    from celery_app.redis_doctor import servers
-    from celery_app.redis_facts import Endpoint
-    from runbooks.secret_scan import candidate_files, scan
+    from celery_app.ops import findings
+    from celery_app.ops.redis_acl import scope_for
+    from celery_app.ops.redis_audit import audit
+    from celery_app.ops.redis_doctor import servers
+    from celery_app.ops.redis_facts import Endpoint
+    from runbooks.checks.secret_scan import candidate_files, scan
 
-    root = Path(path) if path else Path(__file__).resolve().parent
+    root = Path(path) if path else PROJECT_ROOT
     try:
         folder = root.is_dir()
     except OSError as exc:  # a name too long, a folder that cannot be read
@@ -1063,12 +1064,12 @@ def on_docker_hosts(env: str, limit: str, inventory: str, read: Callable[[Any], 
     import os
     from pathlib import Path
 
+    from runbooks.connectors.targets import LocalTarget, open_target
+    from runbooks.engine.inventory import load_environment
+    from runbooks.engine.redact import for_settings
     from runbooks.errors import HostUnreachable
     from runbooks.facts.docker import DockerUnavailable
-    from runbooks.inventory import load_environment
-    from runbooks.redact import for_settings
     from runbooks.service import environ_with_dotenv
-    from runbooks.targets import LocalTarget, open_target
 
     app = container()
     with operator_errors():
@@ -1192,7 +1193,7 @@ docker_ns.add_task(docker_networks, "networks")
 @task(help={"env": ENV_HELP, "inventory": INVENTORY_HELP, "json": "print one JSON document"})
 def maintenance_memory(c: Context, env: str = "", inventory: str = "", json: bool = False) -> None:
     """Check Redis memory, policy, evictions and persistence (beat: every 5 min); exit 0/1/2."""
-    from celery_app import findings, maintenance
+    from celery_app.ops import findings, maintenance
 
     app = health_app(env, inventory)
     report = maintenance.memory_check(app)
@@ -1208,8 +1209,8 @@ def maintenance_memory(c: Context, env: str = "", inventory: str = "", json: boo
 @task(help={"hours": "delete those older than this many hours (default 168, a week)"})
 def maintenance_prune(c: Context, hours: str = "168") -> None:
     """Delete failed tasks older than a week (beat: hourly)."""
-    from celery_app import failed_tasks as ft
-    from celery_app import maintenance
+    from celery_app.ops import failed_tasks as ft
+    from celery_app.ops import maintenance
 
     older = whole(hours, "--hours", 0, ft.MAX_HOURS)
     app = container()
@@ -1221,7 +1222,7 @@ def maintenance_prune(c: Context, hours: str = "168") -> None:
 @task(help={"json": "print one JSON document"})
 def maintenance_reconcile(c: Context, json: bool = False) -> None:
     """Reconcile the ledger and record the run (beat: hourly); exit 2 on a discrepancy."""
-    from celery_app import settlement
+    from celery_app.money import settlement
 
     app = container()
     with operator_errors():
@@ -1247,7 +1248,7 @@ def maintenance_reconcile(c: Context, json: bool = False) -> None:
 @task
 def maintenance_relay(c: Context) -> None:
     """Re-send payment requests still pending after MAQSAFY_RELAY_AFTER s (beat: every 30 s)."""
-    from celery_app import submit
+    from celery_app.money import submit
 
     app = container()
     with operator_errors():
@@ -1259,7 +1260,7 @@ def maintenance_relay(c: Context) -> None:
 @task(help={"env": ENV_HELP, "inventory": INVENTORY_HELP})
 def maintenance_locks(c: Context, env: str = "", inventory: str = "") -> None:
     """Delete lock keys that would never expire (beat: every 10 min)."""
-    from celery_app import maintenance
+    from celery_app.ops import maintenance
 
     app = health_app(env, inventory)
     with operator_errors():
@@ -1280,8 +1281,9 @@ def run_on_ops_queue(app: Any, request: Any, wait: int, as_json: bool) -> None:
     import os
 
     from celery_app.celery import make_app
-    from runbooks import history, remote
-    from runbooks.render import print_run
+    from runbooks.cli.render import print_run
+    from runbooks.engine import history
+    from runbooks.ops_queue import runner as remote
     from runbooks.service import environ_with_dotenv
 
     if request.retry_failed or request.inventory_dir:
@@ -1344,7 +1346,7 @@ def demo(
     json: bool = False,
 ) -> None:
     """Run a school day of payments end to end: migrate, worker, submit, settle, reconcile."""
-    from celery_app.demo import run_demo
+    from celery_app.dev.demo import run_demo
 
     counts = (
         whole(purchases, "--purchases", 1, 1_000_000),
@@ -1421,8 +1423,8 @@ def render_demo(d: dict[str, Any]) -> None:
 @task(help={"force": "stop it even while workers started here still use it"})
 def stop(c: Context, force: bool = False) -> None:
     """Stop the embedded default's private Redis under ./var (if it runs)."""
-    from celery_app.embedded import stop_embedded_redis
-    from celery_app.workers import MultiSupervisor
+    from celery_app.infra.embedded import stop_embedded_redis
+    from celery_app.ops.workers import MultiSupervisor
 
     app = container()
     run_dir = app.settings.var_dir / "run"
@@ -1478,7 +1480,8 @@ def run_runbook(
     import os
     from pathlib import Path
 
-    from runbooks import render, service
+    from runbooks import service
+    from runbooks.cli import render
 
     rerun = run_id(retry_failed, " for --retry-failed") if retry_failed else None
     seconds = whole(wait, "--wait", 0, 86_400)
@@ -1517,7 +1520,8 @@ def run_id(text: str, flag: str = "") -> int:
 @task(help={"json": "print one JSON document"})
 def runbooks_list(c: Context, json: bool = False) -> None:
     """List the runbooks with their descriptions."""
-    from runbooks import render, service
+    from runbooks import service
+    from runbooks.cli import render
 
     emit(service.describe_books(), json, render.print_books)
 
@@ -1530,7 +1534,8 @@ def runbooks_list(c: Context, json: bool = False) -> None:
 )
 def history_list(c: Context, last: str = "20", json: bool = False) -> None:
     """List recorded runs (runbooks and ops commands), newest first."""
-    from runbooks import history, render
+    from runbooks.cli import render
+    from runbooks.engine import history
 
     count = whole(last, "--last", 1, 1000)
     app = container()
@@ -1542,7 +1547,8 @@ def history_list(c: Context, last: str = "20", json: bool = False) -> None:
 @task(help={"id": "the run id `invoke history` shows", "json": "print one JSON document"})
 def history_show(c: Context, id: str, json: bool = False) -> None:
     """Show one recorded run: arguments, each host's and step's outcome."""
-    from runbooks import history, render
+    from runbooks.cli import render
+    from runbooks.engine import history
 
     run = run_id(id)
     app = container()
@@ -1574,7 +1580,7 @@ WORKER_HELP = {
 
 def celery_control() -> Any:
     """The Celery app for remote control; starts the embedded Redis when that is the broker."""
-    from celery_app.embedded import ensure_embedded_redis
+    from celery_app.infra.embedded import ensure_embedded_redis
 
     settings = container().settings
     celery = celery_module().app
@@ -1585,8 +1591,8 @@ def celery_control() -> Any:
 
 
 def supervisor(queues: str, concurrency: int) -> Any:
-    from celery_app.keyspace import queue_names
-    from celery_app.workers import MultiSupervisor
+    from celery_app.infra.keyspace import queue_names
+    from celery_app.ops.workers import MultiSupervisor
     from runbooks.deploy import layout
 
     with operator_errors():  # refused before any worker starts
@@ -1610,7 +1616,7 @@ def node_list(nodes: str) -> list[str]:
 @task(help={"json": WORKER_HELP["json"]})
 def workers_status(c: Context, json: bool = False) -> None:
     """Show each worker: queues consumed, active and reserved tasks, release, uptime."""
-    from celery_app import workers
+    from celery_app.ops import workers
 
     with operator_errors():
         nodes = [n.as_dict() for n in workers.status(celery_control())]
@@ -1633,7 +1639,7 @@ def workers_status(c: Context, json: bool = False) -> None:
 @task(help={"json": WORKER_HELP["json"]})
 def workers_ping(c: Context, json: bool = False) -> None:
     """Ping every worker over the broker; exit 1 when none answers."""
-    from celery_app import workers
+    from celery_app.ops import workers
 
     with operator_errors():
         names = workers.ping(celery_control())
@@ -1647,7 +1653,7 @@ def workers_start(
     c: Context, nodes: str = "w1", queues: str = WORKER_QUEUES, concurrency: str = "2"
 ) -> None:
     """Start worker nodes on this machine (celery multi, pidfiles under ./var/run)."""
-    from celery_app import workers
+    from celery_app.ops import workers
 
     names = node_list(nodes)
     processes = whole(concurrency, "--concurrency", 1, 256)
@@ -1709,7 +1715,7 @@ def workers_restart(
     """Restart workers gracefully: warm shutdown, start, verify ping and queues."""
     import sys
 
-    from celery_app import workers
+    from celery_app.ops import workers
 
     processes = whole(concurrency, "--concurrency", 1, 256)
     seconds = whole(timeout, "--timeout", 1, 86_400)
@@ -1781,7 +1787,7 @@ def _deploy_output(report: Any, json: bool) -> None:
 def _deploy_progress(app: Any, env: str, environ: Any, inventory: Any, json: bool) -> Any:
     import sys
 
-    from runbooks import render
+    from runbooks.cli import render
     from runbooks.deploy import rollout
 
     if json:

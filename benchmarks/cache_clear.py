@@ -30,8 +30,8 @@ from typing import Any
 import redis
 
 from benchmarks.support import private_redis
-from celery_app import cache
-from celery_app.keyspace import Keyspace
+from celery_app.infra.keyspace import Keyspace
+from celery_app.stores import cache
 
 KS = Keyspace("maqsafy")
 PATTERN = "maqsafy:cache:*"

@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.support import private_redis
-from celery_app import bootstrap, migrate
+from celery_app import bootstrap
+from celery_app.infra import migrate
 from celery_app.settings import load_settings
 from runbooks.deploy import hostside, release, rollout
 from tests.support.deploy import kill_pidfiles, make_fleet, make_repo
@@ -107,7 +108,7 @@ def sequential(
             hide=True,
         )
     with phase(times, "cache"):
-        from celery_app import cache
+        from celery_app.stores import cache
 
         cache.clear_for(bootstrap.build(load_settings(env)))
     with phase(times, "rollout"):

@@ -22,8 +22,9 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import sessionmaker
 
-from celery_app import failed_tasks, migrate
-from celery_app.db import UnitOfWork, make_engine
+from celery_app.infra import migrate
+from celery_app.infra.db import UnitOfWork, make_engine
+from celery_app.ops import failed_tasks
 
 # One row in 1,000 is a rare task, so its filter has to walk ~50,000 rows for a page.
 FILL_SQLITE = """

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import yaml
 
-from runbooks.book import inline_book
-from runbooks.executor import Executor, RunOptions
-from runbooks.inventory import load_inventory
+from runbooks.engine.book import inline_book
+from runbooks.engine.executor import Executor, RunOptions
+from runbooks.engine.inventory import load_inventory
 from tests.support.sshd import SSHHost, start_sshd_hosts, stop_all, write_inventory
 
 

@@ -24,11 +24,13 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from celery_app import bootstrap, migrate, posting, settlement, submit
+from celery_app import bootstrap
 from celery_app.celery import make_app
-from celery_app.models import PaymentRequest, Posting
+from celery_app.dev.worker_process import start_worker
+from celery_app.infra import migrate
+from celery_app.infra.models import PaymentRequest, Posting
+from celery_app.money import posting, settlement, submit
 from celery_app.settings import load_settings
-from celery_app.worker_process import start_worker
 from tests.support.services import create_pg_database, start_redis
 
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 import redis
 
 from benchmarks.support import private_redis
-from celery_app.keyspace import Keyspace
-from celery_app.ratelimit import Quota, RateLimiter
+from celery_app.infra.keyspace import Keyspace
+from celery_app.stores.ratelimit import Quota, RateLimiter
 
 SUBJECTS = [f"parent-{i}" for i in range(10_000)]
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import redis
 
-from celery_app.embedded import find_redis_server
+from celery_app.infra.embedded import find_redis_server
 
 
 def free_port() -> int:

@@ -13,11 +13,11 @@ import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from celery_app.db import UnitOfWork, make_engine
-from celery_app.embedded import ensure_embedded_redis
 from celery_app.errors import ConfigError
-from celery_app.keyspace import Keyspace
-from celery_app.private import private_dir
+from celery_app.infra.db import UnitOfWork, make_engine
+from celery_app.infra.embedded import ensure_embedded_redis
+from celery_app.infra.keyspace import Keyspace
+from celery_app.infra.private import private_dir
 from celery_app.settings import Settings, load_settings
 
 

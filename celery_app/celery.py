@@ -2,7 +2,7 @@
 
 Late acks with reject-on-worker-lost, prefetch 1, JSON only, a visibility timeout above the
 longest task, no result backend (results live in SQL). Delivery is at least once; exactly-once
-comes from SQL (see :mod:`celery_app.posting`).
+comes from SQL (see :mod:`celery_app.money.posting`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from celery.signals import (
 from kombu.transport.redis import Channel
 
 from celery_app import bootstrap
-from celery_app.embedded import ensure_embedded_redis
 from celery_app.errors import ConfigError, MaqsafyError
-from celery_app.keyspace import QUEUES
-from celery_app.queues import stamp_sent_at
-from celery_app.redis_acl import unacked_keys
+from celery_app.infra.embedded import ensure_embedded_redis
+from celery_app.infra.keyspace import QUEUES
+from celery_app.ops.queues import stamp_sent_at
+from celery_app.ops.redis_acl import unacked_keys
 from celery_app.settings import Settings, load_settings
 
 
@@ -84,7 +84,7 @@ def configure(app: Celery, settings: Settings) -> None:
                 "task": "settlement.run_daily",
                 "schedule": crontab(hour=23, minute=30),
             },
-            # maintenance (issue 6): see celery_app/maintenance.py
+            # maintenance (issue 6): see celery_app/ops/maintenance.py
             "redis-memory-check": {"task": "maintenance.memory", "schedule": 300.0},
             "failed-prune": {"task": "maintenance.prune_failed", "schedule": crontab(minute=17)},
             "lock-sweep": {"task": "maintenance.sweep_locks", "schedule": 600.0},
@@ -95,7 +95,9 @@ def configure(app: Celery, settings: Settings) -> None:
 def make_app(settings: Settings) -> Celery:
     """Build a Celery app for `settings` (the module's `app` uses the environment's)."""
     new = Celery(
-        "maqsafy", include=["celery_app.jobs", "celery_app.worker_control"], set_as_current=False
+        "maqsafy",
+        include=["celery_app.money.jobs", "celery_app.ops.jobs", "celery_app.ops.worker_commands"],
+        set_as_current=False,
     )
     configure(new, settings)
     return new
@@ -150,7 +152,7 @@ def _record_failure(
     einfo: Any = None,
     **_: Any,
 ) -> None:
-    from celery_app.failed import record_failure
+    from celery_app.ops.failed_tasks import record_failure
 
     try:
         request = getattr(sender, "request", None)

@@ -25,8 +25,8 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from celery_app.errors import ConfigError
+from celery_app.infra.redaction import mask_patterns
 from celery_app.inputs import natural, shown, whole_number
-from celery_app.redaction import mask_patterns
 
 ROLES = ("broker", "cache", "sessions", "ratelimit", "locks")
 DRIVERS = {

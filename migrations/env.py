@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-import runbooks.history  # noqa: F401 - registers the run-history tables on Base.metadata
-from celery_app.db import make_engine
-from celery_app.models import Base
+import runbooks.engine.history  # noqa: F401 - registers the run-history tables on Base.metadata
+from celery_app.infra.db import make_engine
+from celery_app.infra.models import Base
 
 config = context.config
 target_metadata = Base.metadata

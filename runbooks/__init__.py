@@ -9,7 +9,7 @@ targets.py     LocalTarget and SSHTarget; connection errors classified at the bo
 executor.py    batches per serial, hosts in parallel, retries, rescue, check mode
 results.py     values: step, host and run results, recap, JSON
 history.py     every run (and ops command) in SQL, redacted
-redact.py      masks known secrets and secret patterns (rule: celery_app/redaction.py)
+redact.py      masks known secrets and secret patterns (rule: celery_app/infra/redaction.py)
 service.py     the API commands call: run_book, run_steps, run_python
 render.py      progress lines, recap and history for people
 """

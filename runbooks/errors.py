@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from celery_app.errors import MaqsafyError
-from celery_app.redaction import mask_patterns
+from celery_app.infra.redaction import mask_patterns
 
 
 class RunbookError(MaqsafyError):

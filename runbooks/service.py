@@ -11,7 +11,7 @@ global itself.
 
 Every run is recorded first (a `running` row, before any host is connected to) and finished
 with each host's and step's outcome, so a run that cannot be recorded does not start; a row that
-cannot be finished is a warning (`runbooks.history`), and the run's result is still returned.
+cannot be finished is a warning (`runbooks.engine.history`), and the run's result is still returned.
 """
 
 from __future__ import annotations
@@ -23,14 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runbooks import actions, history
+from runbooks import actions
 from runbooks.actions.base import Outcome, StepContext
-from runbooks.book import Book, book_path, inline_book, load_book
+from runbooks.engine import history
+from runbooks.engine.book import Book, book_path, inline_book, load_book
+from runbooks.engine.executor import Executor, Listener, RunOptions
+from runbooks.engine.inventory import Inventory, load_environment
+from runbooks.engine.redact import RedactingFilter, Redactor, for_settings
+from runbooks.engine.results import RunResult
 from runbooks.errors import NotFound
-from runbooks.executor import Executor, Listener, RunOptions
-from runbooks.inventory import Inventory, load_environment
-from runbooks.redact import RedactingFilter, Redactor, for_settings
-from runbooks.results import RunResult
 
 
 @dataclass(frozen=True)
@@ -265,7 +266,7 @@ def run_python(
 
 def describe_books(directory: Path | None = None) -> list[dict[str, Any]]:
     """Every book under runbooks/books with its description and tags (invalid ones say why)."""
-    from runbooks.book import list_books
+    from runbooks.engine.book import list_books
     from runbooks.errors import BookError
 
     found = []

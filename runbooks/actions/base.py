@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from runbooks.connectors.targets import Target
+from runbooks.engine.source import Fields
 from runbooks.errors import BookError
-from runbooks.source import Fields
-from runbooks.targets import Target
 
 STATUSES = ("ok", "changed", "skipped", "failed")
 

@@ -18,8 +18,8 @@ import shlex
 from typing import Any
 
 from runbooks.actions.base import Action, Outcome, StepContext, first_line, require_mapping
+from runbooks.engine.source import Fields
 from runbooks.errors import BookError
-from runbooks.source import Fields
 
 _COMMON = ("chdir", "env", "creates", "removes", "expect", "read_only")
 

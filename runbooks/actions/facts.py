@@ -6,8 +6,8 @@ from dataclasses import asdict
 from typing import Any
 
 from runbooks.actions.base import Action, Outcome, StepContext, first_line
+from runbooks.engine.source import Fields
 from runbooks.facts import system
-from runbooks.source import Fields
 
 
 class GatherFacts(Action):

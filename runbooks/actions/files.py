@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from runbooks.actions.base import Action, Outcome, StepContext, first_line
+from runbooks.engine.source import Fields
 from runbooks.errors import BookError
-from runbooks.source import Fields
 
 _PROBE = (
     'p={path}; if [ -d "$p" ]; then echo "directory $(stat -c %a "$p")"; '

@@ -22,8 +22,8 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import OperationalError as BrokerError
 
-from celery_app import failed_tasks
 from celery_app.errors import MaqsafyError, ServiceUnavailable
+from celery_app.ops import failed_tasks
 from runbooks.actions.base import Outcome, StepContext
 from runbooks.deploy.hostside import node_names, worker_state
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from runbooks.actions.base import Outcome, StepContext, first_line
+from runbooks.connectors.targets import Target
 from runbooks.deploy import layout, release
 from runbooks.errors import StepError
-from runbooks.targets import Target
 
 INSPECT = r"""
 probe="$APP_DIR"; while [ ! -d "$probe" ]; do probe=$(dirname "$probe"); done
@@ -106,7 +106,8 @@ MIGRATE = (
 cd "$APP_DIR/releases/$NAME" || exit 3
 .venv/bin/python - "$APPLY" <<'PY'
 import sys
-from celery_app import bootstrap, migrate
+from celery_app import bootstrap
+from celery_app.infra import migrate
 app = bootstrap.build()
 before = migrate.current(app.engine)
 if sys.argv[1] == "yes":

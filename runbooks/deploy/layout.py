@@ -31,12 +31,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from celery_app.keyspace import QUEUES
+from celery_app.infra.keyspace import QUEUES
 
 DEFAULT_APP_DIR = "/srv/maqsafy"
 WORKER_QUEUES = ",".join(QUEUES)  # every queue the app declares, ops included
 OPS_QUEUE = "ops"
-OPS_RUNNER = "runbooks.remote"  # the module that registers the `runbook.run` task
+OPS_RUNNER = "runbooks.ops_queue.runner"  # the module that registers the `runbook.run` task
 
 
 def defaults(environment: str, var_dir: Path | str) -> dict[str, Any]:

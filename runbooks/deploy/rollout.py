@@ -7,7 +7,7 @@
     ship       SFTP upload and unpack on every host at once (nothing live changes yet): the
                dependency layer where it is missing, then the release
     migrate    once per environment, on the first host, with the release's own code
-    cache      the cache role cleared safely (celery_app.cache: cache keys only)
+    cache      the cache role cleared safely (celery_app.stores.cache: cache keys only)
     rollout    per `serial` batch: switch `current`, restart the workers gracefully, health gate;
                a batch whose failed share exceeds --max-fail stops the rest
 
@@ -32,16 +32,17 @@ from sqlalchemy import text
 
 from celery_app.errors import MaqsafyError
 from celery_app.inputs import natural, percentage, shown
-from runbooks import actions, history
+from runbooks import actions
 from runbooks.actions.base import Outcome, StepContext
 from runbooks.deploy import hostside, layout, release
 from runbooks.deploy.gate import Gate
 from runbooks.deploy.lock import DEFAULT_TTL, DeployLock, force_unlock
+from runbooks.engine import history
+from runbooks.engine.executor import Listener
+from runbooks.engine.inventory import load_environment
+from runbooks.engine.redact import Redactor, for_settings
+from runbooks.engine.results import RunResult
 from runbooks.errors import RunbookError
-from runbooks.executor import Listener
-from runbooks.inventory import load_environment
-from runbooks.redact import Redactor, for_settings
-from runbooks.results import RunResult
 from runbooks.service import run_steps
 
 HOSTS = "workers"
@@ -225,7 +226,7 @@ class _Context:
         """The app on the environment's Redis (built when first needed: releases needs none)."""
         if self.environment == "local":
             return self.app
-        from runbooks.redis_env import environment_app
+        from runbooks.reach.redis import environment_app
 
         return environment_app(self.environment, self.environ, self.inventory_dir)
 
@@ -565,7 +566,7 @@ def _deploy_phases(
 
 
 def _clear_cache(ctx: _Context, report: DeployReport) -> None:
-    from celery_app import cache
+    from celery_app.stores import cache
 
     ctx.say("== cache")
     cleared = cache.clear_for(ctx.env_app, check=ctx.check)

@@ -28,7 +28,7 @@ VERIFY = (
 cd "$APP_DIR/current" || { echo "no live release under $APP_DIR (deploy first)" >&2; exit 3; }
 .venv/bin/python - "$NAMES" "$W_QUEUES" "$TIMEOUT" <<'PY'
 import sys
-from celery_app import workers
+from celery_app.ops import workers
 from celery_app.celery import app
 from celery_app.errors import MaqsafyError
 names, queues = sys.argv[1].split(), sys.argv[2].split(",")

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from celery_app.inputs import shown
+from runbooks.connectors.targets import Target
 from runbooks.errors import RunbookError
-from runbooks.targets import Target
 
 SERVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 NO_CLIENT = "maqsafy: docker not installed"

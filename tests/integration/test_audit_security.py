@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from celery_app import redis_acl
-from celery_app.redis_audit import audit, public_binds
-from runbooks.secret_scan import scan, scan_text
+from celery_app.ops import redis_acl
+from celery_app.ops.redis_audit import audit, public_binds
+from runbooks.checks.secret_scan import scan, scan_text
 from tests.support.redis_app import app_env, invoke
 from tests.support.services import RedisServer, free_port, require, start_redis
 

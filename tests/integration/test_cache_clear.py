@@ -10,10 +10,10 @@ import pytest
 import redis
 from kombu import Connection
 
-from celery_app import cache
 from celery_app.errors import InvalidRequest, Refused
-from celery_app.keyspace import Keyspace
+from celery_app.infra.keyspace import Keyspace
 from celery_app.settings import load_settings
+from celery_app.stores import cache
 from tests.support.broker import dump_all, hold_unacked, producer, seed_other_roles, send
 from tests.support.services import RedisServer
 

@@ -11,7 +11,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from celery_app import redis_acl
+from celery_app.ops import redis_acl
 from tests.support.cli import clean_environ, run_invoke_batch, start_invoke
 from tests.support.health import fail_a_task
 from tests.support.redis_app import app_env, history_names, migrated_app

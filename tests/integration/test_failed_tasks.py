@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from celery_app import bootstrap, failed_tasks, migrate
+from celery_app import bootstrap
 from celery_app.bootstrap import Container
 from celery_app.errors import InvalidRequest, NotFound, ServiceUnavailable
-from celery_app.failed import record_failure
-from celery_app.models import FailedTask
+from celery_app.infra import migrate
+from celery_app.infra.models import FailedTask
+from celery_app.ops import failed_tasks
+from celery_app.ops.failed_tasks import record_failure
 from celery_app.settings import load_settings
 from tests.support.broker import producer
 from tests.support.services import RedisServer

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from celery_app import failed_tasks, posting, queues, submit
 from celery_app.celery import make_app
-from celery_app.failed import record_failure
-from celery_app.models import Account
+from celery_app.infra.models import Account
+from celery_app.money import posting, submit
+from celery_app.ops import failed_tasks, queues
+from celery_app.ops.failed_tasks import record_failure
 from tests.support.money import MoneyEnv, money_env
 from tests.support.services import RedisServer, wait_for
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from celery_app import posting, submit
-from celery_app.locks import FencedLocks
-from celery_app.models import Account, PaymentRequest
+from celery_app.infra.models import Account, PaymentRequest
+from celery_app.money import posting, submit
+from celery_app.money.locks import FencedLocks
 from tests.support.money import MoneyEnv, money_env
 from tests.support.services import RedisServer, wait_for
 

@@ -14,9 +14,9 @@ import stat
 import subprocess
 from pathlib import Path
 
-from celery_app import migrate
-from celery_app.embedded import ensure_embedded_redis, stop_embedded_redis
-from celery_app.sessions import SessionStore
+from celery_app.infra import migrate
+from celery_app.infra.embedded import ensure_embedded_redis, stop_embedded_redis
+from celery_app.stores.sessions import SessionStore
 from tests.support.redis_app import build_app
 from tests.support.services import require
 

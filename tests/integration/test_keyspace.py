@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from celery_app.keyspace import Keyspace
-from celery_app.keyspace_report import report, scan_keyspace
-from celery_app.login import LoginGuard
-from celery_app.ratelimit import check_top_up
-from celery_app.sessions import SessionStore
+from celery_app.infra.keyspace import Keyspace
+from celery_app.ops.keyspace_report import report, scan_keyspace
+from celery_app.stores.login import LoginGuard
+from celery_app.stores.ratelimit import check_top_up
+from celery_app.stores.sessions import SessionStore
 from tests.support.redis_app import app_env, build_app, invoke
 from tests.support.services import RedisServer
 

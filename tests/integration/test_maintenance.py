@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from celery_app import submit
-from celery_app.models import FailedTask, PaymentRequest, ReconciliationRun
+from celery_app.infra.models import FailedTask, PaymentRequest, ReconciliationRun
+from celery_app.money import submit
 from tests.support.health import fail_a_task
 from tests.support.money import MoneyEnv, money_env
 from tests.support.redis_app import ROOT, invoke

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from celery_app import metrics
 from celery_app.celery import make_app
-from celery_app.status import collect, workers_reader
+from celery_app.ops import metrics
+from celery_app.ops.status import collect, workers_reader
 from tests.support.cli import start_invoke
 from tests.support.health import PASSWORD, healthy_env
 from tests.support.money import MoneyEnv

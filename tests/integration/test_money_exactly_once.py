@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from celery_app import posting, settlement, submit
+from celery_app.money import posting, settlement, submit
 from tests.support.money import MoneyEnv, money_env
 from tests.support.services import RedisServer, wait_for
 

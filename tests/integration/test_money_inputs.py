@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from celery_app import posting, settlement, submit
 from celery_app.errors import InvalidRequest
-from celery_app.models import Account, FailedTask, Outbox, PaymentRequest
+from celery_app.infra.models import Account, FailedTask, Outbox, PaymentRequest
+from celery_app.money import posting, settlement, submit
 from tests.support.money import MoneyEnv, money_env
 from tests.support.services import RedisServer, wait_for
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from celery_app import bootstrap, migrate
-from celery_app.failed import record_failure
-from celery_app.keyspace import Keyspace
+from celery_app import bootstrap
+from celery_app.infra import migrate
+from celery_app.infra.keyspace import Keyspace
+from celery_app.ops.failed_tasks import record_failure
 from celery_app.settings import load_settings
 from tests.support.broker import dump_all, producer, seed_other_roles, send
 from tests.support.cli import run_invoke, start_invoke

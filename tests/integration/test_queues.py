@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from celery.signals import before_task_publish
 
-from celery_app import queues
 from celery_app.errors import InvalidRequest, Refused
+from celery_app.ops import queues
 from tests.support.broker import dump_all, hold_unacked, producer, send
 from tests.support.services import RedisServer
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from celery_app import ratelimit
 from celery_app.errors import ConfigError, InvalidRequest, RateLimited
-from celery_app.keyspace import Keyspace
-from celery_app.login import LoginGuard, LoginPolicy
-from celery_app.ratelimit import Quota, RateLimiter, TopUpThrottle, check_top_up
+from celery_app.infra.keyspace import Keyspace
+from celery_app.stores import ratelimit
+from celery_app.stores.login import LoginGuard, LoginPolicy
+from celery_app.stores.ratelimit import Quota, RateLimiter, TopUpThrottle, check_top_up
 from tests.support.redis_app import app_env, build_app, history_names, invoke, migrated_app
 from tests.support.services import RedisServer, wait_for
 

@@ -26,13 +26,13 @@ import pytest
 import yaml
 from sqlalchemy import make_url, text
 
-from celery_app import migrate
 from celery_app.bootstrap import Container
-from celery_app.queues import priority_lists
-from celery_app.ratelimit import TopUpThrottle
-from celery_app.sessions import SessionStore
-from runbooks import history
+from celery_app.infra import migrate
+from celery_app.ops.queues import priority_lists
+from celery_app.stores.ratelimit import TopUpThrottle
+from celery_app.stores.sessions import SessionStore
 from runbooks.deploy import rollout
+from runbooks.engine import history
 from runbooks.errors import HistoryError
 from tests.support.cli import clean_environ, run_invoke, start_invoke
 from tests.support.health import fail_a_task

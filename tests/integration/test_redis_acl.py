@@ -13,14 +13,15 @@ from typing import Any
 import pytest
 import redis
 
-from celery_app import queues, redis_acl, submit, workers
-from celery_app.cache import Cache
 from celery_app.celery import make_app
-from celery_app.login import LoginGuard
-from celery_app.ratelimit import TopUpThrottle
-from celery_app.sessions import SessionStore
+from celery_app.dev.worker_process import start_worker
+from celery_app.money import submit
+from celery_app.ops import queues, redis_acl, workers
 from celery_app.settings import load_settings
-from celery_app.worker_process import start_worker
+from celery_app.stores.cache import Cache
+from celery_app.stores.login import LoginGuard
+from celery_app.stores.ratelimit import TopUpThrottle
+from celery_app.stores.sessions import SessionStore
 from tests.integration.test_money_exactly_once import assert_exactly_once
 from tests.support.money import MoneyEnv, money_env
 from tests.support.redis_app import app_env, history_names, invoke, migrated_app
@@ -244,7 +245,7 @@ def test_money_runs_under_the_role_users(applied: RedisServer, tmp_path: Path) -
             tmp_path / "o.log",
             queues="ops",
             env={**money.env, "REDIS_URL": url(applied, "ops")},
-            extra=("-I", "runbooks.remote"),
+            extra=("-I", "runbooks.ops_queue.runner"),
         )
         money.workers.append(ops)
         ops.wait_ready()

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from celery_app.findings import Finding
-from celery_app.keyspace import Keyspace
-from celery_app.redis_audit import audit
-from celery_app.redis_doctor import Diagnosis, diagnose, diagnose_url, ping
-from runbooks.redis_env import REDIS_VARIABLES
+from celery_app.infra.keyspace import Keyspace
+from celery_app.ops.findings import Finding
+from celery_app.ops.redis_audit import audit
+from celery_app.ops.redis_doctor import Diagnosis, diagnose, diagnose_url, ping
+from runbooks.reach.redis import REDIS_VARIABLES
 from tests.support.redis_app import app_env, invoke
 from tests.support.services import RedisServer, free_port, start_redis, wait_for
 

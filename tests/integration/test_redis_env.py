@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from celery_app.sessions import SessionStore
 from celery_app.settings import ROLES
-from runbooks.redis_env import environment_app
+from celery_app.stores.sessions import SessionStore
+from runbooks.reach.redis import environment_app
 from tests.support.redis_app import app_env, history_names, invoke, migrated_app
 from tests.support.services import RedisServer, free_port
 

@@ -11,8 +11,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from celery_app.errors import InvalidRequest, ServiceUnavailable
-from celery_app.keyspace import Keyspace
-from celery_app.sessions import SessionPolicy, SessionStore
+from celery_app.infra.keyspace import Keyspace
+from celery_app.stores.sessions import SessionPolicy, SessionStore
 from tests.support.redis_app import app_env, history_names, invoke, migrated_app
 from tests.support.services import RedisServer, wait_for
 

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from celery_app import failed_tasks, settlement
 from celery_app.celery import make_app
-from celery_app.models import Account
-from celery_app.status import collect, workers_reader
-from celery_app.worker_process import start_worker
-from runbooks.redis_env import REDIS_VARIABLES
+from celery_app.dev.worker_process import start_worker
+from celery_app.infra.models import Account
+from celery_app.money import settlement
+from celery_app.ops import failed_tasks
+from celery_app.ops.status import collect, workers_reader
+from runbooks.reach.redis import REDIS_VARIABLES
 from tests.support.deploy import kill_pidfiles
 from tests.support.health import PASSWORD, fail_a_task, healthy_env
 from tests.support.money import MoneyEnv

@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from celery_app import posting, settlement, submit
-from celery_app.models import Account, Outbox, PaymentRequest
-from celery_app.queues import priority_lists
-from celery_app.ratelimit import TopUpThrottle, check_top_up
+from celery_app.infra.models import Account, Outbox, PaymentRequest
+from celery_app.money import posting, settlement, submit
+from celery_app.ops.queues import priority_lists
+from celery_app.stores.ratelimit import TopUpThrottle, check_top_up
 from tests.support.money import MoneyEnv, money_env
 from tests.support.pg_restart import Backends, Seam
 from tests.support.services import RedisServer, create_pg_database, wait_for

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from celery_app import settlement, submit, workers
 from celery_app.celery import make_app
+from celery_app.money import settlement, submit
+from celery_app.ops import workers
 from celery_app.settings import load_settings
 from tests.support.cli import run_invoke
 from tests.support.money import MoneyEnv, money_env
@@ -83,7 +84,7 @@ def test_stop_past_the_timeout_names_the_running_tasks(
     money: MoneyEnv, supervisor: workers.MultiSupervisor
 ) -> None:
     """A worker busy past --timeout is not killed: the restart stops and says what runs."""
-    from celery_app import posting
+    from celery_app.money import posting
 
     app = make_app(load_settings(money.env))
     money.open_wallets(1)

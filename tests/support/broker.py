@@ -13,7 +13,7 @@ import redis
 from celery import Celery
 from kombu import Connection
 
-from celery_app.keyspace import Keyspace
+from celery_app.infra.keyspace import Keyspace
 
 
 def producer(url: str) -> Celery:

@@ -73,7 +73,7 @@ def make_repo(directory: Path) -> Path:
     git("commit", "-q", "-m", "v2: a new version and a migration")
     git("tag", "v2")
     git("checkout", "-q", "-b", "broken", "v1")
-    with (directory / "celery_app" / "jobs.py").open("a") as jobs:
+    with (directory / "celery_app" / "money" / "jobs.py").open("a") as jobs:
         jobs.write('\nraise RuntimeError("this release cannot start")\n')
     git("commit", "-q", "-am", "broken: a worker of this release exits at once")
     git("tag", "broken")

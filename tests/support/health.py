@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from celery_app import settlement
 from celery_app.bootstrap import Container
-from celery_app.failed import record_failure
+from celery_app.money import settlement
+from celery_app.ops.failed_tasks import record_failure
 from tests.support.money import MoneyEnv, money_env
 from tests.support.services import RedisServer, start_redis
 

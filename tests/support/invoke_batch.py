@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PRELOAD = (
     "invoke.main", "alembic.command", "redis", "sqlalchemy.orm", "yaml",
-    "celery_app.bootstrap", "runbooks.deploy.rollout", "runbooks.history", "runbooks.service",
+    "celery_app.bootstrap", "runbooks.deploy.rollout", "runbooks.engine.history",
+    "runbooks.service",
 )  # fmt: skip
 
 

@@ -19,8 +19,9 @@ import signal
 import sys
 from pathlib import Path
 
-from celery_app import bootstrap, migrate
-from celery_app.embedded import ensure_embedded_redis
+from celery_app import bootstrap
+from celery_app.infra import migrate
+from celery_app.infra.embedded import ensure_embedded_redis
 from tests.support.deploy import make_fleet
 from tests.support.sshd import SSHD_CANDIDATES, start_sshd_hosts, stop_all
 

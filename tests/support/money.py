@@ -10,11 +10,13 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from celery_app import bootstrap, migrate, submit
+from celery_app import bootstrap
 from celery_app.celery import make_app, make_enqueue
-from celery_app.models import LedgerEntry, PaymentRequest, Posting
+from celery_app.dev.worker_process import WorkerProcess, start_worker
+from celery_app.infra import migrate
+from celery_app.infra.models import LedgerEntry, PaymentRequest, Posting
+from celery_app.money import submit
 from celery_app.settings import load_settings
-from celery_app.worker_process import WorkerProcess, start_worker
 from tests.support.services import wait_for
 
 

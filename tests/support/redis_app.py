@@ -31,7 +31,7 @@ def build_app(env: dict[str, str]) -> Container:
 
 def migrated_app(env: dict[str, str]) -> Container:
     """A container whose SQL database has the schema, run history included."""
-    from celery_app import migrate
+    from celery_app.infra import migrate
 
     app = build_app(env)
     migrate.upgrade(app.engine)
@@ -40,7 +40,7 @@ def migrated_app(env: dict[str, str]) -> Container:
 
 def history_names(app: Container) -> list[tuple[str, str, dict[str, object]]]:
     """(name, status, arguments) of every recorded run, oldest first."""
-    from runbooks import history
+    from runbooks.engine import history
 
     runs = history.list_runs(app.sessions, limit=100)
     return [(r["name"], r["status"], r["arguments"]) for r in reversed(runs)]

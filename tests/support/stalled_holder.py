@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 
-from celery_app import bootstrap, posting
+from celery_app import bootstrap
 from celery_app.errors import StaleFence
+from celery_app.money import posting
 
 
 def main() -> int:

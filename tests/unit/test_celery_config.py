@@ -37,7 +37,8 @@ def test_money_tasks_route_to_the_payments_queue(tmp_path: Path) -> None:
 
 
 def test_beat_schedules_only_registered_tasks(tmp_path: Path) -> None:
-    from celery_app import jobs  # registers the tasks on the module's app
+    from celery_app.money import jobs  # registers the tasks on the module's app
+    from celery_app.ops import jobs as _ops_jobs  # noqa: F401
 
     names = {entry["task"] for entry in app_for(tmp_path).conf.beat_schedule.values()}
     assert names >= {"outbox.relay", "ledger.reconcile", "settlement.run_daily"}

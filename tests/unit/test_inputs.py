@@ -107,7 +107,7 @@ def test_shown_is_one_quoted_line_of_at_most_80_characters(text: str) -> None:
 
 
 def test_metrics_listen_on_loopback_or_warn_or_refuse() -> None:
-    from celery_app.metrics import listen_host
+    from celery_app.ops.metrics import listen_host
 
     assert listen_host("127.0.0.1") and listen_host("localhost") and listen_host("::1")
     assert listen_host("10.0.3.7") is False  # served, with a warning

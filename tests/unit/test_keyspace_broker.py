@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from celery_app.keyspace import Keyspace
+from celery_app.infra.keyspace import Keyspace
 
 
 @pytest.mark.parametrize(

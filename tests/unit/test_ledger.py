@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from celery_app import ledger
 from celery_app.errors import InvalidRequest
+from celery_app.money import ledger
 
 
 @pytest.mark.parametrize(

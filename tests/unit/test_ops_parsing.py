@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from celery_app import cache, failed_tasks, queues
 from celery_app.errors import InvalidRequest, Refused
-from celery_app.keyspace import Keyspace
+from celery_app.infra.keyspace import Keyspace
+from celery_app.ops import failed_tasks, queues
+from celery_app.stores import cache
 
 KS = Keyspace("maqsafy")
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
@@ -118,7 +119,7 @@ def test_stamp_sent_at_keeps_an_existing_stamp() -> None:
 
 
 def test_metrics_scrapes_share_one_status_read_per_window() -> None:
-    from celery_app.metrics import cached
+    from celery_app.ops.metrics import cached
 
     reads: list[int] = []
 

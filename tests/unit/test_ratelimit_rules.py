@@ -6,12 +6,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from celery_app.boundary import identifier
 from celery_app.errors import ConfigError, InvalidRequest
-from celery_app.keyspace import Keyspace
-from celery_app.login import ACCOUNT_POLICY, ASVS_FAILURES_PER_HOUR, LoginPolicy, subject
-from celery_app.ratelimit import TOPUP_QUOTA, Quota, parse_key
-from celery_app.sessions import SessionPolicy, session_id
+from celery_app.infra.boundary import identifier
+from celery_app.infra.keyspace import Keyspace
+from celery_app.stores.login import ACCOUNT_POLICY, ASVS_FAILURES_PER_HOUR, LoginPolicy, subject
+from celery_app.stores.ratelimit import TOPUP_QUOTA, Quota, parse_key
+from celery_app.stores.sessions import SessionPolicy, session_id
 
 KS = Keyspace("maqsafy")
 

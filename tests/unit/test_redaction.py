@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from celery_app.redaction import MASK, Redactor, mask_patterns, secret_name
+from celery_app.infra.redaction import MASK, Redactor, mask_patterns, secret_name
 
 
 @pytest.mark.parametrize(

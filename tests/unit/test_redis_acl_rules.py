@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from celery_app import redis_acl
 from celery_app.celery import transport_options
 from celery_app.errors import InvalidRequest
+from celery_app.ops import redis_acl
 from celery_app.settings import load_settings
 
 SCOPE = redis_acl.Scope()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from celery_app.redis_causes import CAUSES, classify
-from celery_app.redis_facts import Endpoint
+from celery_app.ops.redis_causes import CAUSES, classify
+from celery_app.ops.redis_facts import Endpoint
 
 REPLIES = [
     (redis.ResponseError("MISCONF Redis is configured to save RDB snapshots, but ..."), "misconf"),

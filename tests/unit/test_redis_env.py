@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runbooks.errors import NotFound
-from runbooks.redis_env import REDIS_VARIABLES, redis_environ
+from runbooks.reach.redis import REDIS_VARIABLES, redis_environ
 
 
 def test_a_url_wins() -> None:

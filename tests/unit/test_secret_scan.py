@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runbooks.secret_scan import scan_text
+from runbooks.checks.secret_scan import scan_text
 
 FOUND = [
     ("app.py", 'REDIS_PASSWORD = "hunter2-real"'),  # a Python assignment

@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
-from celery_app import migrate, settlement, workers
 from celery_app.celery import make_app
+from celery_app.infra import migrate
+from celery_app.money import settlement
+from celery_app.ops import workers
 from celery_app.settings import load_settings
-from runbooks import history
 from runbooks.deploy import release, rollout
+from runbooks.engine import history
 from tests.support.deploy import Fleet, make_fleet, on_host
 from tests.support.money import MoneyEnv, start_shopping
 from tests.support.services import RedisServer

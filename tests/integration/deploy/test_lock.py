@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from runbooks import history
 from runbooks.deploy import rollout
 from runbooks.deploy.lock import DeployLock, DeployLocked
+from runbooks.engine import history
 from tests.support.deploy import Fleet
 from tests.support.money import MoneyEnv
 from tests.support.services import RedisServer, wait_for

@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 import redis
 
-from celery_app import failed_tasks, migrate, settlement, workers
 from celery_app.celery import make_app
+from celery_app.infra import migrate
+from celery_app.money import settlement
+from celery_app.ops import failed_tasks, workers
 from celery_app.settings import load_settings
 from tests.support.cli import clean_environ, run_invoke
 from tests.support.deploy import Fleet, make_fleet

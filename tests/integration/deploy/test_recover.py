@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from celery_app import workers
 from celery_app.celery import make_app
+from celery_app.ops import workers
 from celery_app.settings import load_settings
-from runbooks import history
 from runbooks.deploy import rollout
+from runbooks.engine import history
 from tests.support.deploy import Fleet, make_fleet
 from tests.support.money import MoneyEnv
 from tests.support.services import RedisServer, free_port

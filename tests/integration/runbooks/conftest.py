@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from celery_app import bootstrap, migrate
+from celery_app import bootstrap
+from celery_app.infra import migrate
 from celery_app.settings import load_settings
 from tests.support.services import RedisServer, start_redis
 from tests.support.sshd import SSHHost, sshd_fleet, sshd_hosts, write_inventory

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from runbooks.connectors.targets import LocalTarget
 from runbooks.facts.docker import DockerUnavailable, containers, explain_unreachable
-from runbooks.targets import LocalTarget
 from tests.support.redis_app import app_env, invoke
 from tests.support.sshd import SSHHost
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from runbooks import history, service
+from runbooks import service
+from runbooks.engine import history
 from runbooks.errors import NotFound
 from tests.integration.runbooks.conftest import make_app
 from tests.support.cli import run_invoke
@@ -84,7 +85,7 @@ def test_history_rows_match_and_retry_failed_reruns_only_failed_hosts(
 
 
 def test_record_command_for_ops_commands(app: Any) -> None:
-    from runbooks.redact import Redactor
+    from runbooks.engine.redact import Redactor
 
     run_id = history.record_command(
         app.sessions,
@@ -133,7 +134,7 @@ steps:
 def test_secrets_only_a_host_knows_are_masked_everywhere(
     app: Any, tmp_path: Path, inventory_dir: Path, sshd_hosts: list[SSHHost]
 ) -> None:
-    from runbooks import render
+    from runbooks.cli import render
 
     for host in sshd_hosts[:2]:
         (host.root / "settings.env").write_text(HOST_SETTINGS)

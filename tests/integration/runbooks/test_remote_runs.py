@@ -11,11 +11,12 @@ import pytest
 import redis
 
 from celery_app.celery import make_app
+from celery_app.dev.worker_process import WorkerProcess, start_worker
 from celery_app.settings import load_settings
-from celery_app.worker_process import WorkerProcess, start_worker
-from runbooks import history, ops_requests
-from runbooks.book import BOOKS_DIR as BOOKS
-from runbooks.remote import TASK
+from runbooks.engine import history
+from runbooks.engine.book import BOOKS_DIR as BOOKS
+from runbooks.ops_queue import requests as ops_requests
+from runbooks.ops_queue.runner import TASK
 from tests.support.redis_app import app_env, history_names, invoke, migrated_app
 from tests.support.services import start_redis, wait_for
 
@@ -38,7 +39,7 @@ def ops(tmp_path: Path) -> Iterator[tuple[dict[str, str], WorkerProcess]]:
         queues="ops",
         concurrency=1,
         env=env,
-        extra=("-I", "runbooks.remote"),
+        extra=("-I", "runbooks.ops_queue.runner"),
     )
     try:
         worker.wait_ready()

@@ -9,9 +9,10 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from celery_app.models import Base
-from runbooks import history, service
+from celery_app.infra.models import Base
+from runbooks import service
 from runbooks.actions.base import Outcome, StepContext
+from runbooks.engine import history
 from tests.support.sshd import SSHHost
 
 pytestmark = pytest.mark.ssh

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from runbooks.book import book_path, load_book
-from runbooks.executor import Executor
-from runbooks.inventory import load_environment
+from runbooks.engine.book import book_path, load_book
+from runbooks.engine.executor import Executor
+from runbooks.engine.inventory import load_environment
 from tests.support.services import RedisServer
 from tests.support.sshd import SSHHost, write_inventory
 

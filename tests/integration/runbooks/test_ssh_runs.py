@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from runbooks.book import inline_book
-from runbooks.executor import Executor, RunOptions
-from runbooks.inventory import load_environment
-from runbooks.results import RunResult
+from runbooks.engine.book import inline_book
+from runbooks.engine.executor import Executor, RunOptions
+from runbooks.engine.inventory import load_environment
+from runbooks.engine.results import RunResult
 from tests.support.sshd import SSHHost, keygen, write_inventory
 
 pytestmark = pytest.mark.ssh

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from celery_app import submit, workers
 from celery_app.celery import make_app
+from celery_app.money import submit
+from celery_app.ops import workers
 from celery_app.settings import load_settings
 from tests.support.cli import run_invoke
 from tests.support.deploy import kill_pidfiles
@@ -114,7 +115,7 @@ def test_failed_commands_run_on_the_environments_host_over_ssh(
     money: MoneyEnv, sshd_hosts: list[SSHHost], tmp_path: Path
 ) -> None:
     """failed.* --env runs on an app host against its database, not the laptop's."""
-    from celery_app.failed import record_failure
+    from celery_app.ops.failed_tasks import record_failure
 
     host = sshd_hosts[0]
     entry = host.inventory_entry()

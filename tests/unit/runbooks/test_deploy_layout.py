@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from runbooks.actions.base import StepContext
+from runbooks.connectors.targets import LocalTarget
 from runbooks.deploy import hostside, layout
-from runbooks.targets import LocalTarget
 
 
 @pytest.mark.parametrize(

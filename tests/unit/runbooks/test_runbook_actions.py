@@ -11,9 +11,9 @@ import pytest
 
 from runbooks import actions
 from runbooks.actions.base import Outcome, StepContext
-from runbooks.book import inline_book
+from runbooks.connectors.targets import LocalTarget
+from runbooks.engine.book import inline_book
 from runbooks.errors import StepError
-from runbooks.targets import LocalTarget
 
 
 @pytest.fixture

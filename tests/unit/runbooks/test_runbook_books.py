@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runbooks.book import Book, book_path, inline_book, list_books, load_book
+from runbooks.engine.book import Book, book_path, inline_book, list_books, load_book
 from runbooks.errors import BookError, ExpressionError, NotFound
 
 

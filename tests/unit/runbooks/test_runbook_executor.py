@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 import yaml
 
-from runbooks.book import inline_book
+from runbooks.engine.book import inline_book
+from runbooks.engine.executor import Executor, RunOptions
+from runbooks.engine.inventory import load_inventory
+from runbooks.engine.results import RunResult
 from runbooks.errors import NotFound
-from runbooks.executor import Executor, RunOptions
-from runbooks.inventory import load_inventory
-from runbooks.results import RunResult
 
 
 def local_inventory(tmp_path: Path, count: int, failing: tuple[int, ...] = ()) -> Path:

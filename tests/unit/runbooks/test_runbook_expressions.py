@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runbooks.expressions import SyntaxProblem, Undefined, parse_condition, render
+from runbooks.engine.expressions import SyntaxProblem, Undefined, parse_condition, render
 
 VARS = {
     "env": "staging",

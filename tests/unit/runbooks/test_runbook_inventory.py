@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from runbooks.engine.inventory import INVENTORY_DIR, load_environment, load_inventory
 from runbooks.errors import InventoryError, NotFound, SecretLiteral
-from runbooks.inventory import INVENTORY_DIR, load_environment, load_inventory
 
 GOOD = """\
 environment: staging

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery_app.settings import load_settings
-from runbooks.redact import MASK, RedactingFilter, Redactor
+from runbooks.engine.redact import MASK, RedactingFilter, Redactor
 
 
 def test_masks_plain_and_quoted_forms_longest_first() -> None:
@@ -32,7 +32,7 @@ def test_settings_secrets_are_known(tmp_path) -> None:  # type: ignore[no-untype
         },
         dotenv=tmp_path / "none.env",
     )
-    from runbooks.redact import for_settings
+    from runbooks.engine.redact import for_settings
 
     redactor = for_settings(settings)
     line = f"{settings.redis_url('cache')} {settings.database_url}"

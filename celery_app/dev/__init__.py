@@ -1,0 +1,1 @@
+"""The demo and the worker-process helper tests and benchmarks use."""

@@ -1,0 +1,147 @@
+"""Engine and unit of work: one transaction per write, rolled back unless committed.
+
+SQLite (the embedded default) runs in WAL mode with `BEGIN IMMEDIATE`, so writers queue on the
+database lock instead of failing mid-transaction; PostgreSQL runs READ COMMITTED and the posting
+code takes row locks (`SELECT ... FOR UPDATE`) where it reads what it will change.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, TypeVar
+
+from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.orm import Session, sessionmaker
+
+from celery_app.errors import ServiceUnavailable
+from celery_app.infra.private import private_file, sqlite_path
+
+log = logging.getLogger("maqsafy.db")
+T = TypeVar("T")
+
+
+def make_engine(url: str, pool_size: int = 5) -> Engine:
+    """Create the engine for `url`, configured for concurrent money writes."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+        path = sqlite_path(url)
+
+        @event.listens_for(engine, "do_connect")
+        def _private(*_: Any) -> None:
+            # 0600 before SQLite creates it (its WAL files take its mode); at first connect,
+            # so a command refused before it touches the database leaves no file behind.
+            if path is not None and path.parent.is_dir():
+                private_file(path)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" event issue BEGIN
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        # A connection the server dropped while it sat in the pool (restart, failover) is
+        # replaced at checkout, not handed out to fail its first statement; one round trip.
+        pool_pre_ping=True,
+        isolation_level="READ COMMITTED",
+    )
+
+
+def retry_on_disconnect(work: Callable[[], T]) -> T:
+    """Run `work`; if its connection turned out dead, run it once more on a fresh connection.
+
+    Only for work that is safe to run twice. A connection can die after the pre-ping (a restart
+    mid-transaction); SQLAlchemy then raises with `connection_invalidated` and has already
+    invalidated it and every pooled connection opened before it, so the second run connects
+    anew. Any other error, or a second disconnect (the server is down), propagates.
+    """
+    try:
+        return work()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("database connection lost (%s); retrying once", type(exc.orig).__name__)
+    return work()
+
+
+# SQLite's and PostgreSQL's (UndefinedTable) words for a table the schema does not have yet.
+MISSING_TABLE = re.compile(
+    r'no such table: (?:\w+\.)?(\w+)|relation "(?:\w+\.)?(\w+)" does not exist'
+)
+
+
+def describe_error(exc: DBAPIError, url: str | URL) -> str:
+    """One line for an operator: the table `invoke db.migrate` would create, or what to check."""
+    lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+    reason = lines[0] if lines else type(exc).__name__
+    missing = MISSING_TABLE.search(reason)
+    if missing:
+        table = missing.group(1) or missing.group(2)
+        return f"the database has no {table} table: run `invoke db.migrate`"
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        shown = "(DATABASE_URL)"
+    return (
+        f"database {shown} did not answer: {reason} (check DATABASE_URL and that the server runs)"
+    )
+
+
+@contextmanager
+def database_errors(engine: Engine) -> Iterator[None]:
+    """Translate a database that does not answer (or is not migrated) into ServiceUnavailable."""
+    try:
+        yield
+    except (OperationalError, ProgrammingError) as exc:
+        raise ServiceUnavailable(describe_error(exc, engine.url)) from exc
+
+
+def check_database(engine: Engine) -> None:
+    """Raise ServiceUnavailable with a one-line reason when the database does not answer."""
+    with database_errors(engine), engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+
+
+class UnitOfWork:
+    """`with UnitOfWork(factory) as uow: ...; uow.commit()`; leaving without commit rolls back."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self._factory = factory
+        self.session: Session
+
+    def __enter__(self) -> UnitOfWork:
+        self.session = self._factory()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # close() rolls back whatever was not committed and detaches loaded objects without
+        # expiring them, so values read inside the unit stay readable after it.
+        self.session.close()
+
+    def commit(self) -> None:
+        self.session.commit()
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.session.get_bind().dialect.name == "postgresql"

@@ -1,0 +1,1 @@
+"""The money path: ledger rules, fenced locks, submit, posting, settlement."""

@@ -1,0 +1,2 @@
+"""The app's own health: Redis doctor, audit and ACL, queues, failed tasks,
+workers, status, metrics and maintenance."""

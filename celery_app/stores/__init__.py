@@ -1,0 +1,1 @@
+"""The platform's Redis stores: cache, sessions, rate limits, login."""

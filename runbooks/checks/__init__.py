@@ -1,0 +1,1 @@
+"""Checks across the tool: the secret scan of the repository."""

@@ -1,0 +1,1 @@
+"""The command line: one module per Invoke namespace, and what they share."""

@@ -1,0 +1,2 @@
+"""The runbook engine: sources, inventory, expressions, books, executor,
+results, redaction and history."""

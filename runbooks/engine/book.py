@@ -1,0 +1,259 @@
+"""Runbooks: YAML files of steps, loaded safely and validated with file:line:field errors.
+
+    name: ping
+    description: redis-cli ping from each host; expects PONG
+    hosts: workers            # group, host or pattern of the environment (default: all)
+    serial: 25%               # hosts per batch: a count or a percentage (default: all at once)
+    max_fail_percentage: 0    # stop after a batch whose failed share exceeds this
+    vars: {redis_port: 6379}
+    steps:
+      - name: ping redis
+        command: [redis-cli, -p, "{{ redis_port }}", ping]
+        read_only: true       # (an action parameter, here `command`'s)
+        when: facts.has_redis_cli
+        tags: [redis]
+        retries: 2
+        delay: 1
+        register: pong
+        rescue:
+          - shell: echo "redis did not answer" >&2
+
+A step names exactly one registered action; everything else is checked against the schema
+below. `when` is parsed by :mod:`runbooks.engine.expressions` and templates are plain
+lookups: nothing in a runbook is evaluated as Python.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from celery_app.inputs import shown
+from celery_app.settings import PROJECT_ROOT
+from runbooks import actions
+from runbooks.engine.expressions import Condition, SyntaxProblem, check_templates, parse_condition
+from runbooks.engine.source import Fields, MarkedDict, load_yaml
+from runbooks.errors import BookError, ExpressionError, NotFound
+
+BOOKS_DIR = PROJECT_ROOT / "runbooks" / "books"
+STEP_KEYS = (
+    "name",
+    "when",
+    "tags",
+    "retries",
+    "delay",
+    "timeout",
+    "register",
+    "ignore_errors",
+    "rescue",
+)
+BOOK_KEYS = ("name", "description", "hosts", "serial", "max_fail_percentage", "vars", "steps")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One validated step: an action with parameters and how to run it."""
+
+    name: str
+    action: str
+    params: Mapping[str, Any]
+    line: int | None = None
+    when: tuple[Condition, ...] = ()
+    tags: frozenset[str] = frozenset()
+    retries: int = 0
+    delay: float = 1.0
+    timeout: float = 300.0
+    register: str | None = None
+    ignore_errors: bool = False
+    rescue: tuple[Step, ...] = ()
+
+
+@dataclass(frozen=True)
+class Book:
+    """One validated runbook."""
+
+    name: str
+    path: Path
+    steps: tuple[Step, ...]
+    description: str = ""
+    hosts: str = "all"
+    serial: int | str | None = None
+    max_fail_percentage: float | None = None
+    vars: Mapping[str, Any] = field(default_factory=dict)
+
+    def batches(self, names: list[str]) -> list[list[str]]:
+        """Split `names` into rolling batches per `serial`."""
+        if not names:
+            return []
+        size = len(names)
+        if isinstance(self.serial, int):
+            size = self.serial
+        elif isinstance(self.serial, str):
+            size = max(1, math.floor(len(names) * float(self.serial.rstrip("%")) / 100))
+        return [names[i : i + size] for i in range(0, len(names), size)]
+
+    @property
+    def tags(self) -> set[str]:
+        found: set[str] = set()
+        for step in self.steps:
+            found |= step.tags
+        return found
+
+
+def book_path(name: str, directory: Path | None = None) -> Path:
+    """The file of book `name` (a name under runbooks/books, or a path to a .yml file)."""
+    candidate = Path(name)
+    if candidate.suffix in (".yml", ".yaml") and _is_file(candidate):
+        return candidate
+    directory = directory or BOOKS_DIR
+    for suffix in (".yml", ".yaml"):
+        path = directory / f"{name}{suffix}"
+        if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) and _is_file(path):
+            return path
+    known = ", ".join(p.stem for p in list_books(directory)) or "none"
+    raise NotFound(f"no runbook {shown(name)} (known: {known}; `invoke runbooks` lists them)")
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system is no book
+        return False
+
+
+def list_books(directory: Path | None = None) -> list[Path]:
+    directory = directory or BOOKS_DIR
+    return sorted([*directory.glob("*.yml"), *directory.glob("*.yaml")])
+
+
+def load_book(path: Path, text: str | None = None) -> Book:
+    """Load and validate the runbook at `path`; raise BookError naming file, line, field."""
+    return _book(path, load_yaml(path, BookError, text))
+
+
+def inline_book(name: str, document: Mapping[str, Any]) -> Book:
+    """Validate a book built in Python (steps as dicts, as in YAML) with the same schema."""
+    text = yaml.safe_dump({"name": name, **document}, sort_keys=False)
+    return load_book(Path(f"<{name}>"), text)
+
+
+def _book(path: Path, document: MarkedDict) -> Book:
+    top = Fields(path, document, BookError)
+    top.only(*BOOK_KEYS)
+    serial: int | str | None = None
+    raw_serial = top.raw("serial")
+    if isinstance(raw_serial, str) and re.fullmatch(r"\d+(\.\d+)?%", raw_serial.strip()):
+        serial = raw_serial.strip()
+        if not 0 < float(serial.rstrip("%")) <= 100:
+            raise top.fail("serial", "a percentage must be above 0% and at most 100%")
+    elif raw_serial is not None:
+        serial = top.integer("serial", None, 1, 100_000)
+    mfp = top.raw("max_fail_percentage")
+    steps_items = top.items("steps")
+    if not steps_items:
+        raise BookError(path, top.line_of("steps"), "steps", "a runbook needs at least one step")
+    steps = tuple(
+        _step(path, line, raw, f"steps[{i}]") for i, (line, raw) in enumerate(steps_items)
+    )
+    book_vars = top.mapping("vars").data
+    try:
+        check_templates(dict(book_vars))
+    except SyntaxProblem as exc:
+        raise ExpressionError(path, top.line_of("vars"), "vars", str(exc)) from None
+    return Book(
+        name=top.text("name") or path.stem,
+        path=path,
+        steps=steps,
+        description=(top.text("description") or "").strip(),
+        hosts=top.text("hosts") or "all",
+        serial=serial,
+        max_fail_percentage=None if mfp is None else top.number("max_fail_percentage", 0, 0, 100),
+        vars=dict(book_vars),
+    )
+
+
+def _step(path: Path, line: int | None, raw: Any, where: str) -> Step:
+    if not isinstance(raw, dict):
+        raise BookError(path, line, where, "a step must be a mapping naming one action")
+    step = Fields(path, raw, BookError, where)
+    action_keys = [k for k in step.names() if k not in STEP_KEYS]
+    if len(action_keys) != 1:
+        shown = ", ".join(map(str, action_keys)) or "none"
+        raise BookError(
+            path,
+            step.line,
+            where,
+            f"a step names exactly one action (found: {shown}); "
+            f"actions: {', '.join(actions.names())}",
+        )
+    name = action_keys[0]
+    action = actions.get(str(name))
+    if action is None:
+        raise step.fail(name, f"unknown action; known actions: {', '.join(actions.names())}")
+    value = raw[name]
+    if isinstance(value, dict):
+        params = Fields(path, value, BookError, step.field(name))
+    else:
+        data = MarkedDict()
+        data.line = step.line_of(name) or 0
+        data.key_lines = {}
+        if value is not None:
+            if action.shorthand is None:
+                raise step.fail(name, "expected a mapping of parameters")
+            data[action.shorthand] = value
+            data.key_lines[action.shorthand] = data.line
+        params = Fields(path, data, BookError, step.field(name))
+    validated = action.validate(params)
+    try:
+        check_templates(validated)
+    except SyntaxProblem as exc:
+        raise ExpressionError(path, step.line_of(name), step.field(name), str(exc)) from None
+    rescue = tuple(
+        _step(path, item_line, item, f"{where}.rescue[{i}]")
+        for i, (item_line, item) in enumerate(step.items("rescue"))
+    )
+    register = step.text("register")
+    if register is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", register):
+        raise step.fail("register", "expected a variable name (letters, digits, _)")
+    return Step(
+        name=step.text("name") or f"{name} ({where})",
+        action=str(name),
+        params=validated,
+        line=step.line,
+        when=_conditions(step),
+        tags=frozenset(step.str_list("tags")),
+        retries=step.integer("retries", 0, 0, 100) or 0,
+        delay=step.number("delay", 1.0, 0, 3600),
+        timeout=step.number("timeout", 300.0, 0.1, 86_400),
+        register=register,
+        ignore_errors=step.flag("ignore_errors"),
+        rescue=rescue,
+    )
+
+
+def _conditions(step: Fields) -> tuple[Condition, ...]:
+    raw = step.raw("when")
+    if raw is None:
+        return ()
+    if isinstance(raw, bool):
+        raw = "true" if raw else "false"
+    items = raw if isinstance(raw, list) else [raw]
+    conditions = []
+    for item in items:
+        if isinstance(item, bool):
+            item = "true" if item else "false"
+        if not isinstance(item, str):
+            raise step.fail("when", "expected an expression or a list of expressions")
+        try:
+            conditions.append(parse_condition(item))
+        except SyntaxProblem as exc:
+            raise ExpressionError(
+                step.path, step.line_of("when"), step.field("when"), f"{exc} in {item!r}"
+            ) from None
+    return tuple(conditions)

@@ -1,0 +1,1 @@
+"""Runbooks on the `ops` Celery queue: signed requests, the worker's runner."""

@@ -1,0 +1,1 @@
+"""How a command reaches an environment: its Redis, or a command on its host."""
