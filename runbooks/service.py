@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runbooks import actions
+from runbooks.actions import Actions, builtins, with_python
 from runbooks.actions.base import Outcome, StepContext
 from runbooks.engine import history
 from runbooks.engine.book import Book, book_path, inline_book, load_book
@@ -219,14 +219,16 @@ def run_steps(
     inventory_dir: Path | None = None,
     max_fail_percentage: float | None = None,
     vars: Mapping[str, Any] | None = None,
+    actions: Actions | None = None,
 ) -> tuple[RunResult, Redactor]:
-    """Run steps written in Python (dicts shaped like a book's steps) on `environment`."""
+    """Run steps written in Python (dicts shaped like a book's steps) on `environment`; their
+    actions from `actions` (default the built-ins)."""
     document: dict[str, Any] = {"hosts": hosts, "steps": steps, "vars": dict(vars or {})}
     if serial is not None:
         document["serial"] = serial
     if max_fail_percentage is not None:
         document["max_fail_percentage"] = max_fail_percentage
-    book = inline_book(name, document)
+    book = inline_book(name, document, actions)
     request = RunRequest(
         name, environment=environment, limit=limit, check=check, inventory_dir=inventory_dir
     )
@@ -250,7 +252,6 @@ def run_python(
 ) -> tuple[RunResult, Redactor]:
     """Run a Python callable once per host (with that host's target) through the engine."""
     action = f"python.{name}"
-    actions.register_python(action, fn, read_only=read_only)
     return run_steps(
         app,
         name,
@@ -261,6 +262,7 @@ def run_python(
         check=check,
         listener=listener,
         inventory_dir=inventory_dir,
+        actions=with_python(builtins(), action, fn, read_only=read_only),
     )
 
 

@@ -1,58 +1,45 @@
-"""The action registry: a step names an action, the registry gives the code.
+"""Actions: a step names an action, the book loader is given the mapping of names to code.
 
 Built-in actions: `shell`, `command`, `file`, `upload`, `facts`, and the deployed host's
-`workers.restart` / `workers.verify`. Other packages register theirs
-with :func:`register` (an :class:`Action` instance) or :func:`register_python` (a callable)::
+`workers.restart` / `workers.verify`. There is no global registry: :func:`builtins` returns a
+new mapping, and a caller that needs more (a deploy's host-side steps, a Python callable run
+on each host) passes the built-ins plus its own to the loader::
 
-    def restart(ctx: StepContext, params: dict) -> Outcome: ...
-    register_python("workers.restart", restart)
+    mapping = with_python(builtins(), "deploy.switch", switch)
+    book = inline_book("deploy.rollout", document, mapping)
+
+The loader resolves each step's action once; the executor runs what the book holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from runbooks.actions.base import Action, Outcome, PythonAction, StepContext
 
-_REGISTRY: dict[str, Action] = {}
+Actions = Mapping[str, Action]
 
 
-def register(action: Action) -> Action:
-    """Register `action` under its name (replacing one of the same name)."""
-    if not action.name:
-        raise ValueError("an action needs a name")
-    _REGISTRY[action.name] = action
-    return action
+def builtins() -> dict[str, Action]:
+    """A new mapping of the built-in actions by name."""
+    from runbooks.actions import commands, facts, files
+    from runbooks.deploy import workers  # the workers-restart book's
+
+    return {a.name: a for m in (commands, facts, files, workers) for a in m.ACTIONS}
 
 
-def register_python(
+def with_python(
+    mapping: Actions,
     name: str,
     fn: Callable[[StepContext, dict[str, Any]], Outcome],
     read_only: bool = False,
     params: tuple[str, ...] | None = None,
-) -> Action:
-    """Register a Python callable as the action `name`."""
-    return register(PythonAction(name, fn, read_only=read_only, params=params))
+) -> dict[str, Action]:
+    """`mapping` plus the Python callable `fn` as the action `name` (a new mapping)."""
+    if not name:
+        raise ValueError("an action needs a name")
+    return {**mapping, name: PythonAction(name, fn, read_only=read_only, params=params)}
 
 
-def get(name: str) -> Action | None:
-    return _REGISTRY.get(name)
-
-
-def names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def _builtins() -> None:
-    from runbooks.actions import commands, facts, files
-    from runbooks.deploy import workers  # the workers-restart book's
-
-    for module in (commands, facts, files, workers):
-        for action in module.ACTIONS:
-            register(action)
-
-
-_builtins()
-
-__all__ = ["Action", "Outcome", "PythonAction", "StepContext", "get", "names", "register"]
+__all__ = ["Action", "Actions", "Outcome", "PythonAction", "StepContext", "builtins", "with_python"]

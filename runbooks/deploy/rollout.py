@@ -33,6 +33,7 @@ from sqlalchemy import text
 from celery_app.errors import MaqsafyError
 from celery_app.inputs import natural, percentage, shown
 from runbooks import actions
+from runbooks.actions import Action, Actions
 from runbooks.actions.base import Outcome, StepContext
 from runbooks.deploy import hostside, layout, release
 from runbooks.deploy.gate import Gate
@@ -57,14 +58,18 @@ def _quiet(_: str) -> None:
     pass
 
 
-for _name, _fn, _ro in (
-    ("deploy.preflight", hostside.preflight, True),
-    ("deploy.deps", hostside.ship_deps, False),
-    ("deploy.ship", hostside.ship, False),
-    ("deploy.migrate", hostside.migrate, False),
-    ("deploy.releases", hostside.list_releases, True),
-):
-    actions.register_python(_name, _fn, read_only=_ro)
+def deploy_actions() -> dict[str, Action]:
+    """The built-in actions and a deploy's host-side ones (the roll adds its own per batch)."""
+    mapping = actions.builtins()
+    for name, fn, read_only in (
+        ("deploy.preflight", hostside.preflight, True),
+        ("deploy.deps", hostside.ship_deps, False),
+        ("deploy.ship", hostside.ship, False),
+        ("deploy.migrate", hostside.migrate, False),
+        ("deploy.releases", hostside.list_releases, True),
+    ):
+        mapping = actions.with_python(mapping, name, fn, read_only=read_only)
+    return mapping
 
 
 MAX_SERIAL = 100_000  # as a book's `serial`
@@ -238,6 +243,7 @@ class _Context:
         limit: str | None = None,
         serial: int | str | None = None,
         max_fail: float | None = None,
+        extra: Actions | None = None,
     ) -> RunResult:
         self.say(f"== {phase}")
         result, _ = run_steps(
@@ -254,6 +260,7 @@ class _Context:
             listener=self.listener,
             inventory_dir=self.inventory_dir,
             vars=self.vars,
+            actions={**deploy_actions(), **(extra or {})},
         )
         report.phases[phase] = {
             "run_id": result.run_id,
@@ -319,9 +326,9 @@ class _Context:
             probe = functools.partial(gate.probe, release=release_name)
             return hostside.restart(c, {**p, "release": release_name, "probe": probe})
 
-        actions.register_python("deploy.switch", to_target(hostside.switch))
-        actions.register_python("deploy.restart", restart)
-        actions.register_python("deploy.gate", to_target(gate), read_only=True)
+        batch = actions.with_python({}, "deploy.switch", to_target(hostside.switch))
+        batch = actions.with_python(batch, "deploy.restart", restart)
+        batch = actions.with_python(batch, "deploy.gate", to_target(gate), read_only=True)
         rolled = self.run(
             phase,
             [
@@ -332,6 +339,7 @@ class _Context:
             report,
             serial=serial,
             max_fail=max_fail,
+            extra=batch,
         )
         report.hosts = _host_releases(rolled, before, self.hosts, targets)
         if not rolled.ok:

@@ -36,7 +36,7 @@ import yaml
 
 from celery_app.inputs import shown
 from celery_app.settings import PROJECT_ROOT
-from runbooks import actions
+from runbooks.actions import Action, Actions, builtins
 from runbooks.engine.expressions import Condition, SyntaxProblem, check_templates, parse_condition
 from runbooks.engine.source import Fields, MarkedDict, load_yaml
 from runbooks.errors import BookError, ExpressionError, NotFound
@@ -72,6 +72,7 @@ class Step:
     register: str | None = None
     ignore_errors: bool = False
     rescue: tuple[Step, ...] = ()
+    impl: Action | None = field(default=None, compare=False, repr=False)  # resolved at load
 
 
 @dataclass(frozen=True)
@@ -132,18 +133,20 @@ def list_books(directory: Path | None = None) -> list[Path]:
     return sorted([*directory.glob("*.yml"), *directory.glob("*.yaml")])
 
 
-def load_book(path: Path, text: str | None = None) -> Book:
-    """Load and validate the runbook at `path`; raise BookError naming file, line, field."""
-    return _book(path, load_yaml(path, BookError, text))
+def load_book(path: Path, text: str | None = None, actions: Actions | None = None) -> Book:
+    """Load and validate the runbook at `path`, its steps naming `actions` (default the
+    built-ins); raise BookError naming file, line, field."""
+    known = builtins() if actions is None else actions
+    return _book(path, load_yaml(path, BookError, text), known)
 
 
-def inline_book(name: str, document: Mapping[str, Any]) -> Book:
+def inline_book(name: str, document: Mapping[str, Any], actions: Actions | None = None) -> Book:
     """Validate a book built in Python (steps as dicts, as in YAML) with the same schema."""
     text = yaml.safe_dump({"name": name, **document}, sort_keys=False)
-    return load_book(Path(f"<{name}>"), text)
+    return load_book(Path(f"<{name}>"), text, actions)
 
 
-def _book(path: Path, document: MarkedDict) -> Book:
+def _book(path: Path, document: MarkedDict, actions: Actions) -> Book:
     top = Fields(path, document, BookError)
     top.only(*BOOK_KEYS)
     serial: int | str | None = None
@@ -159,7 +162,7 @@ def _book(path: Path, document: MarkedDict) -> Book:
     if not steps_items:
         raise BookError(path, top.line_of("steps"), "steps", "a runbook needs at least one step")
     steps = tuple(
-        _step(path, line, raw, f"steps[{i}]") for i, (line, raw) in enumerate(steps_items)
+        _step(path, line, raw, f"steps[{i}]", actions) for i, (line, raw) in enumerate(steps_items)
     )
     book_vars = top.mapping("vars").data
     try:
@@ -178,7 +181,7 @@ def _book(path: Path, document: MarkedDict) -> Book:
     )
 
 
-def _step(path: Path, line: int | None, raw: Any, where: str) -> Step:
+def _step(path: Path, line: int | None, raw: Any, where: str, actions: Actions) -> Step:
     if not isinstance(raw, dict):
         raise BookError(path, line, where, "a step must be a mapping naming one action")
     step = Fields(path, raw, BookError, where)
@@ -190,12 +193,12 @@ def _step(path: Path, line: int | None, raw: Any, where: str) -> Step:
             step.line,
             where,
             f"a step names exactly one action (found: {shown}); "
-            f"actions: {', '.join(actions.names())}",
+            f"actions: {', '.join(sorted(actions))}",
         )
     name = action_keys[0]
     action = actions.get(str(name))
     if action is None:
-        raise step.fail(name, f"unknown action; known actions: {', '.join(actions.names())}")
+        raise step.fail(name, f"unknown action; known actions: {', '.join(sorted(actions))}")
     value = raw[name]
     if isinstance(value, dict):
         params = Fields(path, value, BookError, step.field(name))
@@ -215,7 +218,7 @@ def _step(path: Path, line: int | None, raw: Any, where: str) -> Step:
     except SyntaxProblem as exc:
         raise ExpressionError(path, step.line_of(name), step.field(name), str(exc)) from None
     rescue = tuple(
-        _step(path, item_line, item, f"{where}.rescue[{i}]")
+        _step(path, item_line, item, f"{where}.rescue[{i}]", actions)
         for i, (item_line, item) in enumerate(step.items("rescue"))
     )
     register = step.text("register")
@@ -224,6 +227,7 @@ def _step(path: Path, line: int | None, raw: Any, where: str) -> Step:
     return Step(
         name=step.text("name") or f"{name} ({where})",
         action=str(name),
+        impl=action,
         params=validated,
         line=step.line,
         when=_conditions(step),

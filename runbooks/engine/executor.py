@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from runbooks import actions
 from runbooks.actions.base import Outcome, StepContext
 from runbooks.connectors.targets import Target, open_target
 from runbooks.engine.book import Book, Step
@@ -243,8 +242,8 @@ class Executor:
         except Undefined as exc:
             record.status, record.message = "failed", f"undefined variable {exc.args[0]}"
             return record
-        action = actions.get(step.action)
-        assert action is not None  # validated when the book was loaded
+        action = step.impl
+        assert action is not None  # resolved when the book was loaded
         context = StepContext(
             target=target,
             host=host.name,

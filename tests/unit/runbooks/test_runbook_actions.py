@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from runbooks import actions
 from runbooks.actions.base import Outcome, StepContext
 from runbooks.connectors.targets import LocalTarget
 from runbooks.engine.book import inline_book
@@ -26,8 +25,8 @@ def target() -> Iterator[LocalTarget]:
 def act(target: LocalTarget, step: dict[str, Any], check: bool = False) -> Outcome:
     """Validate `step` as a book would, then run its action."""
     parsed = inline_book("t", {"steps": [step]}).steps[0]
-    action = actions.get(parsed.action)
-    assert action is not None
+    action = parsed.impl  # resolved by the loader from the built-in actions
+    assert action is not None and action.name == parsed.action
     ctx = StepContext(target=target, host="local", check=check, vars={}, timeout=10)
     return action.run(ctx, dict(parsed.params))
 
