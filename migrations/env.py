@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from alembic import context
 
-import runbooks.engine.history  # noqa: F401 - registers the run-history tables on Base.metadata
 from celery_app.infra.db import make_engine
-from celery_app.infra.models import Base
+from runbooks.engine.history import schema_metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = schema_metadata()
 
 
 def _url() -> str:

@@ -38,6 +38,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
     Text,
     select,
@@ -127,6 +128,12 @@ class OpsRequestNonce(Base):
 
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def schema_metadata() -> MetaData:
+    """Every table the migrations create: the app's (celery_app.infra.models) and the ops
+    tables above, which share its declarative Base (Alembic compares against this)."""
+    return Base.metadata
 
 
 def operator_name() -> str:
