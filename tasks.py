@@ -1791,7 +1791,7 @@ def _deploy_progress(app: Any, env: str, environ: Any, inventory: Any, json: boo
     from runbooks.deploy import rollout
 
     if json:
-        return None, rollout._quiet
+        return None, rollout.quiet
     redactor = rollout.redactor_for(app, env, environ, inventory)
     return render.ConsoleProgress(redactor), lambda m: print(m, file=sys.stderr, flush=True)
 

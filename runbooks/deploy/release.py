@@ -232,7 +232,7 @@ def build(
         _add_bytes(tar, MANIFEST, manifest(tree, extra))
         _add_link(tar, ".venv/bin/python", interpreter)
         _add_link(tar, ".venv/bin/python3", "python")
-        _add_dir(tar, site_packages())  # the host writes its .pth here (see hostside.UNPACK)
+        _add_dir(tar, site_packages())  # the host writes its .pth here (see scripts.UNPACK)
     _remove_tree(tree)
     return Release(name, sha, revision, tarball)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from runbooks.actions.base import Outcome, PythonAction, StepContext, first_line
-from runbooks.deploy import hostside, layout
+from runbooks.deploy import hostside, layout, scripts
 
 SYSTEMD = r"""
 sudo -n systemctl restart "$UNIT" && systemctl is-active "$UNIT"
@@ -23,7 +23,7 @@ sudo -n systemctl restart "$UNIT" && systemctl is-active "$UNIT"
 # Asked on the host with the release's interpreter, settings and broker: the question the
 # deploy's gate asks, as seen from inside the network.
 VERIFY = (
-    hostside.CLEAN_ENV
+    scripts.CLEAN_ENV
     + r"""
 cd "$APP_DIR/current" || { echo "no live release under $APP_DIR (deploy first)" >&2; exit 3; }
 .venv/bin/python - "$NAMES" "$W_QUEUES" "$TIMEOUT" <<'PY'
