@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from celery_app.infra.db import make_engine
-from runbooks.engine.history import schema_metadata
+from runbooks.engine.history_tables import schema_metadata
 
 config = context.config
 target_metadata = schema_metadata()

@@ -1,10 +1,7 @@
 """Run history in SQL: every runbook run and every recorded ops command, redacted.
 
-Tables (migration 0002): `ops_runs` (one row per run: kind, name, environment, operator, the
-project's version, arguments, check mode, status, start, end), `ops_run_hosts` (each host's
-outcome and counters) and `ops_run_steps` (each step's outcome, rc, duration, redacted output);
-(migration 0004) `ops_request_nonces`, the signed ops requests a worker has accepted
-(:mod:`runbooks.ops_queue.requests`).
+The tables are :mod:`runbooks.engine.history_tables`'s; reading is
+:mod:`runbooks.engine.history_read`'s (both re-exported here, so callers use this module).
 
 Nothing acts without its record: a run or a state-changing command first inserts its row
 (status `running`, operator, redacted arguments, environment), then acts, then closes the row
@@ -31,109 +28,32 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import (
-    Boolean,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Text,
-    select,
-)
-from sqlalchemy.exc import OperationalError, ProgrammingError
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
-from celery_app.infra.db import UnitOfWork, describe_error
-from celery_app.infra.models import Base, utcnow
+from celery_app.infra.models import utcnow
+from runbooks.engine.history_read import failed_hosts, get_run, list_runs
+from runbooks.engine.history_tables import (
+    OpsRequestNonce,
+    OpsRun,
+    OpsRunHost,
+    OpsRunStep,
+    schema_metadata,
+    writing,
+)
 from runbooks.engine.redact import Redactor
 from runbooks.engine.results import RunResult
 from runbooks.errors import HistoryError, NotFound
 
+# Writing lives here; reading (history_read) and the tables (history_tables) are re-exported,
+# so callers use one module: `history.start_run(...)`, `history.get_run(...)`.
+__all__ = [
+    "CommandRecord", "OpsRequestNonce", "OpsRun", "OpsRunHost", "OpsRunStep", "closing",
+    "failed_hosts", "finish_command", "finish_run", "get_run", "list_runs", "operator_name",
+    "project_version", "record_command", "recording", "schema_metadata", "start_run",
+]  # fmt: skip
+
 OUTPUT_LIMIT = 16_000
 log = logging.getLogger("runbooks.engine.history")
-
-
-class OpsRun(Base):
-    """One run of a runbook or one recorded ops command."""
-
-    __tablename__ = "ops_runs"
-    __table_args__ = (Index("ix_ops_runs_started_at", "started_at"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # runbook | command
-    name: Mapped[str] = mapped_column(String(200))
-    environment: Mapped[str] = mapped_column(String(100), default="")
-    operator: Mapped[str] = mapped_column(String(100), default="")
-    version: Mapped[str] = mapped_column(String(64), default="")
-    arguments: Mapped[str] = mapped_column(Text, default="{}")
-    check_mode: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(16), default="running")
-    message: Mapped[str] = mapped_column(Text, default="")
-    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    duration: Mapped[float | None] = mapped_column(Float, nullable=True)
-
-
-class OpsRunHost(Base):
-    """One host's outcome in a run."""
-
-    __tablename__ = "ops_run_hosts"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("ops_runs.id", ondelete="CASCADE"), index=True)
-    host: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16))  # ok | failed | unreachable | not_run
-    cause: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    message: Mapped[str] = mapped_column(Text, default="")
-    batch: Mapped[int] = mapped_column(Integer, default=0)
-    ok: Mapped[int] = mapped_column(Integer, default=0)
-    changed: Mapped[int] = mapped_column(Integer, default=0)
-    skipped: Mapped[int] = mapped_column(Integer, default=0)
-    failed: Mapped[int] = mapped_column(Integer, default=0)
-    rescued: Mapped[int] = mapped_column(Integer, default=0)
-    duration: Mapped[float] = mapped_column(Float, default=0.0)
-
-
-class OpsRunStep(Base):
-    """One step's outcome on one host."""
-
-    __tablename__ = "ops_run_steps"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("ops_runs.id", ondelete="CASCADE"), index=True)
-    host: Mapped[str] = mapped_column(String(200))
-    position: Mapped[int] = mapped_column(Integer)
-    step: Mapped[str] = mapped_column(String(300))
-    action: Mapped[str] = mapped_column(String(100))
-    status: Mapped[str] = mapped_column(String(16))
-    message: Mapped[str] = mapped_column(Text, default="")
-    rc: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=1)
-    rescued: Mapped[bool] = mapped_column(Boolean, default=False)
-    duration: Mapped[float] = mapped_column(Float, default=0.0)
-    stdout: Mapped[str] = mapped_column(Text, default="")
-    stderr: Mapped[str] = mapped_column(Text, default="")
-    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-
-
-class OpsRequestNonce(Base):
-    """A request nonce a worker has accepted once (replays are refused against this table)."""
-
-    __tablename__ = "ops_request_nonces"
-
-    __table_args__ = (Index("ix_ops_request_nonces_received_at", "received_at"),)
-
-    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
-    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-def schema_metadata() -> MetaData:
-    """Every table the migrations create: the app's (celery_app.infra.models) and the ops
-    tables above, which share its declarative Base (Alembic compares against this)."""
-    return Base.metadata
 
 
 def operator_name() -> str:
@@ -152,17 +72,6 @@ def project_version() -> str:
         from celery_app import __version__
 
         return __version__
-
-
-@contextmanager
-def _writing(sessions: sessionmaker[Session]) -> Iterator[UnitOfWork]:
-    try:
-        with UnitOfWork(sessions) as uow:
-            yield uow
-    except (OperationalError, ProgrammingError) as exc:  # down, or not migrated yet
-        bind = sessions.kw.get("bind")
-        url = bind.url if bind is not None else "(DATABASE_URL)"
-        raise HistoryError(f"run history unavailable: {describe_error(exc, url)}") from exc
 
 
 @contextmanager
@@ -193,7 +102,7 @@ def start_run(
 ) -> int:
     """Insert a `running` row and return its id."""
     redactor = redactor or Redactor()
-    with _writing(sessions) as uow:
+    with writing(sessions) as uow:
         run = OpsRun(
             kind=kind,
             name=name,
@@ -216,7 +125,7 @@ def finish_run(
     sessions: sessionmaker[Session], run_id: int, result: RunResult, redactor: Redactor
 ) -> None:
     """Write every host's and step's outcome (redacted) and close the run row."""
-    with _writing(sessions) as uow:
+    with writing(sessions) as uow:
         run = uow.session.get(OpsRun, run_id)
         if run is None:
             raise NotFound(f"no run {run_id} in the history")
@@ -296,7 +205,7 @@ def finish_command(
     """
     redactor = redactor or Redactor()
     ended_at = ended_at or utcnow()
-    with _writing(sessions) as uow:
+    with writing(sessions) as uow:
         run = uow.session.get(OpsRun, run_id)
         if run is None:
             raise NotFound(f"no run {run_id} in the history")
@@ -418,90 +327,3 @@ def recording(
                 started_at=started,
                 redactor=redactor,
             )
-
-
-# -- reading ---------------------------------------------------------------------------------
-
-
-def list_runs(sessions: sessionmaker[Session], limit: int = 20) -> list[dict[str, Any]]:
-    """The newest runs first, as plain dicts."""
-    with _writing(sessions) as uow:
-        rows = uow.session.scalars(select(OpsRun).order_by(OpsRun.id.desc()).limit(limit)).all()
-        return [_run_dict(row) for row in rows]
-
-
-def get_run(sessions: sessionmaker[Session], run_id: int) -> dict[str, Any]:
-    """One run with its hosts and steps; NotFound when there is no such run."""
-    with _writing(sessions) as uow:
-        run = uow.session.get(OpsRun, run_id)
-        if run is None:
-            raise NotFound(f"no run {run_id} in the history (`invoke history` lists them)")
-        hosts = uow.session.scalars(
-            select(OpsRunHost).where(OpsRunHost.run_id == run_id).order_by(OpsRunHost.id)
-        ).all()
-        steps = uow.session.scalars(
-            select(OpsRunStep).where(OpsRunStep.run_id == run_id).order_by(OpsRunStep.id)
-        ).all()
-        data = _run_dict(run)
-        data["hosts"] = [
-            {
-                "host": h.host,
-                "status": h.status,
-                "cause": h.cause,
-                "message": h.message,
-                "batch": h.batch,
-                "ok": h.ok,
-                "changed": h.changed,
-                "skipped": h.skipped,
-                "failed": h.failed,
-                "rescued": h.rescued,
-                "duration": h.duration,
-            }
-            for h in hosts
-        ]
-        data["steps"] = [
-            {
-                "host": s.host,
-                "position": s.position,
-                "step": s.step,
-                "action": s.action,
-                "status": s.status,
-                "message": s.message,
-                "rc": s.rc,
-                "attempts": s.attempts,
-                "rescued": s.rescued,
-                "duration": s.duration,
-                "stdout": s.stdout,
-                "stderr": s.stderr,
-            }
-            for s in steps
-        ]
-        return data
-
-
-def failed_hosts(sessions: sessionmaker[Session], run_id: int) -> tuple[dict[str, Any], list[str]]:
-    """The run (as a dict) and its hosts that failed or were unreachable, for --retry-failed."""
-    run = get_run(sessions, run_id)
-    return run, [h["host"] for h in run["hosts"] if h["status"] in ("failed", "unreachable")]
-
-
-def _run_dict(run: OpsRun) -> dict[str, Any]:
-    try:
-        arguments = json.loads(run.arguments or "{}")
-    except ValueError:
-        arguments = {}
-    return {
-        "id": run.id,
-        "kind": run.kind,
-        "name": run.name,
-        "environment": run.environment,
-        "operator": run.operator,
-        "version": run.version,
-        "arguments": arguments,
-        "check": run.check_mode,
-        "status": run.status,
-        "message": run.message,
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "ended_at": run.ended_at.isoformat() if run.ended_at else None,
-        "duration": run.duration,
-    }

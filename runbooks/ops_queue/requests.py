@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from celery_app.infra.db import UnitOfWork
 from celery_app.infra.models import utcnow
-from runbooks.engine.history import OpsRequestNonce
+from runbooks.engine.history_tables import OpsRequestNonce
 from runbooks.errors import RunbookError
 
 KEY_VAR = "MAQSAFY_OPS_SIGNING_KEY"

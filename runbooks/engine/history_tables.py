@@ -1,0 +1,124 @@
+"""The run history's tables (migrations 0002 and 0004) and the unit of work that writes them.
+
+`ops_runs` (one row per run: kind, name, environment, operator, the project's version,
+arguments, check mode, status, start, end), `ops_run_hosts` (each host's outcome and counters),
+`ops_run_steps` (each step's outcome, rc, duration, redacted output) and `ops_request_nonces`
+(the signed ops requests a worker has accepted: :mod:`runbooks.ops_queue.requests`). They share
+the app's declarative Base, so :func:`schema_metadata` is every table Alembic manages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from celery_app.infra.db import UnitOfWork, describe_error
+from celery_app.infra.models import Base, utcnow
+from runbooks.errors import HistoryError
+
+
+class OpsRun(Base):
+    """One run of a runbook or one recorded ops command."""
+
+    __tablename__ = "ops_runs"
+    __table_args__ = (Index("ix_ops_runs_started_at", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # runbook | command
+    name: Mapped[str] = mapped_column(String(200))
+    environment: Mapped[str] = mapped_column(String(100), default="")
+    operator: Mapped[str] = mapped_column(String(100), default="")
+    version: Mapped[str] = mapped_column(String(64), default="")
+    arguments: Mapped[str] = mapped_column(Text, default="{}")
+    check_mode: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    message: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    duration: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class OpsRunHost(Base):
+    """One host's outcome in a run."""
+
+    __tablename__ = "ops_run_hosts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("ops_runs.id", ondelete="CASCADE"), index=True)
+    host: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))  # ok | failed | unreachable | not_run
+    cause: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    batch: Mapped[int] = mapped_column(Integer, default=0)
+    ok: Mapped[int] = mapped_column(Integer, default=0)
+    changed: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    rescued: Mapped[int] = mapped_column(Integer, default=0)
+    duration: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class OpsRunStep(Base):
+    """One step's outcome on one host."""
+
+    __tablename__ = "ops_run_steps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("ops_runs.id", ondelete="CASCADE"), index=True)
+    host: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(Integer)
+    step: Mapped[str] = mapped_column(String(300))
+    action: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text, default="")
+    rc: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    rescued: Mapped[bool] = mapped_column(Boolean, default=False)
+    duration: Mapped[float] = mapped_column(Float, default=0.0)
+    stdout: Mapped[str] = mapped_column(Text, default="")
+    stderr: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class OpsRequestNonce(Base):
+    """A request nonce a worker has accepted once (replays are refused against this table)."""
+
+    __tablename__ = "ops_request_nonces"
+
+    __table_args__ = (Index("ix_ops_request_nonces_received_at", "received_at"),)
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def schema_metadata() -> MetaData:
+    """Every table the migrations create: the app's (celery_app.infra.models) and the ops
+    tables above, which share its declarative Base (Alembic compares against this)."""
+    return Base.metadata
+
+
+@contextmanager
+def writing(sessions: sessionmaker[Session]) -> Iterator[UnitOfWork]:
+    """A unit of work on the history tables; HistoryError naming the database if it fails."""
+    try:
+        with UnitOfWork(sessions) as uow:
+            yield uow
+    except (OperationalError, ProgrammingError) as exc:  # down, or not migrated yet
+        bind = sessions.kw.get("bind")
+        url = bind.url if bind is not None else "(DATABASE_URL)"
+        raise HistoryError(f"run history unavailable: {describe_error(exc, url)}") from exc
