@@ -16,7 +16,15 @@ def compose() -> dict[str, Any]:
 
 
 def test_the_whole_stack_is_there() -> None:
-    assert set(compose()["services"]) >= {"redis", "postgres", "migrate", "worker", "beat"}
+    assert set(compose()["services"]) >= {
+        "redis",
+        "postgres",
+        "migrate",
+        "redis-acl",
+        "worker",
+        "ops-runner",
+        "beat",
+    }
 
 
 def test_redis_is_internal_persistent_noeviction_and_password_protected() -> None:
@@ -43,7 +51,28 @@ def test_no_service_publishes_the_data_stores_and_no_literal_secret() -> None:
 def test_workers_and_beat_wait_for_the_migration() -> None:
     services = compose()["services"]
     assert services["migrate"]["command"] == ["invoke", "db.migrate"]
-    for name in ("worker", "beat"):
+    for name in ("worker", "ops-runner", "beat"):
         needs = services[name]["depends_on"]
         assert needs["migrate"]["condition"] == "service_completed_successfully"
+        assert needs["redis-acl"]["condition"] == "service_completed_successfully"
         assert needs["redis"]["condition"] == "service_healthy"
+
+
+def test_each_long_running_process_is_its_own_redis_user() -> None:
+    """Security: the payment worker cannot reach ops, the ops runner cannot reach payments."""
+    services = compose()["services"]
+    users = {
+        name: re.match(r"redis://([^:]*):", services[name]["environment"]["REDIS_URL"]).group(1)  # type: ignore[union-attr]
+        for name in ("worker", "ops-runner", "beat")
+    }
+    assert users == {
+        "worker": "maqsafy-worker",
+        "ops-runner": "maqsafy-ops",
+        "beat": "maqsafy-worker",
+    }
+    worker, runner = services["worker"]["command"], services["ops-runner"]["command"]
+    assert worker[worker.index("-Q") + 1] == "payments,maintenance"
+    assert runner[runner.index("-Q") + 1] == "ops" and "runbooks.ops_queue.runner" in runner
+    assert "MAQSAFY_OPS_SIGNING_KEY" in services["ops-runner"]["environment"]
+    assert "MAQSAFY_OPS_SIGNING_KEY" not in services["worker"]["environment"]
+    assert services["redis-acl"]["command"] == ["invoke", "redis.acl", "--apply"]
