@@ -1,1 +1,2 @@
-"""Checks across the tool: the secret scan of the repository."""
+"""Checks across the tool: the secret scan, the security audit, the Redis doctor with Docker,
+the Docker checks on hosts."""
