@@ -1283,7 +1283,7 @@ def run_on_ops_queue(app: Any, request: Any, wait: int, as_json: bool) -> None:
     from celery_app.celery import make_app
     from runbooks.cli.render import print_run
     from runbooks.engine import history
-    from runbooks.ops_queue import runner as remote
+    from runbooks.ops_queue import sender as remote
     from runbooks.service import environ_with_dotenv
 
     if request.retry_failed or request.inventory_dir:
