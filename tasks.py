@@ -23,7 +23,15 @@ from celery_app.errors import MaqsafyError
 from celery_app.infra.keyspace import QUEUES
 from celery_app.infra.redaction import mask_patterns
 from celery_app.inputs import shown
-from celery_app.settings import PROJECT_ROOT
+from runbooks.cli import audit as audit_cli
+from runbooks.cli import cache as cache_cli
+from runbooks.cli import maintenance as maintenance_cli
+from runbooks.cli import metrics as metrics_cli
+from runbooks.cli import queue as queue_cli
+from runbooks.cli import ratelimit as ratelimit_cli
+from runbooks.cli import redis as redis_cli
+from runbooks.cli import sessions as sessions_cli
+from runbooks.cli import status as status_cli
 from runbooks.errors import LocatedError
 
 WORKER_QUEUES = ",".join(QUEUES)  # every queue the app declares
@@ -212,131 +220,7 @@ db.add_task(db_current, "current")
 # --- cache ----------------------------------------------------------------------------------
 
 
-@task(
-    help={
-        "namespace": "clear one namespace only",
-        "pattern": "clear keys matching a glob that starts with PREFIX:cache:",
-        "check": "count what would be deleted; delete nothing",
-        "env": "an inventory environment whose Redis to use (default: this machine's REDIS_*)",
-        "inventory": INVENTORY_HELP,
-        "json": "print one JSON document",
-    }
-)
-def cache_clear(
-    c: Context,
-    namespace: str | None = None,
-    pattern: str | None = None,
-    check: bool = False,
-    env: str = "",
-    inventory: str = "",
-    json: bool = False,
-) -> None:
-    """Delete cache keys only (never queues, sessions, rate limits or locks)."""
-    import sys
-
-    from celery_app.stores import cache
-
-    def progress(done: int) -> None:
-        print(f"... {done} cache keys so far", file=sys.stderr, flush=True)
-
-    app = redis_app(env, inventory)
-    with operator_errors():
-        cache.clear_pattern(app.keyspace, namespace, pattern)  # refused: no history row
-        if check:
-            report = cache.clear_for(app, namespace=namespace, pattern=pattern, check=True)
-        else:
-            with recorded(app, "cache.clear", env, namespace=namespace, pattern=pattern) as rec:
-                report = cache.clear_for(
-                    app, namespace=namespace, pattern=pattern, progress=progress
-                )
-                rec.message = f"deleted {report.deleted} cache keys by {report.method}"
-    emit(
-        report.as_dict(),
-        json,
-        lambda d: print(
-            f"{d['matched']} cache keys would be deleted ({d['pattern']}); nothing changed"
-            if d["check"]
-            else f"deleted {d['deleted']} cache keys ({d['pattern']}) by {d['method']} "
-            f"in {d['seconds']:.2f}s; other roles' keys untouched"
-        ),
-    )
-
-
-cache_ns = Collection("cache")
-cache_ns.add_task(cache_clear, "clear")
-
-
 # --- queue ----------------------------------------------------------------------------------
-
-
-def _age(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds:.0f}s"
-
-
-def _render_queues(rows: list[dict[str, Any]]) -> None:
-    print(
-        f"{'queue':<12} {'waiting':>8} {'unacked':>8} {'oldest waiting':>15} {'oldest unacked':>15}"
-    )
-    for r in rows:
-        waiting = _age(r["oldest_waiting"]) if r["waiting_age_known"] else "unknown"
-        name = r["name"] + (" $" if r["money"] else "")
-        print(
-            f"{name:<12} {r['waiting']:>8} {r['unacked']:>8} {waiting:>15} "
-            f"{_age(r['oldest_unacked']):>15}"
-        )
-
-
-@task(
-    help={
-        "env": "an inventory environment whose Redis to use (default: this machine's REDIS_*)",
-        "inventory": INVENTORY_HELP,
-        "json": "print one JSON document",
-    }
-)
-def queue_size(c: Context, env: str = "", inventory: str = "", json: bool = False) -> None:
-    """Show each queue's depth, unacked messages and the age of its oldest message."""
-    from celery_app.ops import queues
-
-    app = redis_app(env, inventory)
-    with operator_errors():
-        stats = queues.queue_stats(app.redis("broker"))
-    emit([s.as_dict() for s in stats], json, _render_queues)
-
-
-@task(
-    help={
-        "queue": "the queue to purge, as queue.size names it",
-        "yes": "confirm: the queue's waiting messages are deleted",
-        "force": "allow purging a money queue",
-        "env": "an inventory environment whose Redis to use (default: this machine's REDIS_*)",
-        "inventory": INVENTORY_HELP,
-    }
-)
-def queue_purge(
-    c: Context,
-    queue: str,
-    yes: bool = False,
-    force: bool = False,
-    env: str = "",
-    inventory: str = "",
-) -> None:
-    """Delete every waiting message of QUEUE (money queues need --force); recorded in history."""
-    from celery_app.ops import queues
-
-    app = redis_app(env, inventory)
-    with operator_errors():
-        queues.check_purge(queue, force=force)  # refused: nothing written, not even history
-        if not yes:
-            raise Exit(f"error: purging {queue!r} deletes its waiting messages; add --yes", code=2)
-        with recorded(app, "queue.purge", env, queue=queue, force=force) as record:
-            removed = queues.purge(app.redis("broker"), queue, force=force)
-            record.message = f"purged {removed} waiting messages from {queue!r}"
-    print(f"purged {removed} waiting messages from {queue!r}; unacked messages kept")
-
-
-queue_ns = Collection("queue")
-queue_ns.add_task(queue_size, "size")
-queue_ns.add_task(queue_purge, "purge")
 
 
 # --- failed ---------------------------------------------------------------------------------
@@ -575,20 +459,6 @@ failed_ns.add_task(failed_prune, "prune")
 
 # --- sessions -------------------------------------------------------------------------------
 
-ENV_HELP = "an inventory environment whose Redis to use (default: this machine's REDIS_*)"
-
-
-def redis_app(env: str, inventory: str = "") -> Any:
-    """This process's app or, with --env, the app on that environment's Redis."""
-    if not env:
-        return container()
-    from pathlib import Path
-
-    from runbooks.reach.redis import environment_app
-
-    with operator_errors():
-        return environment_app(env, directory=Path(inventory) if inventory else None)
-
 
 def recorded(app: Any, name: str, env: str, **arguments: Any) -> Any:
     """Record the ops command run inside the block in the run history, redacted."""
@@ -604,449 +474,13 @@ def recorded(app: Any, name: str, env: str, **arguments: Any) -> Any:
     )
 
 
-@task(
-    help={
-        "user": "count only this user's sessions",
-        "env": ENV_HELP,
-        "inventory": INVENTORY_HELP,
-        "json": "print one JSON document",
-    }
-)
-def sessions_count(
-    c: Context, user: str | None = None, env: str = "", inventory: str = "", json: bool = False
-) -> None:
-    """Count live sessions, of everyone or of one user."""
-    from celery_app.stores.sessions import count_sessions
-
-    app = redis_app(env, inventory)
-    with operator_errors():
-        data = count_sessions(app, user)
-    emit(
-        data,
-        json,
-        lambda d: print(
-            f"{d['sessions']} live session(s) of user {d['user']}"
-            if d["user"]
-            else f"{d['sessions']} live session(s) across {d['users']} user(s)"
-        ),
-    )
-
-
-@task(
-    help={
-        "user": "the user to log out everywhere",
-        "env": ENV_HELP,
-        "inventory": INVENTORY_HELP,
-        "json": "print one JSON document",
-    }
-)
-def sessions_revoke(
-    c: Context, user: str, env: str = "", inventory: str = "", json: bool = False
-) -> None:
-    """Log one user out everywhere (after a credential leak); recorded in the history."""
-    from celery_app.stores.sessions import check_user, revoke_sessions
-
-    app = redis_app(env, inventory)
-    with operator_errors():
-        user = check_user(user)  # a bad id writes nothing, not even a history row
-        with recorded(app, "sessions.revoke", env, user=user) as record:
-            data = revoke_sessions(app, user)
-            record.message = f"revoked {data['revoked']} session(s) of user {user}"
-            emit(data, json, lambda _: print(record.message))
-
-
-sessions_ns = Collection("sessions")
-sessions_ns.add_task(sessions_count, "count")
-sessions_ns.add_task(sessions_revoke, "revoke")
-
-
 # --- ratelimit ------------------------------------------------------------------------------
-
-RATELIMIT_KEY_HELP = "topup:PARENT, login:account:ACCOUNT or login:address:IP"
-
-
-@task(
-    help={
-        "key": RATELIMIT_KEY_HELP,
-        "env": ENV_HELP,
-        "inventory": INVENTORY_HELP,
-        "json": "print one JSON document",
-    }
-)
-def ratelimit_show(
-    c: Context, key: str, env: str = "", inventory: str = "", json: bool = False
-) -> None:
-    """Show a rate limit or login lock: what is left, when allowed again."""
-    from celery_app.stores import ratelimit
-
-    app = redis_app(env, inventory)
-    with operator_errors():
-        data = ratelimit.show(app, key)
-    emit(data, json, lambda d: print("\n".join(f"{k}: {v}" for k, v in d.items())))
-
-
-@task(
-    help={
-        "key": RATELIMIT_KEY_HELP,
-        "env": ENV_HELP,
-        "inventory": INVENTORY_HELP,
-        "json": "print one JSON document",
-    }
-)
-def ratelimit_reset(
-    c: Context, key: str, env: str = "", inventory: str = "", json: bool = False
-) -> None:
-    """Clear a rate limit or unlock a locked-out login; recorded in the history."""
-    from celery_app.stores import ratelimit
-
-    app = redis_app(env, inventory)
-    with operator_errors():
-        kind, subject = ratelimit.parse_key(app, key)  # a bad key writes nothing
-        with recorded(app, "ratelimit.reset", env, key=f"{kind}:{subject}") as record:
-            data = ratelimit.reset(app, key)
-            record.message = (
-                f"{kind} {subject}: {'cleared' if data['cleared'] else 'nothing to clear'}"
-            )
-            emit(data, json, lambda _: print(record.message))
-
-
-ratelimit_ns = Collection("ratelimit")
-ratelimit_ns.add_task(ratelimit_show, "show")
-ratelimit_ns.add_task(ratelimit_reset, "reset")
 
 
 # --- redis ----------------------------------------------------------------------------------
 
 
-@task(help={"env": ENV_HELP, "inventory": INVENTORY_HELP, "json": "print one JSON document"})
-def redis_keyspace(c: Context, env: str = "", inventory: str = "", json: bool = False) -> None:
-    """Show keys and memory per Redis role, sampled with SCAN."""
-    from celery_app.ops import keyspace_report
-
-    app = redis_app(env, inventory)
-    with operator_errors():
-        data = keyspace_report.report(app).as_dict()
-
-    def render(d: dict[str, Any]) -> None:
-        print(f"{'role':<10} {'keys':>10} {'memory':>12}")
-        for row in d["roles"]:
-            print(f"{row['role']:<10} {row['keys']:>10} {row['memory_bytes']:>12,}")
-        print(f"scanned {d['scanned']} key(s){' (counts estimated)' if d['estimated'] else ''}")
-
-    emit(data, json, render)
-
-
-redis_ns = Collection("redis")
-redis_ns.add_task(redis_keyspace, "keyspace")
-
 # --- redis health (issue 6): ping, doctor ---------------------------------------------------
-
-
-def health_app(env: str, inventory: str = "") -> Any:
-    """redis_app(env, inventory), with the embedded default's private Redis started."""
-    app = redis_app(env, inventory)
-    if app.settings.embedded_redis:
-        from celery_app.infra.embedded import ensure_embedded_redis
-
-        with operator_errors():
-            ensure_embedded_redis(app.settings.var_dir)
-    return app
-
-
-def _role(role: str) -> str | None:
-    from celery_app.settings import ROLES
-
-    if role and role not in ROLES:
-        expected = ", ".join(ROLES)
-        raise Exit(f"error: unknown Redis role {shown(role)}; expected one of: {expected}", 2)
-    return role or None
-
-
-@task(
-    help={
-        "role": "the Redis role to ping: broker (default), cache, sessions, ratelimit, locks",
-        "env": ENV_HELP,
-        "inventory": INVENTORY_HELP,
-        "json": "print one JSON document",
-    }
-)
-def redis_ping(
-    c: Context, role: str = "broker", env: str = "", inventory: str = "", json: bool = False
-) -> None:
-    """PING a Redis role: PONG, or which layer failed and why (exit 2)."""
-    from celery_app.ops import findings, redis_doctor
-
-    name = _role(role) or "broker"
-    app = health_app(env, inventory)
-    result = redis_doctor.ping(app.settings.redis_url(name))
-    emit(result.as_dict(), json, lambda _: print("\n".join(findings.render_lines([result]))))
-    if result.level != "ok":  # 1: PONG with a warning (the password is ignored)
-        raise Exit(code=findings.EXIT_CODES[result.level])
-
-
-@task(
-    help={
-        "role": "only the server this role uses (default: every role's server)",
-        "env": ENV_HELP,
-        "inventory": INVENTORY_HELP,
-        "json": "print one JSON document",
-    }
-)
-def redis_doctor(
-    c: Context, role: str = "", env: str = "", inventory: str = "", json: bool = False
-) -> None:
-    """Diagnose Redis layer by layer; exit 0 ok, 1 warning, 2 critical."""
-    from celery_app.ops import findings
-    from celery_app.ops import redis_doctor as doctor
-    from celery_app.ops.redis_facts import Endpoint
-    from runbooks.connectors.targets import LocalTarget
-    from runbooks.facts.docker import explain_unreachable
-
-    only = _role(role)
-    app = health_app(env, inventory)
-    results = doctor.diagnose(app.settings.redis_urls, app.keyspace, only)
-    docker: dict[str, list[str]] = {}  # the page's Docker causes, checked on this machine
-    for result in results:
-        if {f.data.get("kind") for f in result.findings} & {"resolve", "refused"}:
-            local = LocalTarget()
-            try:
-                docker[result.target] = explain_unreachable(
-                    local, Endpoint.parse(result.target).host
-                )
-            finally:
-                local.close()
-
-    def render(_: Any) -> None:
-        for result in results:
-            print(f"{result.target}  (roles: {', '.join(result.roles)})")
-            for line in findings.render_lines(result.findings):
-                print(f"  {line}")
-            for line in docker.get(result.target, []):
-                print(f"  docker: {line}")
-
-    emit([{**r.as_dict(), "docker": docker.get(r.target)} for r in results], json, render)
-    code = doctor.report_exit_code(results)
-    if code:
-        raise Exit(code=code)
-
-
-redis_ns.add_task(redis_ping, "ping")
-redis_ns.add_task(redis_doctor, "doctor")
-
-
-@task(
-    help={
-        "apply": "create or update every role's user on Redis, as the user "
-        "MAQSAFY_REDIS_SUPERUSER_URL names (else the broker URL's); recorded",
-        "check": "with --apply: say which users would change, change nothing",
-        "role": "only this role's user: producer, worker, ops or admin",
-        "env": ENV_HELP,
-        "inventory": INVENTORY_HELP,
-    }
-)
-def redis_acl(
-    c: Context,
-    apply: bool = False,
-    check: bool = False,
-    role: str = "",
-    env: str = "",
-    inventory: str = "",
-) -> None:
-    """Show (or --apply) one least-privilege Redis user per role; passwords come from
-    MAQSAFY_REDIS_<ROLE>_PASSWORD and are never shown."""
-    import os
-
-    import redis
-
-    from celery_app.ops import redis_acl as acl
-
-    with operator_errors():
-        users = acl.pick(role)
-    if check and not apply:
-        raise Exit("error: --check only goes with --apply (without --apply nothing changes)", 2)
-    if apply:
-        with operator_errors():
-            secrets = acl.passwords(users, os.environ)  # all present before anything is written
-    app = health_app(env, inventory)
-    scope = acl.scope_for(app.settings.redis_urls, app.keyspace.prefix)
-    if not apply:
-        print(acl.render(scope, users))
-        return
-    url = app.settings.redis_superuser_url or app.settings.redis_url("broker")
-    admin = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
-    names = [u.name for u in users]
-    try:
-        with operator_errors():
-            if check:
-                results = acl.apply(admin, users, secrets, scope, check=True)
-            else:
-                password_envs = [u.password_env for u in users]
-                with recorded(
-                    app, "redis.acl", env, users=names, password_envs=password_envs
-                ) as record:
-                    results = acl.apply(admin, users, secrets, scope)
-                    record.message = "; ".join(r.message() for r in results)
-    finally:
-        admin.close()
-    print("\n".join(r.message() for r in results))
-
-
-redis_ns.add_task(redis_acl, "acl")
-
-
-@task(help={"env": ENV_HELP, "inventory": INVENTORY_HELP, "json": "print one JSON document"})
-def status(c: Context, env: str = "", inventory: str = "", json: bool = False) -> None:
-    """One screen: Redis, database, workers, queues, failures, outbox, ledger; exit 0/1/2."""
-    from celery_app.ops import findings
-    from celery_app.ops import status as health
-
-    app = health_app(env, inventory)
-    with operator_errors():
-        celery = celery_module().make_app(app.settings)
-    try:
-        result = health.collect(app, health.workers_reader(celery, timeout=1.0))
-    finally:
-        celery.close()
-
-    def render(d: dict[str, Any]) -> None:
-        print("\n".join(health.render(d)))
-        if result.findings:
-            print("\n".join(findings.render_lines(result.findings)))
-
-    emit(result.as_dict(), json, render)
-    if result.level != "ok":
-        raise Exit(code=findings.EXIT_CODES[result.level])
-
-
-@task(
-    help={
-        "port": "the port to listen on (default 9808)",
-        "host": "the address to listen on (default 127.0.0.1; keep it internal: 0.0.0.0, * "
-        "and :: are refused, any other non-loopback address is warned about)",
-        "env": ENV_HELP,
-        "inventory": INVENTORY_HELP,
-    }
-)
-def metrics_serve(
-    c: Context, port: str = "9808", host: str = "127.0.0.1", env: str = "", inventory: str = ""
-) -> None:
-    """Serve Prometheus metrics on http://HOST:PORT/metrics until stopped."""
-    import threading
-
-    from celery_app.ops import metrics
-    from celery_app.ops import status as health
-
-    number = whole(port, "--port", 1, 65535)
-    with operator_errors():
-        loopback = metrics.listen_host(host)  # refused: every address (0, *, 0.0.0.0, ::)
-    if not loopback:
-        print(
-            f"warning: --host {shown(host)} is not loopback: the metrics are reachable from "
-            "other machines; keep that network internal",
-            file=sys.stderr,
-        )
-    app = health_app(env, inventory)
-    with operator_errors():
-        read = health.workers_reader(celery_module().make_app(app.settings), timeout=1.0)
-    try:
-        server = metrics.serve(lambda: health.collect(app, read), number, host)
-    except OSError as exc:
-        raise Exit(f"error: cannot listen on {host}:{number}: {exc.strerror or exc}", 2) from None
-    print(f"serving metrics on http://{host}:{number}/metrics (Ctrl-C stops)", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        server.shutdown()
-
-
-metrics_ns = Collection("metrics")
-metrics_ns.add_task(metrics_serve, "serve")
-
-
-@task(
-    help={
-        "user": "the Redis user the app connects as (default: REDIS_URL's user; none: default)",
-        "path": "the folder to scan for secrets (default: this repository)",
-        "env": ENV_HELP,
-        "inventory": INVENTORY_HELP,
-        "json": "print one JSON document",
-    }
-)
-def audit_security(
-    c: Context,
-    user: str = "",
-    path: str = "",
-    env: str = "",
-    inventory: str = "",
-    json: bool = False,
-) -> None:
-    """Audit Redis (auth, protected mode, bind, TLS, whom the app connects as, every ACL user
-    against its role's rules) and scan for secrets; exit 0 ok, 1 warning, 2 critical."""
-    from pathlib import Path
-
-    from celery_app.ops import findings
-    from celery_app.ops.redis_acl import scope_for
-    from celery_app.ops.redis_audit import audit
-    from celery_app.ops.redis_doctor import servers
-    from celery_app.ops.redis_facts import Endpoint
-    from runbooks.checks.secret_scan import candidate_files, scan
-
-    root = Path(path) if path else PROJECT_ROOT
-    try:
-        folder = root.is_dir()
-    except OSError as exc:  # a name too long, a folder that cannot be read
-        raise Exit(f"error: --path {shown(path)}: {exc.strerror}", 2) from None
-    if not folder:
-        raise Exit(f"error: --path: no folder {shown(str(root))}", 2)
-    if user and not user.replace("-", "").replace("_", "").isalnum():
-        raise Exit(
-            f"error: --user: a Redis user name is letters, digits, - or _, got {shown(user)}", 2
-        )
-    app = health_app(env, inventory)
-    settings = app.settings
-    scope = scope_for(settings.redis_urls, app.keyspace.prefix)
-    audited = [
-        (
-            Endpoint.parse(url).display,
-            roles,
-            audit(url, user, superuser_url=settings.redis_superuser_url, scope=scope),
-        )
-        for url, roles in servers(settings.redis_urls)
-    ]
-    every = [f for _target, _roles, found in audited for f in found]
-    report = [
-        {"target": target, "roles": list(roles), "findings": [f.as_dict() for f in found]}
-        for target, roles, found in audited
-    ]
-    files = candidate_files(root)
-    leaks = scan(root, files)
-    secrets = [
-        findings.Finding(
-            "secret",
-            "critical",
-            f"{leak.path}:{leak.line}: {leak.kind}",
-            (),
-            "replace it with a ${VAR} reference or a <placeholder>; rotate the real one",
-        )
-        for leak in leaks
-    ] or [findings.Finding("secrets", "ok", f"no real-looking secret in {len(files)} files")]
-    every.extend(secrets)
-    data = {"redis": report, "secrets": [f.as_dict() for f in secrets]}
-
-    def render(_: Any) -> None:
-        for target, roles, found in audited:
-            print(f"{target}  (roles: {', '.join(roles)})")
-            print("\n".join(f"  {line}" for line in findings.render_lines(found)))
-        print("\n".join(findings.render_lines(secrets)))
-
-    emit(data, json, render)
-    code = findings.exit_code(every)
-    if code:
-        raise Exit(code=code)
-
-
-audit_ns = Collection("audit")
-audit_ns.add_task(audit_security, "security")
 
 
 # --- docker (issue 6): the platform page's Docker checks, here or on an environment's hosts ----
@@ -1188,92 +622,6 @@ docker_ns = Collection("docker")
 docker_ns.add_task(docker_ps, "ps")
 docker_ns.add_task(docker_logs, "logs")
 docker_ns.add_task(docker_networks, "networks")
-
-
-@task(help={"env": ENV_HELP, "inventory": INVENTORY_HELP, "json": "print one JSON document"})
-def maintenance_memory(c: Context, env: str = "", inventory: str = "", json: bool = False) -> None:
-    """Check Redis memory, policy, evictions and persistence (beat: every 5 min); exit 0/1/2."""
-    from celery_app.ops import findings, maintenance
-
-    app = health_app(env, inventory)
-    report = maintenance.memory_check(app)
-    emit(
-        report.as_dict(),
-        json,
-        lambda d: print("\n".join(d["problems"]) or "memory, policy and evictions ok"),
-    )
-    if report.level != "ok":
-        raise Exit(code=findings.EXIT_CODES[report.level])
-
-
-@task(help={"hours": "delete those older than this many hours (default 168, a week)"})
-def maintenance_prune(c: Context, hours: str = "168") -> None:
-    """Delete failed tasks older than a week (beat: hourly)."""
-    from celery_app.ops import failed_tasks as ft
-    from celery_app.ops import maintenance
-
-    older = whole(hours, "--hours", 0, ft.MAX_HOURS)
-    app = container()
-    with operator_errors():
-        deleted = maintenance.prune_failed(app, older)
-    print(f"pruned {deleted} failed tasks older than {older}h")
-
-
-@task(help={"json": "print one JSON document"})
-def maintenance_reconcile(c: Context, json: bool = False) -> None:
-    """Reconcile the ledger and record the run (beat: hourly); exit 2 on a discrepancy."""
-    from celery_app.money import settlement
-
-    app = container()
-    with operator_errors():
-        result = settlement.reconcile(app)
-    data = {
-        "accounts": result.accounts,
-        "postings": result.postings,
-        "balanced": result.balanced,
-        "discrepancies": result.discrepancies[:20],
-    }
-    emit(
-        data,
-        json,
-        lambda d: print(
-            f"{d['accounts']} accounts, {d['postings']} postings: "
-            + ("balanced" if d["balanced"] else "\n".join(["NOT BALANCED", *d["discrepancies"]]))
-        ),
-    )
-    if not result.balanced:
-        raise Exit(code=2)
-
-
-@task
-def maintenance_relay(c: Context) -> None:
-    """Re-send payment requests still pending after MAQSAFY_RELAY_AFTER s (beat: every 30 s)."""
-    from celery_app.money import submit
-
-    app = container()
-    with operator_errors():
-        module = celery_module()
-        sent = submit.relay(app, module.make_enqueue(module.make_app(app.settings), app.settings))
-    print(f"re-sent {sent} pending payment request(s)")
-
-
-@task(help={"env": ENV_HELP, "inventory": INVENTORY_HELP})
-def maintenance_locks(c: Context, env: str = "", inventory: str = "") -> None:
-    """Delete lock keys that would never expire (beat: every 10 min)."""
-    from celery_app.ops import maintenance
-
-    app = health_app(env, inventory)
-    with operator_errors():
-        removed = maintenance.sweep_stale_locks(app)
-    print(f"swept {removed} lock key(s) without a TTL; live locks untouched")
-
-
-maintenance_ns = Collection("maintenance")
-maintenance_ns.add_task(maintenance_memory, "memory")
-maintenance_ns.add_task(maintenance_prune, "prune")
-maintenance_ns.add_task(maintenance_reconcile, "reconcile")
-maintenance_ns.add_task(maintenance_relay, "relay")
-maintenance_ns.add_task(maintenance_locks, "locks")
 
 
 def run_on_ops_queue(app: Any, request: Any, wait: int, as_json: bool) -> None:
@@ -1901,21 +1249,22 @@ ns = Collection(db)
 ns.add_collection(workers_ns)
 ns.add_task(demo)
 ns.add_task(stop)
-ns.add_collection(cache_ns)
-ns.add_collection(queue_ns)
 ns.add_collection(failed_ns)
-ns.add_collection(sessions_ns)
-ns.add_collection(ratelimit_ns)
-ns.add_collection(redis_ns)
-ns.add_task(status)  # issue 6
-ns.add_collection(metrics_ns)  # issue 6
-ns.add_collection(maintenance_ns)  # issue 6
-ns.add_collection(audit_ns)  # issue 6
 ns.add_collection(docker_ns)  # issue 6
 ns.add_task(run_runbook, "run")
 ns.add_task(runbooks_list, "runbooks")
 ns.add_collection(history_ns)
 ns.add_collection(deploy_ns)  # issue 5
+
+ns.add_collection(cache_cli.ns)
+ns.add_collection(queue_cli.ns)
+ns.add_collection(sessions_cli.ns)
+ns.add_collection(ratelimit_cli.ns)
+ns.add_collection(redis_cli.ns)
+ns.add_task(status_cli.status)
+ns.add_collection(metrics_cli.ns)
+ns.add_collection(audit_cli.ns)
+ns.add_collection(maintenance_cli.ns)
 
 
 # --- the command line as a whole: Invoke's own parse errors, empty values ---------------------
