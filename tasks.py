@@ -25,6 +25,10 @@ from celery_app.infra.redaction import mask_patterns
 from celery_app.inputs import shown
 from runbooks.cli import audit as audit_cli
 from runbooks.cli import cache as cache_cli
+from runbooks.cli import db as db_cli
+from runbooks.cli import demo as demo_cli
+from runbooks.cli import docker as docker_cli
+from runbooks.cli import failed as failed_cli
 from runbooks.cli import maintenance as maintenance_cli
 from runbooks.cli import metrics as metrics_cli
 from runbooks.cli import queue as queue_cli
@@ -175,48 +179,6 @@ INVENTORY_HELP = "with --env: the inventory folder (default ./inventory)"
 # --- db -------------------------------------------------------------------------------------
 
 
-@task(
-    help={
-        "revision": "the revision to upgrade to (default head); one below the database's is "
-        "refused: this command only upgrades, downgrades are not done by it"
-    }
-)
-def db_migrate(c: Context, revision: str = "head") -> None:
-    """Upgrade the database to the newest schema (or up to --revision); never downgrades."""
-    from celery_app.infra import migrate
-
-    with operator_errors():
-        migrate.check_revision(revision)  # refused before the database is opened
-    app = container()
-    with operator_errors():
-        before = migrate.current(app.engine)
-        migrate.upgrade(app.engine, revision)
-        after = migrate.current(app.engine)
-    print(f"database {'already at' if before == after else 'migrated to'} {after}")
-
-
-@task(help={"json": "print one JSON document"})
-def db_current(c: Context, json: bool = False) -> None:
-    """Show the database's schema revision and the newest the code ships."""
-    from celery_app.infra import migrate
-
-    app = container()
-    with operator_errors():
-        data = {"current": migrate.current(app.engine), "head": migrate.head(app.engine)}
-    emit(
-        data,
-        json,
-        lambda d: print(
-            f"current {d['current'] or '(none: run invoke db.migrate)'}, head {d['head']}"
-        ),
-    )
-
-
-db = Collection("db")
-db.add_task(db_migrate, "migrate")
-db.add_task(db_current, "current")
-
-
 # --- cache ----------------------------------------------------------------------------------
 
 
@@ -225,237 +187,6 @@ db.add_task(db_current, "current")
 
 # --- failed ---------------------------------------------------------------------------------
 
-REMOTE_HELP = {
-    "env": "run on a host of this inventory environment over SSH (its own database)",
-    "host": "with --env: the host to run on (default: first of group app, workers, all)",
-    "inventory": "with --env: the inventory folder (default ./inventory)",
-}
-
-
-def on_remote_host(
-    env: str, host: str, inventory: str, command: str, argv: list[str], read_only: bool = True
-) -> None:
-    """Run `invoke COMMAND ARGV` on a host of `env`, print what it printed, exit as it did."""
-    import os
-    import sys
-    from pathlib import Path
-
-    from runbooks.reach.host_cli import run_remote
-
-    app = container()
-    with operator_errors():
-        out = run_remote(
-            app,
-            env,
-            command,
-            argv,
-            os.environ,
-            host=host or None,
-            inventory_dir=Path(inventory) if inventory else None,
-            read_only=read_only,
-        )
-    if out.unreachable:
-        raise Exit(f"error: {out.host} unreachable: {out.unreachable}", code=1)
-    sys.stdout.write(out.stdout)
-    sys.stderr.write(out.stderr)
-    if out.rc:
-        raise Exit(code=out.rc)
-
-
-def remote_args(**flags: Any) -> list[str]:
-    from runbooks.reach.host_cli import forward_args
-
-    positional = flags.pop("_positional", ())
-    return forward_args(positional, **flags)
-
-
-def _render_failed(page: dict[str, Any]) -> None:
-    for r in page["rows"]:
-        print(
-            f"{r['id']:>8}  {r['failed_at'][:19]}  {r['queue']:<11} {r['task_name']:<20} "
-            f"{r['exception'][:60]}"
-        )
-    if not page["rows"]:
-        print("no failed tasks")
-    if page["next_before"]:
-        print(f"more: --before {page['next_before']}")
-
-
-@task(
-    help={
-        "queue": "only this queue",
-        "task": "only this task name",
-        "since": "failed at or after: ISO date/time or an age like 2h, 3d",
-        "limit": "rows per page (default 50)",
-        "before": "the page below this id (as the previous page said)",
-        "json": "print one JSON document",
-        **REMOTE_HELP,
-    }
-)
-def failed_list(
-    c: Context,
-    queue: str | None = None,
-    task: str | None = None,
-    since: str | None = None,
-    limit: str = "50",
-    before: str | None = None,
-    json: bool = False,
-    env: str = "",
-    host: str = "",
-    inventory: str = "",
-) -> None:
-    """List failed tasks, newest first (Laravel's queue:failed)."""
-    from celery_app.ops import failed_tasks as ft
-
-    if env and env != "local":
-        args = remote_args(
-            queue=queue, task=task, since=since, limit=limit, before=before, json=json
-        )
-        return on_remote_host(env, host, inventory, "failed.list", args)
-
-    rows = whole(limit, "--limit", 1, ft.MAX_LIMIT)
-    below = None if before is None else whole(before, "--before", 1)
-    app = container()
-    with operator_errors():
-        page = ft.list_failed(
-            app.uow,
-            queue=queue,
-            task=task,
-            since=since,
-            limit=rows,
-            before=below,
-        )
-    data = {"rows": [r.as_dict() for r in page.rows], "next_before": page.next_before}
-    emit(data, json, _render_failed)
-
-
-@task(help={"id": "the id failed.list shows", "json": "print one JSON document", **REMOTE_HELP})
-def failed_show(
-    c: Context, id: str, json: bool = False, env: str = "", host: str = "", inventory: str = ""
-) -> None:
-    """Show one failed task with its arguments and traceback."""
-    from celery_app.ops import failed_tasks as ft
-
-    if env and env != "local":
-        args = remote_args(_positional=[id], json=json)
-        return on_remote_host(env, host, inventory, "failed.show", args)
-
-    app = container()
-    with operator_errors():
-        row = ft.show(app.uow, ft.parse_id(id))
-    emit(
-        row.as_dict(full=True),
-        json,
-        lambda d: print(
-            "\n".join(f"{k}: {v}" for k, v in d.items() if k != "traceback")
-            + f"\ntraceback:\n{d['traceback']}"
-        ),
-    )
-
-
-@task(
-    help={
-        "ids": "ids as failed.list shows them: 12 or 12,13; or all",
-        "queue": "with all: only this queue",
-        "json": "print one JSON document",
-        **REMOTE_HELP,
-    }
-)
-def failed_retry(
-    c: Context,
-    ids: str,
-    queue: str | None = None,
-    json: bool = False,
-    env: str = "",
-    host: str = "",
-    inventory: str = "",
-) -> None:
-    """Re-enqueue failed tasks: IDS like 12 or 12,13, or all (Laravel's queue:retry); recorded."""
-    from celery_app.ops import failed_tasks as ft
-
-    if env and env != "local":
-        args = remote_args(_positional=[ids], queue=queue, json=json)
-        return on_remote_host(env, host, inventory, "failed.retry", args, read_only=False)
-
-    app = container()
-    with operator_errors():
-        every = ids.strip().lower() == "all"
-        chosen = None if every else ft.parse_ids(ids)
-        ft.check(app.uow, chosen, queue)  # refused: nothing written, not even history
-        with recorded(app, "failed.retry", env, ids=chosen or "all", queue=queue) as record:
-            report = ft.retry(app.uow, ft.sender(), chosen, all_rows=every, queue=queue)
-            record.message = f"retried {len(report.retried)} failed tasks"
-    emit(report.as_dict(), json, lambda d: print(f"retried {d['count']} failed tasks"))
-
-
-@task(help={"ids": "ids as failed.list shows them: 12 or 12,13", **REMOTE_HELP})
-def failed_forget(c: Context, ids: str, env: str = "", host: str = "", inventory: str = "") -> None:
-    """Delete failed tasks by id: 12 or 12,13 (Laravel's queue:forget); recorded in history."""
-    from celery_app.ops import failed_tasks as ft
-
-    if env and env != "local":
-        args = remote_args(_positional=[ids])
-        return on_remote_host(env, host, inventory, "failed.forget", args, read_only=False)
-
-    app = container()
-    with operator_errors():
-        chosen = ft.parse_ids(ids)
-        ft.check(app.uow, chosen)  # refused: nothing written, not even history
-        with recorded(app, "failed.forget", env, ids=chosen) as record:
-            deleted = ft.forget(app.uow, chosen)
-            record.message = f"forgot {deleted} failed tasks"
-    print(f"forgot {deleted} failed tasks")
-
-
-@task(help={"hours": "only those older than this many hours", **REMOTE_HELP})
-def failed_flush(
-    c: Context, hours: str | None = None, env: str = "", host: str = "", inventory: str = ""
-) -> None:
-    """Delete every failed task, or those older than --hours (Laravel's queue:flush); recorded."""
-    from celery_app.ops import failed_tasks as ft
-
-    if env and env != "local":
-        args = remote_args(hours=hours)
-        return on_remote_host(env, host, inventory, "failed.flush", args, read_only=False)
-
-    older = None if hours is None else whole(hours, "--hours", 0, ft.MAX_HOURS)
-    app = container()
-    with operator_errors():
-        ft.check(app.uow)  # a database down or not migrated: said before anything is recorded
-        with recorded(app, "failed.flush", env, hours=older) as record:
-            deleted = ft.flush(app.uow, older)
-            record.message = f"flushed {deleted} failed tasks"
-    print(f"flushed {deleted} failed tasks")
-
-
-@task(help={"hours": "delete those older than this many hours (default 24)", **REMOTE_HELP})
-def failed_prune(
-    c: Context, hours: str = "24", env: str = "", host: str = "", inventory: str = ""
-) -> None:
-    """Delete failed tasks older than --hours, 24 by default (queue:prune-failed); recorded."""
-    from celery_app.ops import failed_tasks as ft
-
-    if env and env != "local":
-        args = remote_args(hours=hours)
-        return on_remote_host(env, host, inventory, "failed.prune", args, read_only=False)
-
-    older = whole(hours, "--hours", 0, ft.MAX_HOURS)
-    app = container()
-    with operator_errors():
-        ft.check(app.uow)  # a database down or not migrated: said before anything is recorded
-        with recorded(app, "failed.prune", env, hours=older) as record:
-            deleted = ft.prune(app.uow, older)
-            record.message = f"pruned {deleted} failed tasks older than {older}h"
-    print(f"pruned {deleted} failed tasks older than {older}h")
-
-
-failed_ns = Collection("failed")
-failed_ns.add_task(failed_list, "list")
-failed_ns.add_task(failed_show, "show")
-failed_ns.add_task(failed_retry, "retry")
-failed_ns.add_task(failed_forget, "forget")
-failed_ns.add_task(failed_flush, "flush")
-failed_ns.add_task(failed_prune, "prune")
 
 # --- sessions -------------------------------------------------------------------------------
 
@@ -484,144 +215,6 @@ def recorded(app: Any, name: str, env: str, **arguments: Any) -> Any:
 
 
 # --- docker (issue 6): the platform page's Docker checks, here or on an environment's hosts ----
-
-DOCKER_HELP = {
-    "env": "run on this environment's hosts (inventory/<env>.yml; default: this machine)",
-    "limit": "with --env: only these hosts or groups",
-    "inventory": "the inventory folder (default ./inventory)",
-    "json": "print one JSON document",
-}
-
-
-def on_docker_hosts(env: str, limit: str, inventory: str, read: Callable[[Any], Any]) -> Any:
-    """Run `read(target)` on each host; return {host: value or error text}, and whether all ok."""
-    import os
-    from pathlib import Path
-
-    from runbooks.connectors.targets import LocalTarget, open_target
-    from runbooks.engine.inventory import load_environment
-    from runbooks.engine.redact import for_settings
-    from runbooks.errors import HostUnreachable
-    from runbooks.facts.docker import DockerUnavailable
-    from runbooks.service import environ_with_dotenv
-
-    app = container()
-    with operator_errors():
-        if env:
-            found = load_environment(
-                env, environ_with_dotenv(os.environ), Path(inventory) if inventory else None
-            )
-            hosts, secrets = found.select(limit=limit or None), found.secrets
-        else:
-            hosts, secrets = [], ()
-    redactor = for_settings(app.settings, secrets)
-    results: dict[str, Any] = {}
-    ok = True
-    for host in hosts or [None]:
-        name = host.name if host else "localhost"
-        try:
-            target = open_target(host) if host else LocalTarget()
-            try:
-                results[name] = read(target)
-            finally:
-                target.close()
-        except (DockerUnavailable, HostUnreachable) as exc:  # a fact about the host: exit 1
-            results[name] = {"error": str(exc)}
-            ok = False
-    return redactor.value(results), ok
-
-
-def _docker_exit(ok: bool) -> None:
-    if not ok:
-        raise Exit(code=1)
-
-
-def _print_docker_errors(data: dict[str, Any]) -> dict[str, Any]:
-    for host, value in data.items():
-        if isinstance(value, dict) and "error" in value:
-            print(f"{host}: {value['error']}")
-    return {h: v for h, v in data.items() if not (isinstance(v, dict) and "error" in v)}
-
-
-@task(help=DOCKER_HELP)
-def docker_ps(
-    c: Context, env: str = "", limit: str = "", inventory: str = "", json: bool = False
-) -> None:
-    """List containers (docker ps -a) on this machine or each host; Redis ones marked."""
-    from runbooks.facts import docker
-
-    data, ok = on_docker_hosts(
-        env, limit, inventory, lambda t: [f.as_dict() for f in docker.containers(t)]
-    )
-
-    def render(d: dict[str, Any]) -> None:
-        for host, rows in _print_docker_errors(d).items():
-            print(f"{host}: {len(rows)} container(s)")
-            for r in rows:
-                mark = " <- redis" if "redis" in (r["name"] + r["image"]).lower() else ""
-                print(f"  {r['name']:<24} {r['image']:<24} {r['status']:<22} {r['networks']}{mark}")
-
-    emit(data, json, render)
-    _docker_exit(ok)
-
-
-@task(
-    help={
-        **DOCKER_HELP,
-        "service": "the container, by the name docker.ps shows",
-        "tail": "how many lines (default 100)",
-    }
-)
-def docker_logs(
-    c: Context,
-    service: str,
-    tail: str = "100",
-    env: str = "",
-    limit: str = "",
-    inventory: str = "",
-    json: bool = False,
-) -> None:
-    """Show the last lines of a container's log (docker logs), secrets masked."""
-    from runbooks.facts import docker
-
-    lines = whole(tail, "--tail", 1, 100_000)
-    with operator_errors():
-        docker.check_service(service)
-    data, ok = on_docker_hosts(env, limit, inventory, lambda t: docker.logs(t, service, lines))
-
-    def render(d: dict[str, Any]) -> None:
-        for host, text in _print_docker_errors(d).items():
-            print(f"--- {host}: {service}")
-            print(text.rstrip())
-
-    emit(data, json, render)
-    _docker_exit(ok)
-
-
-@task(help=DOCKER_HELP)
-def docker_networks(
-    c: Context, env: str = "", limit: str = "", inventory: str = "", json: bool = False
-) -> None:
-    """List Docker networks and the containers on each (are the app and Redis on one?)."""
-    from runbooks.facts import docker
-
-    data, ok = on_docker_hosts(
-        env, limit, inventory, lambda t: [n.as_dict() for n in docker.networks(t)]
-    )
-
-    def render(d: dict[str, Any]) -> None:
-        for host, rows in _print_docker_errors(d).items():
-            for n in rows:
-                print(f"{host}: {n['name']:<20} {n['driver']:<8} {', '.join(n['containers'])}")
-
-    emit(data, json, render)
-    _docker_exit(ok)
-
-
-docker_ns = Collection("docker")
-docker_ns.add_task(docker_ps, "ps")
-docker_ns.add_task(docker_logs, "logs")
-docker_ns.add_task(docker_networks, "networks")
 
 
 def run_on_ops_queue(app: Any, request: Any, wait: int, as_json: bool) -> None:
@@ -676,120 +269,6 @@ def run_on_ops_queue(app: Any, request: Any, wait: int, as_json: bool) -> None:
 # --- end redis health -----------------------------------------------------------------------
 
 # --- demo -----------------------------------------------------------------------------------
-
-
-@task(
-    help={
-        "purchases": "purchases to submit, 1 to 1000000 (default 2000)",
-        "wallets": "student wallets, 1 to 100000 (default 200)",
-        "merchants": "canteen merchants, 1 to 1000 (default 5)",
-        "json": "print the summary as one JSON document",
-    }
-)
-def demo(
-    c: Context,
-    purchases: str = "2000",
-    wallets: str = "200",
-    merchants: str = "5",
-    json: bool = False,
-) -> None:
-    """Run a school day of payments end to end: migrate, worker, submit, settle, reconcile."""
-    from celery_app.dev.demo import run_demo
-
-    counts = (
-        whole(purchases, "--purchases", 1, 1_000_000),
-        whole(wallets, "--wallets", 1, 100_000),
-        whole(merchants, "--merchants", 1, 1_000),
-    )
-    app = container()
-    with operator_errors():
-        from celery_app.celery import app as celery
-        from celery_app.celery import enqueue
-
-        summary = run_demo(
-            app,
-            enqueue,
-            celery.send_task,
-            *counts,
-            progress=None if json else demo_progress(),
-        )
-    emit(summary.as_dict(), json, render_demo)
-    if not summary.ledger_balanced or summary.pending:
-        raise Exit("demo: the ledger did not balance or requests are still pending", code=1)
-
-
-def demo_progress() -> Callable[[str, int, int], None]:
-    """A one-line progress display on stderr for the demo's phases."""
-    import sys
-
-    last = {"phase": "", "at": 0.0}
-
-    def show(phase: str, done: int, total: int) -> None:
-        import time
-
-        now = time.monotonic()
-        if not sys.stderr.isatty() and done < total:
-            return  # in logs and pipes, one line per finished phase
-        if phase == last["phase"] and done < total and now - float(last["at"]) < 0.2:
-            return
-        last.update(phase=phase, at=now)
-        label = {"submit": "submitting", "post": "posting", "done": "done"}.get(phase, phase)
-        sys.stderr.write(f"\r{label:<10} {done:>6}/{total:<6}")
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-    return show
-
-
-def render_demo(d: dict[str, Any]) -> None:
-    sar = d["settled_total_halalas"] / 100
-    print(f"demo day {d['run']}: {d['wallets']} wallets, {d['merchants']} merchants")
-    print(f"  submitted            {d['submitted']}")
-    print(f"  duplicates absorbed  {d['duplicates_absorbed']}")
-    print(f"  posted               {d['posted']}")
-    print(f"  rejected             {d['rejected']} (insufficient funds)")
-    print(f"  still pending        {d['pending']}")
-    if d["settlement_created"]:
-        print(
-            f"  settlement {d['settlement_date']}: {d['settled_merchants']} merchants paid "
-            f"{sar:,.2f} SAR"
-        )
-    else:  # one batch per business day: this run's takings wait for the next day's batch
-        print(
-            f"  settlement {d['settlement_date']}: already run earlier today "
-            f"({d['settled_merchants']} merchants, {sar:,.2f} SAR); this run's purchases "
-            "are paid out in the next day's batch"
-        )
-    print(
-        f"  ledger balanced      {'yes' if d['ledger_balanced'] else 'NO'}"
-        f" ({d['discrepancies']} discrepancies)"
-    )
-    print(f"  took                 {d['seconds']:.1f}s")
-
-
-@task(help={"force": "stop it even while workers started here still use it"})
-def stop(c: Context, force: bool = False) -> None:
-    """Stop the embedded default's private Redis under ./var (if it runs)."""
-    from celery_app.infra.embedded import stop_embedded_redis
-    from celery_app.ops.workers import MultiSupervisor
-
-    app = container()
-    run_dir = app.settings.var_dir / "run"
-    busy = sorted(
-        p.stem for p in run_dir.glob("*.pid") if MultiSupervisor(run_dir).pid(p.stem) is not None
-    )
-    if busy and not force:
-        raise Exit(
-            f"error: workers still use this Redis ({', '.join(busy)}): stop them first "
-            "(invoke workers.stop --nodes ...), or pass --force",
-            code=2,
-        )
-    if not stop_embedded_redis(app.settings.var_dir):
-        where = "" if app.settings.embedded_redis else " (REDIS_* points elsewhere)"
-        print(f"the embedded Redis under {app.settings.var_dir} is not running{where}")
-        return
-    print(f"stopped the embedded Redis under {app.settings.var_dir}")
 
 
 # --- runbooks -------------------------------------------------------------------------------
@@ -1245,12 +724,8 @@ deploy_ns.add_task(deploy_releases, "releases")
 deploy_ns.add_task(deploy_unlock, "unlock")
 
 
-ns = Collection(db)
+ns = Collection(db_cli.ns)
 ns.add_collection(workers_ns)
-ns.add_task(demo)
-ns.add_task(stop)
-ns.add_collection(failed_ns)
-ns.add_collection(docker_ns)  # issue 6
 ns.add_task(run_runbook, "run")
 ns.add_task(runbooks_list, "runbooks")
 ns.add_collection(history_ns)
@@ -1265,6 +740,11 @@ ns.add_task(status_cli.status)
 ns.add_collection(metrics_cli.ns)
 ns.add_collection(audit_cli.ns)
 ns.add_collection(maintenance_cli.ns)
+
+ns.add_collection(failed_cli.ns)
+ns.add_collection(docker_cli.ns)
+ns.add_task(demo_cli.demo)
+ns.add_task(demo_cli.stop)
 
 
 # --- the command line as a whole: Invoke's own parse errors, empty values ---------------------

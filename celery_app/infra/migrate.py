@@ -46,6 +46,13 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         raise InvalidRequest(f"--revision {shown(revision)}: {first}") from None
 
 
+def upgrade_from(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Upgrade as :func:`upgrade` does; return the database's revision before and after."""
+    before = current(engine)
+    upgrade(engine, revision)
+    return before, current(engine)
+
+
 def check_revision(revision: str) -> None:
     """Refuse what cannot name a revision (alembic asserts, with no message, on '' and 'x@')."""
     if not REVISION.fullmatch(revision):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import tasks
+from runbooks.cli import failed
 
 
 def every_task() -> list[tuple[str, Any]]:
@@ -25,7 +26,7 @@ def test_no_flag_takes_dash_h_and_help_survives_a_second_read() -> None:
         again = task.get_arguments()
         assert all("h" not in arg.names for arg in first), name
         assert [a.help for a in again] == [a.help for a in first], name
-    flags = {a.name: a.names for a in tasks.failed_list.get_arguments()}
+    flags = {a.name: a.names for a in failed.list_failed.get_arguments()}
     assert flags["host"] == ("host", "o")  # was -h
 
 
