@@ -1,11 +1,11 @@
-"""tasks.py's flags as Invoke builds them: `-h` is help everywhere."""
+"""The command line's flags as Invoke builds them: `-h` is help everywhere."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import tasks
-from runbooks.cli import failed
+from runbooks.cli import failed, program
 
 
 def every_task() -> list[tuple[str, Any]]:
@@ -31,7 +31,7 @@ def test_no_flag_takes_dash_h_and_help_survives_a_second_read() -> None:
 
 
 def test_a_parse_error_reads_as_one_line() -> None:
-    line = tasks.parse_error_line
+    line = program.parse_error_line
     assert line("No idea what '--x' is!", "failed.list").startswith("failed.list: unknown flag")
     assert line("No idea what 'x' is!", None) == "no task 'x' (invoke --list shows them)"
     assert line("Flag <Argument: max_fail (m)> needed value and was not given one!", "deploy") == (

@@ -103,16 +103,16 @@ def test_redactor_masks_values_under_secret_names_and_keeps_json_valid() -> None
 def test_error_lines_mask_patterns_but_keep_a_located_field() -> None:
     from invoke import Exit
 
-    import tasks
     from celery_app.errors import ServiceUnavailable
+    from runbooks.cli.errors import operator_errors
     from runbooks.errors import InventoryError
 
-    with pytest.raises(Exit) as caught, tasks.operator_errors():
+    with pytest.raises(Exit) as caught, operator_errors():
         raise ServiceUnavailable("redis://:hostpw@r:6379/0 refused AUTH (REDISCLI_AUTH=hostpw)")
     assert caught.value.message == (
         f"error: redis://:{MASK}@r:6379/0 refused AUTH (REDISCLI_AUTH={MASK}"
     )
-    with pytest.raises(Exit) as caught, tasks.operator_errors():
+    with pytest.raises(Exit) as caught, operator_errors():
         raise InventoryError("inv.yml", 3, "vars.redis_password", "unknown value api_key=k-9")
     assert (
         caught.value.message
