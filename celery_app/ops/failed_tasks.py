@@ -83,12 +83,9 @@ def parse_id(text: str | int) -> int:
     return ids[0]
 
 
-def sender(app: Celery | None = None) -> Send:
-    """Return a Send over `app` (default: the app's own producer, imported only when needed)."""
-    if app is None:
-        from celery_app.celery import app as default
-
-        app = default
+def sender(app: Celery) -> Send:
+    """Return a Send over `app`'s producer (the caller passes the app: this module is imported by
+    the Celery app itself, to record failures, so it never imports it back)."""
     producer = app
 
     def send(name: str, args: list[Any], kwargs: dict[str, Any], queue: str | None) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from invoke import Collection, Context
 
-from runbooks.cli.apps import container, inventory_dir, run_recorded
+from runbooks.cli.apps import celery_module, container, inventory_dir, run_recorded
 from runbooks.cli.errors import exit_with, operator_errors, refuse
 from runbooks.cli.flags import JSON_HELP, task, whole
 from runbooks.cli.output import emit
@@ -188,7 +188,9 @@ def retry(
         app,
         "failed.retry",
         env,
-        lambda: ft.retry(app.uow, ft.sender(), chosen, all_rows=every, queue=queue),
+        lambda: ft.retry(
+            app.uow, ft.sender(celery_module().app), chosen, all_rows=every, queue=queue
+        ),
         lambda r: f"retried {len(r.retried)} failed tasks",
         ids=chosen or "all",
         queue=queue,
