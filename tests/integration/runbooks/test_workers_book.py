@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,9 +40,18 @@ def app_dir(host: SSHHost, money: MoneyEnv) -> Path:
     release.mkdir(parents=True, exist_ok=True)
     (directory / "shared").mkdir(exist_ok=True)
     (release / "RELEASE").write_text("r1\n")
-    for name in (".venv", "tasks.py"):
-        if not (release / name).is_symlink():
-            (release / name).symlink_to(ROOT / name)
+    if not (release / ".venv").is_symlink():
+        (release / ".venv").symlink_to(ROOT / ".venv")
+    # The code is copied, not linked: the app reads the .env next to its own code (resolved
+    # through links), so the release's .env is found only beside a release's own tree.
+    for name in ("celery_app", "runbooks", "migrations"):
+        if not (release / name).exists():
+            shutil.copytree(
+                ROOT / name, release / name, ignore=shutil.ignore_patterns("__pycache__")
+            )
+    for name in ("tasks.py", "alembic.ini"):
+        if not (release / name).exists():
+            shutil.copy(ROOT / name, release / name)
     lines = [f"{k}={v}" for k, v in money.env.items() if k != "MAQSAFY_ENV_FILE"]
     (directory / "shared" / ".env").write_text(
         "\n".join(lines) + f"\nMAQSAFY_VAR_DIR={directory}/var\n"
