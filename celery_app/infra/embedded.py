@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from celery_app.errors import ServiceUnavailable
-from celery_app.infra.private import UMASK, private_dir
+from celery_app.infra.private import UMASK, private_dir, private_file
 
 _ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 
@@ -60,6 +60,24 @@ def find_redis_server() -> str:
     )
 
 
+def server_for(var_dir: Path) -> str:
+    """The binary for the server under `var_dir`: the one that wrote its data, while it exists.
+
+    `var_dir`/redis.server records it. Switching is not safe: Redis 7.0 cannot read the RDB
+    that Valkey 9 writes (a redis-server installed after the demo ran on the bundled server
+    would refuse to start on ./var). Without a record, or when the recorded binary is gone
+    (Valkey reads what Redis 7 wrote), it is `find_redis_server()`'s choice, recorded.
+    """
+    record = var_dir / "redis.server"
+    with contextlib.suppress(OSError):
+        recorded = record.read_text().strip()
+        if recorded and os.access(recorded, os.X_OK):
+            return recorded
+    binary = find_redis_server()
+    private_file(record).write_text(binary + "\n")
+    return binary
+
+
 def _answers(socket: Path) -> bool:
     try:
         if not socket.exists():
@@ -83,7 +101,7 @@ def ensure_embedded_redis(var_dir: Path, timeout: float = 10.0) -> Path:
     socket = var_dir / "redis.sock"
     if _answers(socket):
         return socket
-    binary = find_redis_server()
+    binary = server_for(var_dir)
     subprocess.run(
         [
             binary,
