@@ -15,7 +15,13 @@ from celery_app.ops import redis_acl
 from celery_app.ops.redis_audit import audit, public_binds
 from runbooks.checks.secret_scan import scan, scan_text
 from tests.support.redis_app import app_env, invoke
-from tests.support.services import RedisServer, free_port, require, start_redis
+from tests.support.services import (
+    RedisServer,
+    free_port,
+    require,
+    require_system_redis,
+    start_redis,
+)
 
 ADMIN_PW = "audit-admin-pw-8d2e"
 PASSWORDS = {u.name: f"audit-{u.role}-pw-77aa" for u in redis_acl.ROLE_USERS}
@@ -223,6 +229,7 @@ def test_public_binds(bind: str, public: list[str]) -> None:
 def test_tls_where_the_server_offers_it(tmp_path: Path) -> None:
     openssl = shutil.which("openssl")
     require(openssl is not None, "openssl is not installed (needed to make a test certificate)")
+    require_system_redis("is built without TLS")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         [str(openssl), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),

@@ -11,6 +11,8 @@ import pytest
 
 from tests.support.cli import clean_environ, run_invoke, start_invoke
 
+pytestmark = pytest.mark.embedded
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

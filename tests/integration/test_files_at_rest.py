@@ -14,11 +14,15 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from celery_app.infra import migrate
 from celery_app.infra.embedded import ensure_embedded_redis, stop_embedded_redis
 from celery_app.stores.sessions import SessionStore
 from tests.support.redis_app import build_app
 from tests.support.services import require
+
+pytestmark = pytest.mark.embedded
 
 
 def as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:

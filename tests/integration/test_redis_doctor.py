@@ -253,6 +253,7 @@ def test_a_server_loading_its_dataset_is_loading(tmp_path: Path) -> None:
         server.process.wait()
 
 
+@pytest.mark.embedded
 def test_the_embedded_default_is_started_and_passes(tmp_path: Path) -> None:
     env = {
         **dict.fromkeys(REDIS_VARIABLES, ""),  # no Redis configured: the embedded default

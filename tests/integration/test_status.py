@@ -149,6 +149,7 @@ def test_workers_on_two_releases_warn(live: tuple[MoneyEnv, RedisServer], tmp_pa
     )
 
 
+@pytest.mark.embedded
 def test_workers_on_ops_only_are_critical_and_an_unknown_queue_is_refused(tmp_path: Path) -> None:
     """The embedded default (no REDIS_*): its Redis passes status without a password, so the
     only critical finding is the one the operator caused: no worker consumes payments."""

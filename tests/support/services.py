@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from celery_app.errors import ServiceUnavailable
+from celery_app.infra.embedded import find_redis_server
+
 
 def require(condition: bool, why: str) -> None:
     """Skip (or, in CI, fail) when a service the test needs is missing."""
@@ -77,6 +80,23 @@ class RedisServer:
         stop_process(self.process)
 
 
+def redis_server_binary() -> str:
+    """The binary the embedded default would run: redis-server on PATH, else the bundled one."""
+    try:
+        return find_redis_server()
+    except ServiceUnavailable as exc:
+        require(False, str(exc))
+        raise
+
+
+def require_system_redis(why: str) -> None:
+    """Skip (in CI: fail) when tests would get the bundled valkey-server, which lacks `why`."""
+    require(
+        shutil.which("redis-server") is not None,
+        f"needs a redis-server on PATH (apt install redis-server): the bundled valkey-server {why}",
+    )
+
+
 def start_redis(
     directory: Path, *extra: str, password: str | None = None, wait: bool = True
 ) -> RedisServer:
@@ -84,9 +104,7 @@ def start_redis(
 
     With `wait=False` it returns at once (for a server that will not answer PING yet).
     """
-    binary = shutil.which("redis-server")
-    require(binary is not None, "redis-server is not installed (apt install redis-server)")
-    assert binary is not None
+    binary = redis_server_binary()
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     args = [
@@ -111,6 +129,10 @@ def start_redis(
     server = RedisServer(port=port, directory=directory, process=process, password=password)
 
     def answers() -> bool:
+        if process.poll() is not None:  # it exited (a bad option): say so now, not in 10 s
+            log = directory / "redis.log"
+            tail = log.read_text(errors="replace").splitlines()[-3:] if log.exists() else []
+            raise AssertionError(f"{binary} exited {process.returncode}: {' | '.join(tail)}")
         try:
             return bool(server.client(socket_timeout=0.5).ping())
         except redis.RedisError:

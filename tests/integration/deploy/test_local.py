@@ -7,7 +7,11 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.support.cli import clean_environ, run_invoke
+
+pytestmark = pytest.mark.embedded
 
 ROOT = Path(__file__).resolve().parents[3]
 
