@@ -31,10 +31,10 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
         path = sqlite_path(url)
 
-        @event.listens_for(engine, "do_connect")
+        @event.listens_for(engine, "do_connect", once=True)
         def _private(*_: Any) -> None:
-            # 0600 before SQLite creates it (its WAL files take its mode); at first connect,
-            # so a command refused before it touches the database leaves no file behind.
+            # 0600 before SQLite creates it (its WAL files take its mode); at the first connect
+            # only, so a command refused before it touches the database leaves no file behind.
             if path is not None and path.parent.is_dir():
                 private_file(path)
 

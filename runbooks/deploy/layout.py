@@ -39,29 +39,35 @@ OPS_QUEUE = "ops"
 OPS_RUNNER = "runbooks.ops_queue.runner"  # the module that registers the `runbook.run` task
 
 
+# What a host that names none of these in the inventory gets.
+HOST_DEFAULTS: Mapping[str, Any] = {
+    "app_dir": DEFAULT_APP_DIR,
+    "worker_nodes": "w1",
+    "worker_queues": WORKER_QUEUES,
+    "worker_concurrency": 2,
+    "worker_timeout": 60,
+    "worker_supervisor": "multi",
+    "worker_unit": "maqsafy-worker",
+    "keep_releases": 5,
+    "worker_run_dir": "",  # <app_dir>/shared/run
+}
+
+
 def defaults(environment: str, var_dir: Path | str) -> dict[str, Any]:
     """The vars a deployed host starts from; the inventory's vars win over these.
 
     On ``local`` the release lives under this machine's var folder and its workers keep their
     pidfiles in var/run, where ``invoke workers.stop`` finds them.
     """
-    local = environment == "local"
-    return {
-        "app_dir": str(Path(var_dir) / "deploy") if local else DEFAULT_APP_DIR,
-        "worker_nodes": "w1",
-        "worker_queues": WORKER_QUEUES,
-        "worker_concurrency": 2,
-        "worker_timeout": 60,
-        "worker_supervisor": "multi",
-        "worker_unit": "maqsafy-worker",
-        "keep_releases": 5,
-        "worker_run_dir": str(Path(var_dir) / "run") if local else "",
-    }
+    if environment != "local":
+        return dict(HOST_DEFAULTS)
+    local = {"app_dir": str(Path(var_dir) / "deploy"), "worker_run_dir": str(Path(var_dir) / "run")}
+    return {**HOST_DEFAULTS, **local}
 
 
 def host_vars(variables: Mapping[str, Any]) -> dict[str, Any]:
-    """A step's vars over the remote defaults (for actions run outside a deploy)."""
-    return {**defaults("remote", "/nonexistent"), **variables}
+    """A step's vars over the host defaults (for actions run outside a deploy)."""
+    return {**HOST_DEFAULTS, **variables}
 
 
 SYSTEM_DIRS = frozenset(
