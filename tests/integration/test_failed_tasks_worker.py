@@ -3,10 +3,6 @@ a money task retried after it had succeeded posts nothing more."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from sqlalchemy import select
 
 from celery_app.celery import make_app
@@ -14,15 +10,8 @@ from celery_app.infra.models import Account
 from celery_app.money import posting, submit
 from celery_app.ops import failed_tasks, queues
 from celery_app.ops.failed_tasks import record_failure
-from tests.support.money import MoneyEnv, money_env
-from tests.support.services import RedisServer, wait_for
-
-
-@pytest.fixture
-def money(tmp_path: Path, redis_server: RedisServer, database_url: str) -> Iterator[MoneyEnv]:
-    env = money_env(tmp_path, redis_server.url, database_url)
-    yield env
-    env.close()
+from tests.support.money import MoneyEnv
+from tests.support.services import wait_for
 
 
 def drained(money: MoneyEnv) -> bool:

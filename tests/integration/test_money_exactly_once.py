@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from celery_app.money import posting, settlement, submit
-from tests.support.money import MoneyEnv, money_env
+from tests.support.money import MoneyEnv
 from tests.support.services import RedisServer, wait_for
-
-
-@pytest.fixture
-def money(tmp_path: Path, redis_server: RedisServer, database_url: str) -> Iterator[MoneyEnv]:
-    env = money_env(tmp_path, redis_server.url, database_url)
-    yield env
-    env.close()
 
 
 def fund(money: MoneyEnv, wallets: int, amount: int) -> None:

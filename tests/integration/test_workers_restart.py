@@ -13,15 +13,8 @@ from celery_app.money import settlement, submit
 from celery_app.ops import workers
 from celery_app.settings import load_settings
 from tests.support.cli import run_invoke
-from tests.support.money import MoneyEnv, money_env
-from tests.support.services import RedisServer, wait_for
-
-
-@pytest.fixture
-def money(tmp_path: Path, redis_server: RedisServer, database_url: str) -> Iterator[MoneyEnv]:
-    env = money_env(tmp_path, redis_server.url, database_url)
-    yield env
-    env.close()
+from tests.support.money import MoneyEnv
+from tests.support.services import wait_for
 
 
 @pytest.fixture

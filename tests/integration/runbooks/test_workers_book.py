@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,18 +16,10 @@ from celery_app.ops import workers
 from celery_app.settings import load_settings
 from tests.support.cli import run_invoke
 from tests.support.deploy import kill_pidfiles
-from tests.support.money import MoneyEnv, money_env
-from tests.support.services import RedisServer
+from tests.support.money import MoneyEnv
 from tests.support.sshd import SSHHost, write_inventory
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-def money(tmp_path: Path, redis_server: RedisServer, database_url: str) -> Iterator[MoneyEnv]:
-    env = money_env(tmp_path, redis_server.url, database_url)
-    yield env
-    env.close()
 
 
 def app_dir(host: SSHHost, money: MoneyEnv) -> Path:
