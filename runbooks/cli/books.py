@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from invoke import Context
 
 from runbooks.cli import render
-from runbooks.cli.apps import container, inventory_dir
+from runbooks.cli.apps import container, health_app, inventory_dir
 from runbooks.cli.errors import exit_with, operator_errors, refuse
 from runbooks.cli.flags import JSON_HELP, run_id, task, whole
 from runbooks.cli.output import emit
@@ -39,7 +39,7 @@ def send_book(request: RunRequest, wait: int, as_json: bool) -> None:
 
     if request.retry_failed or request.inventory_dir:
         refuse("--remote runs with the worker's inventory; drop --retry-failed and --inventory")
-    app = container()
+    app = health_app("", "")  # the embedded default's Redis is started, as any command would
     celery = make_app(app.settings)
     with operator_errors():
         sent = sender.submit(app, celery, request, history.operator_name(), os.environ, wait)

@@ -94,6 +94,17 @@ def _mac(key: bytes, body: Mapping[str, Any]) -> str:
     return hmac.new(key, _canonical(body), hashlib.sha256).hexdigest()
 
 
+def signing_key(environ: Mapping[str, str]) -> bytes:
+    """The key requests are signed with; SigningKeyMissing when this process holds none."""
+    held = keys(environ)
+    if not held or not environ.get(KEY_VAR, "").strip():
+        raise SigningKeyMissing(
+            f"{KEY_VAR} is not set: runbook requests on the ops queue must be signed with the "
+            "key the ops workers hold (set it in your environment or .env, never in the repo)"
+        )
+    return held[0]
+
+
 def sign(
     fields: Mapping[str, Any],
     requested_by: str,
@@ -101,12 +112,7 @@ def sign(
     now: float | None = None,
 ) -> dict[str, Any]:
     """The message body for `fields`, signed with the current key (SigningKeyMissing without)."""
-    held = keys(environ)
-    if not held or not environ.get(KEY_VAR, "").strip():
-        raise SigningKeyMissing(
-            f"{KEY_VAR} is not set: runbook requests on the ops queue must be signed with the "
-            "key the ops workers hold (set it in your environment or .env, never in the repo)"
-        )
+    key = signing_key(environ)
     body = {
         "v": 1,
         **{k: fields.get(k) for k in FIELDS},
@@ -114,7 +120,7 @@ def sign(
         "issued_at": round(time.time() if now is None else now, 3),
         "nonce": uuid.uuid4().hex,
     }
-    return {"body": body, "signature": _mac(held[0], body)}
+    return {"body": body, "signature": _mac(key, body)}
 
 
 def verify(message: Any, environ: Mapping[str, str], now: float | None = None) -> Envelope:

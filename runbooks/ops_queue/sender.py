@@ -58,6 +58,7 @@ def submit(
 ) -> Sent:
     """Send `request` to the ops queue unless no consumer could run it; wait up to
     `wait_seconds` (0: do not wait) for the run to end and return it."""
+    check(request, environ_with_dotenv(environ))  # before asking the workers anything
     consumers = ops_consumers(celery)
     refused = refusal(consumers)
     if refused:
@@ -73,13 +74,20 @@ def submit(
     return Sent(request_id, run=history.get_run(app.sessions, int(seen["id"])), seen=seen)
 
 
-def send(celery: Celery, request: RunRequest, requested_by: str, environ: Mapping[str, str]) -> str:
-    """Check the book exists here, sign the request, send it to ops; return its request id."""
-    book_path(request.book, request.books_dir)  # a typo fails here, not on the worker
+def check(request: RunRequest, environ: Mapping[str, str]) -> None:
+    """The book is a name this checkout has (a typo fails here, not on the worker), and this
+    process holds the signing key; NotFound or SigningKeyMissing otherwise."""
+    book_path(request.book, request.books_dir)
     if not ops_requests.BOOK_NAME.fullmatch(request.book):
         raise NotFound(
             f"--remote runs books by name (a name `invoke runbooks` lists), got {request.book!r}"
         )
+    ops_requests.signing_key(environ)
+
+
+def send(celery: Celery, request: RunRequest, requested_by: str, environ: Mapping[str, str]) -> str:
+    """Check the request, sign it, send it to ops; return its request id."""
+    check(request, environ)
     signed = ops_requests.sign(
         {
             "book": request.book,
