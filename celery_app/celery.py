@@ -15,6 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 from celery import Celery
 from celery.schedules import crontab
 from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
     beat_init,
     before_task_publish,
     task_failure,
@@ -27,6 +29,7 @@ from celery_app import bootstrap
 from celery_app.errors import ConfigError, MaqsafyError
 from celery_app.infra.embedded import ensure_embedded_redis
 from celery_app.infra.keyspace import QUEUES
+from celery_app.infra.redaction import RedactingFilter, Redactor
 from celery_app.ops.queues import stamp_sent_at
 from celery_app.ops.redis_acl import unacked_keys
 from celery_app.settings import Settings, load_settings
@@ -135,6 +138,19 @@ def _embedded_broker(**_: Any) -> None:
 
 # Every message this process sends carries its send time, so `queue.size` can age it.
 before_task_publish.connect(stamp_sent_at, weak=False)
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redacted_logs(logger: Any = None, **_: Any) -> None:
+    """Worker and beat logs mask the secrets settings know and every secret pattern (a task's
+    arguments or an exception can carry a password; Celery logs both on failure)."""
+    if logger is None:
+        return
+    redacting = RedactingFilter(Redactor(_settings.secrets))
+    for handler in logger.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(redacting)
 
 
 @worker_process_init.connect
