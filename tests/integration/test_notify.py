@@ -19,6 +19,7 @@ import yaml
 from celery_app.celery import make_app
 from celery_app.ops import failed_tasks, long_wait, notify, queues
 from runbooks.notify import notify as notify_environment
+from runbooks.service import run_steps
 from tests.support.money import MoneyEnv, money_env
 from tests.support.services import RedisServer, wait_for
 from tests.support.webhook import Receiver, receiving
@@ -93,13 +94,28 @@ def test_delivered_with_retries_when_the_receiver_fails_twice(
         wait_for(lambda: len(receiver.received) == 1, 60, "the notification to arrive")
         assert receiver.attempts == 3  # two 500s, then delivered
 
-    [body] = receiver.received
+        # A run that fails is run.failed, from the engine (here a step on this machine).
+        result, _ = run_steps(
+            money.container,
+            "nightly check",
+            [{"name": "fails", "shell": "echo REDIS_PASSWORD=$NOTIFY_TEST_REDIS_PASSWORD; exit 3"}],
+            environment="staging",
+            environ=environ,
+            inventory_dir=directory,
+        )
+        assert not result.ok
+        wait_for(lambda: receiver.events("run.failed"), 60, "the run.failed notification")
+        [failed] = receiver.events("run.failed")
+        assert failed["payload"]["run_id"] == result.run_id
+        assert failed["payload"]["hosts"][0].startswith("localhost: failed")
+
+    body = receiver.events("deploy.finished")[0]
     assert body["text"] == "[maqsafy] deploy 20261201T000000Z-abc1234 on staging: ok"
     assert body["event"] == "deploy.finished"
     fields = {f["title"]: f["value"] for f in body["attachments"][0]["fields"]}
     assert fields["environment"] == "staging" and fields["operator"] == "ana"
     assert fields["commits"] == "abc1234 fix the receipt\ndef5678 add a field"
-    assert SECRET not in json.dumps(body)  # masked by value (the inventory's secret)
+    assert SECRET not in json.dumps(receiver.received)  # masked (the inventory's secret)
     # The URL (and its token) is nowhere but in the worker's environment.
     log = money.workers[0].log_text()
     assert "Retry in" in log and receiver.token not in log
