@@ -3,10 +3,15 @@ no-op that proves a worker consumes a queue, the long-wait check and notificatio
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import redis
 
 from celery_app import bootstrap
 from celery_app.celery import app
+from celery_app.errors import MaqsafyError
+from celery_app.infra.redaction import mask_patterns
 from celery_app.ops import long_wait, maintenance, notify
 
 
@@ -53,4 +58,8 @@ def long_wait_check() -> list[str]:
     def send(event: str, payload: Any) -> int:
         return notify.send_app_event(app, container.settings, event, payload)
 
-    return long_wait.check(container, send)
+    try:
+        return long_wait.check(container, send)
+    except (MaqsafyError, redis.RedisError) as exc:  # a warning per tick, not a failed row
+        logging.getLogger(__name__).warning("queue.long_wait: %s", mask_patterns(str(exc)))
+        return []

@@ -9,16 +9,21 @@ An episode is a flag in Redis (locks role, ``<prefix>:lock:notify:long-wait:<que
 flag is removed when the queue is empty or its oldest message waits less than the threshold
 again, so the next long wait is a new episode. The flag carries a TTL (renewed on every tick of
 the episode), so the lock sweep leaves it alone and a forgotten one ends by itself. A message
-whose age is unknown (no stamp) neither starts nor ends an episode.
+whose age is unknown (no stamp) neither starts nor ends an episode. A notification that could
+not be queued is a warning, and the next tick tries again.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from celery_app.infra.redaction import mask_patterns
 from celery_app.ops.queues import queue_stats
+
+log = logging.getLogger(__name__)
 
 EPISODE_TTL = 86_400  # seconds; renewed while the episode lasts
 Notify = Callable[[str, Mapping[str, Any]], int]
@@ -54,9 +59,11 @@ def check(container: Any, notify: Notify, clock: Callable[[], float] = time.time
             }
             try:
                 notify("queue.long_wait", payload)
-            except BaseException:
-                flags.delete(key)  # not notified: the next tick tries again
-                raise
+            except Exception as exc:  # not queued: the next tick tries again
+                flags.delete(key)
+                log.warning("queue.long_wait for %s not sent: %s: %s", stats.name,
+                            type(exc).__name__, mask_patterns(str(exc)))  # fmt: skip
+                continue
             started.append(stats.name)
         elif stats.waiting == 0 or (age is not None and age < limit):
             flags.delete(key)
