@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,9 @@ import yaml
 from celery_app.dev.worker_process import start_worker
 from runbooks.deploy import log, rollout
 from tests.support.cli import ROOT, run_invoke
-from tests.support.deploy import make_fleet
+from tests.support.deploy import Fleet
 from tests.support.money import MoneyEnv
-from tests.support.services import RedisServer, wait_for
-from tests.support.sshd import SSHHost
+from tests.support.services import wait_for
 from tests.support.webhook import receiving
 
 pytestmark = pytest.mark.ssh
@@ -30,18 +30,9 @@ VAR = "DEPLOY_TEST_WEBHOOK"
 
 
 def test_the_deploy_log_lists_the_commits_between_two_deploys_and_notifies_them(
-    tmp_path: Path,
-    money: MoneyEnv,
-    redis_server: RedisServer,
-    sshd_hosts: list[SSHHost],
-    repo: Path,
-    deps_cache: Path,
+    tmp_path: Path, money: MoneyEnv, fleets: Callable[[int], Fleet], repo: Path
 ) -> None:
-    host = sshd_hosts[0]
-    fleet = make_fleet(
-        tmp_path / "inventory", [host], redis_server.url, money.env["DATABASE_URL"],
-        deps_cache=deps_cache,
-    )  # fmt: skip
+    fleet = fleets(1)
     path = fleet.inventory_dir / "test.yml"
     document = yaml.safe_load(path.read_text())
     document["notify"] = [{"url": "${" + VAR + "}"}]  # every event
