@@ -50,23 +50,26 @@ def test_the_deploy_log_lists_the_commits_between_two_deploys_and_notifies_them(
         money.workers.append(ops)
         ops.wait_ready()
         try:
-            for ref in ("v1", "v2"):
+            reports = {}
+            for ref in ("v1", "v2", "rollback", "broken"):
+                if ref == "rollback":
+                    reports[ref] = rollout.rollback(
+                        money.container, "test", {}, inventory_dir=fleet.inventory_dir, repo=repo
+                    )
+                    continue
                 request = rollout.DeployRequest(
                     environment="test", ref=ref, repo=repo, inventory_dir=fleet.inventory_dir,
                     deps_cache=fleet.deps_cache,
                 )  # fmt: skip
-                report = rollout.deploy(money.container, request, {})
-                assert report.ok, report.message
-            back = rollout.rollback(
-                money.container, "test", {}, inventory_dir=fleet.inventory_dir, repo=repo
-            )
-            assert back.ok, back.message
+                reports[ref] = rollout.deploy(money.container, request, {})
         finally:
             fleet.kill_workers()
+        assert [r.ok for r in reports.values()] == [True, True, True, False]
+        wait_for(lambda: receiver.events("deploy.failed"), 60, "the failed deploy's notification")
         wait_for(lambda: receiver.events("deploy.rolled_back"), 60, "the rollback's notification")
         wait_for(lambda: len(receiver.events("deploy.finished")) == 2, 60, "both deploys'")
 
-    rolled, second, first = log.deploy_log(money.container.sessions, "test", repo)
+    broken, rolled, second, first = log.deploy_log(money.container.sessions, "test", repo)
     assert (first["action"], first["ref"], first["outcome"]) == ("deploy", "v1", "ok")
     assert first["commits"] == [] and first["commits_note"] == "no earlier deploy in the log"
     assert (second["ref"], second["previous"]) == ("v2", first["release"])
@@ -76,8 +79,22 @@ def test_the_deploy_log_lists_the_commits_between_two_deploys_and_notifies_them(
     assert (rolled["action"], rolled["release"]) == ("rollback", first["release"])
     assert rolled["commits"] == [v2_commit] and rolled["direction"] == "removed"
 
+    broken_commit = subprocess.run(
+        ["git", "-C", str(repo), "log", "-1", "--format=%h %s", "broken"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert (broken["outcome"], broken["previous"]) == ("failed", first["release"])
+    assert broken["commits"] == [broken_commit]  # v1 is live again: broken is one commit on it
+    [failed] = receiver.events("deploy.failed")
+    assert failed["payload"]["outcome"] == "failed" and failed["payload"]["commits"] == [
+        broken_commit
+    ]
+    # (broken is cut from v1, which lacks v2's migration the database now has)
+    assert "migration failed, no host switched" in failed["payload"]["message"]
+    assert broken["release"] == "" and broken["commits_note"] == ""
+
     # The notifications carry the same list (and started came before each).
-    assert len(receiver.events("deploy.started")) == 3
+    assert len(receiver.events("deploy.started")) == 4
     finished = {e["payload"]["release"]: e for e in receiver.events("deploy.finished")}
     assert finished[second["release"]]["payload"]["commits"] == [v2_commit]
     fields = {
@@ -92,7 +109,12 @@ def test_the_deploy_log_lists_the_commits_between_two_deploys_and_notifies_them(
     env = {**money.env, "PATH": "/usr/bin:/bin"}
     done = run_invoke(["-r", str(ROOT), "deploy.log", "--env", "test", "--json"], env, cwd=repo)
     assert done.returncode == 0, done.stderr
-    assert [e["commits"] for e in json.loads(done.stdout)] == [[v2_commit], [v2_commit], []]
+    assert [e["commits"] for e in json.loads(done.stdout)] == [
+        [broken_commit],
+        [v2_commit],
+        [v2_commit],
+        [],
+    ]
     text = run_invoke(["-r", str(ROOT), "deploy.log", "--env", "test"], env, cwd=repo)
     assert f"    + {v2_commit}" in text.stdout and f"    - {v2_commit}" in text.stdout
     bad = run_invoke(["-r", str(ROOT), "deploy.log", "--last", "0"], env, cwd=repo)
