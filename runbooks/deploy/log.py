@@ -112,31 +112,15 @@ def deploy_log(
     environment: str | None = None,
     repo: Path = Path("."),
     limit: int = 50,
+    run_id: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Every deploy and rollback (of `environment`, else all), newest first, at most `limit`."""
+    """Every deploy and rollback (of `environment`, else all), newest first, at most `limit`
+    (only run `run_id`, when given). `git log` runs only for the entries returned."""
     live: dict[str, str] = {}  # environment -> the release its last successful entry put live
     entries = []
     for run, hosts in _rows(sessions, environment):
         release = _release_of(run, hosts)
         previous = live.get(run["environment"], "")
-        sha = str(run["arguments"].get("sha") or "") or _sha_of(release)
-        commits: list[str] | None = []
-        note = ""
-        if not sha:
-            note = "no release was switched"
-        elif not previous:
-            note = "no earlier deploy in the log"
-        elif _sha_of(previous) and sha.startswith(_sha_of(previous)):
-            note = "same commit as before"
-        else:
-            old, new = _sha_of(previous), sha
-            commits = (
-                commits_between(repo, old, new)
-                if run["action"] == "deploy"
-                else commits_between(repo, new, old)
-            )
-            if commits is None:
-                commits, note = [], f"{old}..{new} is not in {repo}"
         if run["status"] == "ok" and release:
             live[run["environment"]] = release
         entries.append(
@@ -146,7 +130,7 @@ def deploy_log(
                 "environment": run["environment"],
                 "operator": run["operator"],
                 "ref": run["arguments"].get("ref") or run["arguments"].get("to") or "",
-                "sha": sha,
+                "sha": str(run["arguments"].get("sha") or "") or _sha_of(release),
                 "release": release,
                 "previous": previous,
                 "hosts": [
@@ -158,11 +142,30 @@ def deploy_log(
                 "started_at": run["started_at"],
                 "duration": run["duration"],
                 "direction": "added" if run["action"] == "deploy" else "removed",
-                "commits": commits,
-                "commits_note": note,
             }
         )
-    return list(reversed(entries))[:limit]
+    chosen = [e for e in reversed(entries) if run_id is None or e["run_id"] == run_id][:limit]
+    for entry in chosen:
+        entry["commits"], entry["commits_note"] = _commits(entry, repo)
+    return chosen
+
+
+def _commits(entry: dict[str, Any], repo: Path) -> tuple[list[str], str]:
+    """The entry's commits (brought in by a deploy, taken out by a rollback) and a note."""
+    sha, previous = entry["sha"], entry["previous"]
+    if not sha:
+        return [], "no release was switched"
+    if not previous:
+        return [], "no earlier deploy in the log"
+    old = _sha_of(previous)
+    if sha.startswith(old):
+        return [], "same commit as before"
+    found = (
+        commits_between(repo, old, sha)
+        if entry["direction"] == "added"
+        else commits_between(repo, sha, old)
+    )
+    return (found, "") if found is not None else ([], f"{old}..{sha[:7]} is not in {repo}")
 
 
 def entry_for(sessions: sessionmaker[Session], run_id: int, repo: Path) -> dict[str, Any] | None:
@@ -172,7 +175,7 @@ def entry_for(sessions: sessionmaker[Session], run_id: int, repo: Path) -> dict[
         environment = run.environment if run is not None else None
     if environment is None:
         return None
-    found = [e for e in deploy_log(sessions, environment, repo, 10**9) if e["run_id"] == run_id]
+    found = deploy_log(sessions, environment, repo, 1, run_id=run_id)
     return found[0] if found else None
 
 
