@@ -15,7 +15,8 @@ task (that would loop on a receiver that is down).
 
 The message is what Slack's incoming webhooks accept (Mattermost, Rocket.Chat and Discord's
 ``/slack`` endpoint too): a ``text`` line, one attachment whose ``fields`` hold the payload
-(title, value, short), and, for programs, ``event`` and ``payload`` as they were given.
+(title, value, short), and, for programs, Slack's message ``metadata``: ``event_type`` (the
+event, ``_`` for ``.``: ``deploy_finished``) and ``event_payload`` (the payload, masked).
 
 Events (:data:`EVENTS`): ``deploy.started``, ``deploy.finished``, ``deploy.failed``,
 ``deploy.rolled_back``, ``run.failed``, ``approval.requested``, ``task.failed``,
@@ -107,8 +108,7 @@ def message(
                 "footer": f"maqsafy-ops {event}",
             }
         ],
-        "event": event,
-        "payload": clean,
+        "metadata": {"event_type": event.replace(".", "_"), "event_payload": clean},
     }
 
 

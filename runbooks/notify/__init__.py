@@ -17,8 +17,9 @@ goes to the ``ops`` queue of the environment's broker (the Redis its vars name, 
 `settings`', else this process's), carrying the *name* of the variable that holds the webhook
 URL; an ops worker resolves and POSTs it with retries (:mod:`celery_app.ops.notify`). So the
 call costs one broker write per target and never waits for a receiver. It never raises for a
-delivery problem either: a broker that does not take the message is a warning on the
-``runbooks.notify`` logger, and the count of queued deliveries (0) says so. Returns that count;
+delivery problem either: an environment without an inventory, or a broker that does not take
+the message, is a warning on the ``runbooks.notify`` logger, and the count of queued deliveries
+(0) says so. Returns that count;
 an inventory without `notify:` costs nothing and returns 0.
 """
 
@@ -51,16 +52,20 @@ def notify(
     """Queue `event` for every webhook of the environment that wants it; see the module doc."""
     from celery_app.ops.notify import event_name
     from runbooks.engine.inventory import load_environment
+    from runbooks.errors import RunbookError
     from runbooks.notify.targets import wanting
     from runbooks.service import environ_with_dotenv
 
     event_name(event)
     merged = environ_with_dotenv(os.environ if environ is None else environ)
-    inventory = (
-        load_environment(env_or_inventory, merged, inventory_dir)
-        if isinstance(env_or_inventory, str)
-        else env_or_inventory
-    )
+    if isinstance(env_or_inventory, str):
+        try:
+            inventory = load_environment(env_or_inventory, merged, inventory_dir)
+        except RunbookError as exc:  # no inventory (or a broken one): no target to tell
+            log.warning("%s notification for %s not queued: %s", event, env_or_inventory, exc)
+            return 0
+    else:
+        inventory = env_or_inventory
     targets = wanting(inventory.notify, event)
     if not targets:
         return 0

@@ -22,7 +22,7 @@ from runbooks.notify import notify as notify_environment
 from runbooks.service import run_steps
 from tests.support.money import MoneyEnv, money_env
 from tests.support.services import RedisServer, wait_for
-from tests.support.webhook import Receiver, receiving
+from tests.support.webhook import Receiver, payload, receiving
 
 VAR = "TEST_OPS_WEBHOOK"
 SECRET = "s3cr3t-redis-pass-for-notify"
@@ -77,7 +77,7 @@ def test_delivered_with_retries_when_the_receiver_fails_twice(
             "MAQSAFY_ENV_FILE": "/dev/null",
             "MAQSAFY_VAR_DIR": str(tmp_path / "var"),
         }
-        payload = {
+        given = {
             "summary": "deploy 20261201T000000Z-abc1234 on staging: ok",
             "operator": "ana",
             "hosts": ["host0: ok", "host1: ok"],
@@ -85,10 +85,10 @@ def test_delivered_with_retries_when_the_receiver_fails_twice(
             "commits": ["abc1234 fix the receipt", "def5678 add a field"],
         }
         # An event the target did not ask for is not sent at all.
-        assert notify_environment("staging", "deploy.started", payload, environ=environ,
+        assert notify_environment("staging", "deploy.started", given, environ=environ,
                                   inventory_dir=directory) == 0  # fmt: skip
         sent = notify_environment(
-            "staging", "deploy.finished", payload, environ=environ, inventory_dir=directory
+            "staging", "deploy.finished", given, environ=environ, inventory_dir=directory
         )
         assert sent == 1
         wait_for(lambda: len(receiver.received) == 1, 60, "the notification to arrive")
@@ -106,12 +106,12 @@ def test_delivered_with_retries_when_the_receiver_fails_twice(
         assert not result.ok
         wait_for(lambda: receiver.events("run.failed"), 60, "the run.failed notification")
         [failed] = receiver.events("run.failed")
-        assert failed["payload"]["run_id"] == result.run_id
-        assert failed["payload"]["hosts"][0].startswith("localhost: failed")
+        assert payload(failed)["run_id"] == result.run_id
+        assert payload(failed)["hosts"][0].startswith("localhost: failed")
 
     body = receiver.events("deploy.finished")[0]
     assert body["text"] == "[maqsafy] deploy 20261201T000000Z-abc1234 on staging: ok"
-    assert body["event"] == "deploy.finished"
+    assert body["metadata"]["event_type"] == "deploy_finished"
     fields = {f["title"]: f["value"] for f in body["attachments"][0]["fields"]}
     assert fields["environment"] == "staging" and fields["operator"] == "ana"
     assert fields["commits"] == "abc1234 fix the receipt\ndef5678 add a field"
@@ -134,7 +134,7 @@ def test_a_delivery_that_cannot_pass_ends_in_failed_tasks_and_is_not_notified_it
         celery.send_task("purchase.post", args=["not-an-id"], queue="maintenance")
         wait_for(lambda: receiver.events("task.failed"), 60, "the task.failed notification")
         [failed] = receiver.events("task.failed")
-        assert failed["payload"]["task"] == "purchase.post"
+        assert payload(failed)["task"] == "purchase.post"
         # The worker runs one task at a time, in order: the delivery failed first, and its
         # failure was not notified (a receiver that is down would otherwise loop forever).
         rows = failed_tasks.list_failed(money.container.uow).rows
@@ -170,7 +170,7 @@ def test_a_long_wait_is_notified_once_per_episode(money: MoneyEnv) -> None:
                 60,
                 f"{mark} to run",
             )
-            notify.send(celery, VAR, {"text": mark, "event": "marker"})
+            notify.send(celery, VAR, {"text": mark, "metadata": {"event_type": "marker"}})
             wait_for(lambda: any(r["text"] == mark for r in receiver.events("marker")), 60, mark)
 
         celery.send_task("health.noop", queue="payments")  # nobody consumes payments here
@@ -178,8 +178,8 @@ def test_a_long_wait_is_notified_once_per_episode(money: MoneyEnv) -> None:
         tick_and_mark("tick 1")
         tick_and_mark("tick 2")
         [first] = receiver.events("queue.long_wait")
-        assert first["payload"]["queue"] == "payments"
-        assert first["payload"]["threshold_seconds"] == 1
+        assert payload(first)["queue"] == "payments"
+        assert payload(first)["threshold_seconds"] == 1
         assert first["text"].startswith("[maqsafy] queue payments: the oldest message has waited")
         key = long_wait.flag_key(money.container, "payments")
         assert money.container.redis("locks").ttl(key) > 0  # the lock sweep leaves it alone

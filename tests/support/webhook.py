@@ -44,8 +44,16 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/{self.token}"
 
     def events(self, event: str) -> list[dict[str, Any]]:
+        """The messages of `event` (Slack metadata's event_type: `deploy_finished`)."""
+        kind = event.replace(".", "_")
         with self.lock:
-            return [r for r in self.received if r.get("event") == event]
+            return [r for r in self.received if r.get("metadata", {}).get("event_type") == kind]
+
+
+def payload(message: dict[str, Any]) -> dict[str, Any]:
+    """What the producer gave (Slack metadata's event_payload)."""
+    found: dict[str, Any] = message["metadata"]["event_payload"]
+    return found
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from tests.support.cli import ROOT, run_invoke
 from tests.support.deploy import Fleet
 from tests.support.money import MoneyEnv
 from tests.support.services import wait_for
-from tests.support.webhook import receiving
+from tests.support.webhook import payload, receiving
 
 pytestmark = pytest.mark.ssh
 
@@ -86,23 +86,21 @@ def test_the_deploy_log_lists_the_commits_between_two_deploys_and_notifies_them(
     assert (broken["outcome"], broken["previous"]) == ("failed", first["release"])
     assert broken["commits"] == [broken_commit]  # v1 is live again: broken is one commit on it
     [failed] = receiver.events("deploy.failed")
-    assert failed["payload"]["outcome"] == "failed" and failed["payload"]["commits"] == [
-        broken_commit
-    ]
+    assert payload(failed)["outcome"] == "failed" and payload(failed)["commits"] == [broken_commit]
     # (broken is cut from v1, which lacks v2's migration the database now has)
-    assert "migration failed, no host switched" in failed["payload"]["message"]
+    assert "migration failed, no host switched" in payload(failed)["message"]
     assert broken["release"] == "" and broken["commits_note"] == ""
 
     # The notifications carry the same list (and started came before each).
     assert len(receiver.events("deploy.started")) == 4
-    finished = {e["payload"]["release"]: e for e in receiver.events("deploy.finished")}
-    assert finished[second["release"]]["payload"]["commits"] == [v2_commit]
+    finished = {payload(e)["release"]: e for e in receiver.events("deploy.finished")}
+    assert payload(finished[second["release"]])["commits"] == [v2_commit]
     fields = {
         f["title"]: f["value"] for f in finished[second["release"]]["attachments"][0]["fields"]
     }
     assert fields["commits"] == v2_commit and fields["environment"] == "test"
     [rollback_note] = receiver.events("deploy.rolled_back")
-    assert rollback_note["payload"]["commits"] == [v2_commit]
+    assert payload(rollback_note)["commits"] == [v2_commit]
     assert receiver.token not in ops.log_text()
 
     # The command line: from the repository, as an operator runs it (tasks from this checkout).
