@@ -112,6 +112,8 @@ def test_the_message_is_slack_compatible_and_masked() -> None:
     assert set(fields) == {"hosts", "message"}  # summary is the text; empty values left out
     assert fields["hosts"]["value"] == "h0: failed\nh1: ok" and not fields["hosts"]["short"]
     assert attachment["color"] == "danger"
+    assert body["metadata"]["event_type"] == "deploy_failed"  # Slack's metadata, for programs
+    assert body["metadata"]["event_payload"]["hosts"] == ["h0: failed", "h1: ok"]
     dumped = json.dumps(body)
     assert "hunter2-long" not in dumped and "t0k3n-abc" not in dumped
 
