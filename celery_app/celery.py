@@ -7,6 +7,7 @@ comes from SQL (see :mod:`celery_app.money.posting`).
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -74,6 +75,7 @@ def configure(app: Celery, settings: Settings) -> None:
             "wallet.*": {"queue": "payments"},
             "purchase.*": {"queue": "payments"},
             "runbook.*": {"queue": "ops"},
+            "notify.*": {"queue": "ops"},
         },
         enable_utc=True,
         timezone="UTC",
@@ -91,6 +93,8 @@ def configure(app: Celery, settings: Settings) -> None:
             "redis-memory-check": {"task": "maintenance.memory", "schedule": 300.0},
             "failed-prune": {"task": "maintenance.prune_failed", "schedule": crontab(minute=17)},
             "lock-sweep": {"task": "maintenance.sweep_locks", "schedule": 600.0},
+            # notifications (issue 14): see celery_app/ops/long_wait.py
+            "queue-long-wait": {"task": "queue.long_wait", "schedule": 15.0},
         },
     )
 
@@ -168,20 +172,39 @@ def _record_failure(
     einfo: Any = None,
     **_: Any,
 ) -> None:
+    from celery_app.ops import notify
     from celery_app.ops.failed_tasks import record_failure
 
+    name = getattr(sender, "name", "?")
     try:
         request = getattr(sender, "request", None)
         delivery = getattr(request, "delivery_info", None) or {}
-        record_failure(
+        queue = str(delivery.get("routing_key") or "")
+        row = record_failure(
             bootstrap.get(),
             task_id=task_id or "",
-            task_name=getattr(sender, "name", "?"),
-            queue=str(delivery.get("routing_key") or ""),
+            task_name=name,
+            queue=queue,
             args=args or [],
             kwargs=kwargs or {},
             exception=exception,
             traceback=str(einfo.traceback) if einfo is not None else "",
         )
+        if name != notify.TASK:  # a webhook that is down would notify its own failures forever
+            summary = f"task {name} failed on {queue or '?'} (failed task {row})"
+            notify.send_app_event(
+                app,
+                _settings,
+                "task.failed",
+                {
+                    "summary": summary,
+                    "task": name,
+                    "queue": queue,
+                    "failed_task": row,
+                    "error": f"{type(exception).__name__}: {exception}"[:300] if exception else "",
+                },
+            )
     except MaqsafyError:
         pass
+    except Exception:  # a notification that could not be queued must not hide the failure
+        logging.getLogger(__name__).warning("task.failed notification not sent", exc_info=True)
