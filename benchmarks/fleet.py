@@ -9,12 +9,13 @@ the same N-step shell book through:
 - this engine (one Fabric connection and one remote `sh` session per host for all steps),
 - a plain Fabric ``ThreadingGroup`` running one command per step (an exec channel per step),
 - pyinfra (``--parallel`` = hosts, one ``server.shell`` operation per step),
-- ansible-core's ``ansible-playbook`` (pipelining on, forks = hosts, no fact gathering).
+- ansible-core's ``ansible-playbook`` (pipelining on, forks = hosts, no fact gathering),
+- the same playbook with Mitogen for Ansible (``strategy: mitogen_free``), the fastest Ansible.
 
 Every tool's wall time includes connecting. The peers are benchmark-only: install them with
 ``pip install -e '.[bench]'`` (ansible-core 2.21 needs Python 3.12+: point ``--ansible-playbook``
 at a 3.12 venv's ``ansible-playbook`` to use it). A missing peer is reported and skipped.
-The last line is ``ratio ansible/engine: X.X``.
+The last line is ``ratio mitogen/engine: X.X``.
 """
 
 from __future__ import annotations
@@ -95,7 +96,26 @@ def run_pyinfra(hosts: list[SSHHost], steps: int, work: Path, binary: str) -> fl
     return _timed(command, work, {})
 
 
-def run_ansible(hosts: list[SSHHost], steps: int, work: Path, binary: str) -> float:
+def mitogen_strategies(binary: str) -> str | None:
+    """The strategy plugin folder of Mitogen for Ansible in `binary`'s Python, if installed."""
+    python = Path(binary).parent / "python"
+    done = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        return None
+    return str(Path(done.stdout.strip()) / "plugins" / "strategy")
+
+
+def run_ansible(
+    hosts: list[SSHHost], steps: int, work: Path, binary: str, mitogen: str | None = None
+) -> float:
     inventory = {
         "all": {
             "hosts": {
@@ -119,9 +139,9 @@ def run_ansible(hosts: list[SSHHost], steps: int, work: Path, binary: str) -> fl
         }
     ]
     (work / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
+    strategy = f"strategy_plugins = {mitogen}\nstrategy = mitogen_free\n" if mitogen else ""
     (work / "ansible.cfg").write_text(
-        "[defaults]\n"
-        f"forks = {len(hosts)}\n"
+        "[defaults]\n" + strategy + f"forks = {len(hosts)}\n"
         "host_key_checking = False\n"
         "interpreter_python = /usr/bin/python3\n"
         "[ssh_connection]\n"
@@ -174,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=30)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--tools", default="engine,fabric,pyinfra,ansible")
+    parser.add_argument("--tools", default="engine,fabric,pyinfra,ansible,mitogen")
     parser.add_argument("--ansible-playbook", dest="ansible_playbook")
     parser.add_argument("--pyinfra")
     args = parser.parse_args(argv)
@@ -198,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         runners["pyinfra"] = lambda: run_pyinfra(hosts, args.steps, work, pyinfra)
     if ansible:
         runners["ansible"] = lambda: run_ansible(hosts, args.steps, work, ansible)
+        strategies = mitogen_strategies(ansible)
+        if strategies:
+            runners["mitogen"] = lambda: run_ansible(hosts, args.steps, work, ansible, strategies)
     times: dict[str, float] = {}
     try:
         for tool in tools:
@@ -220,8 +243,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"ratio {tool}/engine: {times[tool] / engine:.1f}")
         if "ansible" in times:
             print(f"ratio ansible/engine: {times['ansible'] / engine:.1f}")
+        if "mitogen" in times:
+            print(f"ratio mitogen/engine: {times['mitogen'] / engine:.1f}")
         else:
-            print("ratio ansible/engine: n/a (ansible-playbook not installed)")
+            print("ratio mitogen/engine: n/a (ansible-playbook with mitogen not installed)")
     return 0
 
 
