@@ -139,6 +139,16 @@ def test_the_operators_day(
             "host1": v1,
         }
         assert {s.release for s in workers.status(control, timeout=2.0)} == {v1}
+
+        # What went out today, newest first, with the commits each change brought or took.
+        rolled, went, came = op.json("deploy.log", "--env", "day")[:3]
+        assert [(e["action"], e["release"], e["outcome"]) for e in (rolled, went, came)] == [
+            ("rollback", v1, "ok"),
+            ("deploy", v2, "ok"),
+            ("deploy", v1, "ok"),
+        ]
+        assert went["commits"] and rolled["commits"] == went["commits"]
+        assert rolled["direction"] == "removed" and went["direction"] == "added"
     finally:
         shopping.stop.set()
         shopping.join()
