@@ -19,7 +19,7 @@ import getpass
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,16 +100,24 @@ def _listening(address: str, port: int) -> bool:
         return False
 
 
-def start_sshd(base: Path, index: int, client_key: Path, authorized: Path | None = None) -> SSHHost:
-    """Start one sshd on 127.0.0.<index+2> under `base`/host<index>."""
+def start_sshd(
+    base: Path,
+    index: int,
+    client_key: Path,
+    authorized: Path | None = None,
+    at: tuple[str, int] | None = None,
+    prefix: Sequence[str] = (),
+) -> SSHHost:
+    """Start one sshd on 127.0.0.<index+2> under `base`/host<index> (or on `at`, started as
+    `prefix` + sshd: `ip netns exec NS` puts it in a network namespace)."""
     binary = find_sshd()
     _privsep_ready()
     name = f"host{index}"
     directory = base / name
     root = directory / "root"
     root.mkdir(parents=True, exist_ok=True)
-    address = f"127.0.0.{index + 2}"
-    port = free_port(address)
+    address, port = at or (f"127.0.0.{index + 2}", 0)
+    port = port or free_port(address)
     host_key = keygen(directory / "ssh_host_ed25519_key")
     authorized = authorized or directory / "authorized_keys"
     if not authorized.exists():
@@ -141,7 +149,7 @@ def start_sshd(base: Path, index: int, client_key: Path, authorized: Path | None
         )
     )
     process = subprocess.Popen(
-        [binary, "-D", "-e", "-f", str(config)],
+        [*prefix, binary, "-D", "-e", "-f", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=open(directory / "sshd.log", "wb"),  # noqa: SIM115 - owned by the process
     )

@@ -1,0 +1,186 @@
+"""Reach an environment's Redis from outside its network: through SSH to one of its app hosts.
+
+For the command's lifetime a local forwarder listens on 127.0.0.1 (an ephemeral port); each
+connection made to it becomes a ``direct-tcpip`` channel on the one SSH connection to the app
+host, whose sshd connects to Redis as the app host sees it (its name resolution, its network),
+as ``ssh -L`` does. The jump host, when the inventory names one, is crossed by the SSH
+connection itself (:class:`~runbooks.connectors.targets.SSHTarget`).
+
+The command's code does not change: its URLs keep the environment's Redis name and port, and
+:func:`route` makes this process's name lookups (``socket.getaddrinfo``, which redis-py, kombu
+and the doctor's own sockets all call) answer the forwarder's address for exactly that
+``(host, port)``. So output and history name the environment's Redis (``redis:6379``), never
+the forwarder's port, and a TLS client still checks the certificate against the real name.
+
+Before any command talks through it, one channel is opened and closed: a Redis that the app
+host cannot resolve or reach fails there, with the hop named and the platform page's causes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from celery_app.ops.redis_causes import CAUSES
+from runbooks.connectors.targets import SSHTarget
+from runbooks.engine.inventory import Host
+from runbooks.errors import HostUnreachable, NotReachable
+
+Address = tuple[str, int]
+_routes: dict[Address, Address] = {}
+_routes_lock = threading.Lock()
+_resolve: Callable[..., Any] = socket.getaddrinfo
+
+
+def _routed_getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+    name = host.decode() if isinstance(host, bytes) else host
+    try:
+        key = (str(name), int(port))
+    except (TypeError, ValueError):
+        key = None
+    found = _routes.get(key) if key is not None else None
+    if found is not None:
+        return _resolve(found[0], found[1], *args, **kwargs)
+    return _resolve(host, port, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def route(original: Address, local: Address) -> Iterator[None]:
+    """While open, connections to `original` by name go to `local` (the forwarder)."""
+    with _routes_lock:
+        _routes[original] = local
+        socket.getaddrinfo = _routed_getaddrinfo
+    try:
+        yield
+    finally:
+        with _routes_lock:
+            _routes.pop(original, None)
+            if not _routes:
+                socket.getaddrinfo = _resolve
+
+
+def explain(host: str, port: int, reason: str, timeout: float) -> str:
+    """`reason` (an OS or sshd error text) in the platform page's words, with its causes."""
+    lowered = reason.lower()
+    if "refused" in lowered:
+        kind = "refused"
+    elif "resol" in lowered or "not known" in lowered or "no address" in lowered:
+        kind = "resolve"
+    elif "timed out" in lowered:
+        kind = "timeout"
+    else:
+        kind = "unreachable"
+    cause = CAUSES[kind]
+    summary = cause.summary.format(host=host, port=port, timeout=f"{timeout:g}")
+    return f"{summary} ({reason}); possible causes: {'; '.join(cause.causes)}"
+
+
+def _pump(client: socket.socket, channel: Any) -> None:
+    """Copy bytes both ways until either side closes."""
+    try:
+        while True:
+            readable, _, _ = select.select([client, channel], [], [], 30.0)
+            if client in readable:
+                data = client.recv(65536)
+                if not data:
+                    break
+                channel.sendall(data)
+            if channel in readable:
+                data = channel.recv(65536)
+                if not data:
+                    break
+                client.sendall(data)
+    except OSError:
+        pass
+    finally:
+        channel.close()
+        client.close()
+
+
+class Tunnel:
+    """One SSH connection to an app host and a forwarder to `destination` from there."""
+
+    def __init__(self, host: Host, destination: Address, what: str = "Redis") -> None:
+        self.host = host
+        self.destination = destination
+        self.what = what
+        self._target = SSHTarget(host)
+        self._listener: socket.socket | None = None
+        self._route: contextlib.AbstractContextManager[None] | None = None
+        self._closed = threading.Event()
+
+    @property
+    def hop(self) -> str:
+        where, port = self.destination
+        return f"{self.what} {where}:{port} from {self.host.name} (reach: ssh)"
+
+    def _channel(self, origin: Address) -> Any:
+        return self._target.transport().open_channel(
+            "direct-tcpip", self.destination, origin, timeout=self.host.timeout
+        )
+
+    def open(self) -> Address:
+        """Connect, check the far end answers, start forwarding; return the local address."""
+        try:
+            self._target.connect()
+        except HostUnreachable as exc:
+            raise NotReachable(
+                f"SSH to the app host {self.host.name} failed ({exc.cause}: {exc.detail}); "
+                f"--env reaches {self.destination[0]}:{self.destination[1]} through it"
+            ) from exc
+        try:
+            self._channel(("127.0.0.1", 0)).close()
+        except Exception as exc:
+            self._target.close()
+            raise self._diagnose(exc) from exc
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        self._listener = listener
+        local = listener.getsockname()[:2]
+        threading.Thread(target=self._accept, name="tunnel-accept", daemon=True).start()
+        self._route = route(self.destination, local)
+        self._route.__enter__()
+        return local
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while not self._closed.is_set():
+            try:
+                client, origin = self._listener.accept()
+            except OSError:
+                return
+            try:
+                channel = self._channel(origin[:2])
+            except Exception:
+                client.close()  # the caller sees a closed connection; open() checked the path
+                continue
+            threading.Thread(target=_pump, args=(client, channel), daemon=True).start()
+
+    def _diagnose(self, exc: BaseException) -> NotReachable:
+        """The far end refused: say which hop, and why in the platform page's words."""
+        import paramiko
+
+        host, port = self.destination
+        reason = getattr(exc, "text", None) or str(exc) or type(exc).__name__
+        code = getattr(exc, "code", None)
+        if isinstance(exc, paramiko.ChannelException) and code == 1:
+            return NotReachable(
+                f"{self.hop}: the app host's sshd does not allow TCP forwarding ({reason}); "
+                "set AllowTcpForwarding yes there, or run this command on a host inside"
+            )
+        return NotReachable(f"{self.hop}: {explain(host, port, reason, self.host.timeout)}")
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._route is not None:
+            self._route.__exit__(None, None, None)
+            self._route = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        self._target.close()
