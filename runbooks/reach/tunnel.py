@@ -19,6 +19,8 @@ host cannot resolve or reach fails there, with the hop named and the platform pa
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 import select
 import socket
 import threading
@@ -63,6 +65,27 @@ def route(original: Address, local: Address) -> Iterator[None]:
                 socket.getaddrinfo = _resolve
 
 
+class _OpenFailures(logging.Handler):
+    """The app host's reason for a refused channel ("Connection refused", a name that does not
+    resolve) is only logged, by the transport's thread; the exception says "Connect failed".
+    With this handler in place the log line no longer lands on the operator's terminal."""
+
+    _said = re.compile(r"open FAILED: (.*): [^:]*$")
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = self._said.search(record.getMessage())
+        if found:
+            self.last = found.group(1)
+
+
+_failures = _OpenFailures()
+logging.getLogger("paramiko.transport").addHandler(_failures)
+
+
 def explain(host: str, port: int, reason: str, timeout: float) -> str:
     """`reason` (an OS or sshd error text) in the platform page's words, with its causes."""
     lowered = reason.lower()
@@ -79,11 +102,11 @@ def explain(host: str, port: int, reason: str, timeout: float) -> str:
     return f"{summary} ({reason}); possible causes: {'; '.join(cause.causes)}"
 
 
-def _pump(client: socket.socket, channel: Any) -> None:
-    """Copy bytes both ways until either side closes."""
+def _pump(client: socket.socket, channel: Any, closed: threading.Event) -> None:
+    """Copy bytes both ways until either side closes or the tunnel does."""
     try:
-        while True:
-            readable, _, _ = select.select([client, channel], [], [], 30.0)
+        while not closed.is_set():
+            readable, _, _ = select.select([client, channel], [], [], 0.5)
             if client in readable:
                 data = client.recv(65536)
                 if not data:
@@ -94,11 +117,12 @@ def _pump(client: socket.socket, channel: Any) -> None:
                 if not data:
                     break
                 client.sendall(data)
-    except OSError:
+    except Exception:  # either end went away, or the tunnel closed: this connection is done
         pass
     finally:
-        channel.close()
-        client.close()
+        with contextlib.suppress(Exception):
+            channel.close()
+            client.close()
 
 
 class Tunnel:
@@ -112,6 +136,8 @@ class Tunnel:
         self._listener: socket.socket | None = None
         self._route: contextlib.AbstractContextManager[None] | None = None
         self._closed = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[Any] = []  # both ends of every connection, closed with the tunnel
 
     @property
     def hop(self) -> str:
@@ -132,6 +158,7 @@ class Tunnel:
                 f"SSH to the app host {self.host.name} failed ({exc.cause}: {exc.detail}); "
                 f"--env reaches {self.destination[0]}:{self.destination[1]} through it"
             ) from exc
+        _failures.last = None
         try:
             self._channel(("127.0.0.1", 0)).close()
         except Exception as exc:
@@ -142,7 +169,7 @@ class Tunnel:
         listener.listen(64)
         self._listener = listener
         local = listener.getsockname()[:2]
-        threading.Thread(target=self._accept, name="tunnel-accept", daemon=True).start()
+        self._start(self._accept)
         self._route = route(self.destination, local)
         self._route.__enter__()
         return local
@@ -159,14 +186,20 @@ class Tunnel:
             except Exception:
                 client.close()  # the caller sees a closed connection; open() checked the path
                 continue
-            threading.Thread(target=_pump, args=(client, channel), daemon=True).start()
+            self._sockets += [client, channel]
+            self._start(_pump, client, channel, self._closed)
+
+    def _start(self, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name="tunnel", daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
     def _diagnose(self, exc: BaseException) -> NotReachable:
         """The far end refused: say which hop, and why in the platform page's words."""
         import paramiko
 
         host, port = self.destination
-        reason = getattr(exc, "text", None) or str(exc) or type(exc).__name__
+        reason = _failures.last or getattr(exc, "text", None) or str(exc) or repr(exc)
         code = getattr(exc, "code", None)
         if isinstance(exc, paramiko.ChannelException) and code == 1:
             return NotReachable(
@@ -176,11 +209,19 @@ class Tunnel:
         return NotReachable(f"{self.hop}: {explain(host, port, reason, self.host.timeout)}")
 
     def close(self) -> None:
+        """Stop forwarding: every connection through the tunnel ends, then the SSH one."""
         self._closed.set()
         if self._route is not None:
             self._route.__exit__(None, None, None)
             self._route = None
         if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() below
             self._listener.close()
             self._listener = None
+        for end in self._sockets:
+            with contextlib.suppress(Exception):
+                end.close()  # wakes its pump at once
+        for thread in self._threads:
+            thread.join(2.0)
         self._target.close()
