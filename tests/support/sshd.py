@@ -107,9 +107,11 @@ def start_sshd(
     authorized: Path | None = None,
     at: tuple[str, int] | None = None,
     prefix: Sequence[str] = (),
+    also: Sequence[str] = (),
 ) -> SSHHost:
     """Start one sshd on 127.0.0.<index+2> under `base`/host<index> (or on `at`, started as
-    `prefix` + sshd: `ip netns exec NS` puts it in a network namespace)."""
+    `prefix` + sshd: `ip netns exec NS` puts it in a network namespace; `also`: more
+    `ADDRESS:PORT` it listens on)."""
     binary = find_sshd()
     _privsep_ready()
     name = f"host{index}"
@@ -129,6 +131,7 @@ def start_sshd(
         "\n".join(
             [
                 f"ListenAddress {address}:{port}",
+                *(f"ListenAddress {more}" for more in also),
                 f"HostKey {host_key}",
                 f"PidFile {directory / 'sshd.pid'}",
                 f"AuthorizedKeysFile {authorized}",
@@ -155,7 +158,8 @@ def start_sshd(
     )
     host = SSHHost(name, address, port, user, client_key, root, directory, process)
     public = host_key.with_suffix(".pub").read_text().split()
-    host.known_hosts.write_text(f"[{address}]:{port} {public[0]} {public[1]}\n")
+    named = address if port == 22 else f"[{address}]:{port}"  # as ssh and paramiko look it up
+    host.known_hosts.write_text(f"{named} {public[0]} {public[1]}\n")
     try:
         wait_for(lambda: _listening(address, port), 10, f"sshd on {address}:{port}")
     except AssertionError:
