@@ -24,7 +24,7 @@ import re
 import select
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from celery_app.ops.redis_causes import CAUSES
@@ -50,19 +50,19 @@ def _routed_getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
     return _resolve(host, port, *args, **kwargs)
 
 
-@contextlib.contextmanager
-def route(original: Address, local: Address) -> Iterator[None]:
-    """While open, connections to `original` by name go to `local` (the forwarder)."""
+def route(original: Address, local: Address) -> None:
+    """From now on, connections to `original` by name go to `local` (the forwarder)."""
     with _routes_lock:
         _routes[original] = local
         socket.getaddrinfo = _routed_getaddrinfo
-    try:
-        yield
-    finally:
-        with _routes_lock:
-            _routes.pop(original, None)
-            if not _routes:
-                socket.getaddrinfo = _resolve
+
+
+def unroute(original: Address) -> None:
+    """Connections to `original` go to it again (name lookups as before, once none is left)."""
+    with _routes_lock:
+        _routes.pop(original, None)
+        if not _routes:
+            socket.getaddrinfo = _resolve
 
 
 class _OpenFailures(logging.Handler):
@@ -134,7 +134,6 @@ class Tunnel:
         self.what = what
         self._target = SSHTarget(host)
         self._listener: socket.socket | None = None
-        self._route: contextlib.AbstractContextManager[None] | None = None
         self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
         self._sockets: list[Any] = []  # both ends of every connection, closed with the tunnel
@@ -170,8 +169,7 @@ class Tunnel:
         self._listener = listener
         local = listener.getsockname()[:2]
         self._start(self._accept)
-        self._route = route(self.destination, local)
-        self._route.__enter__()
+        route(self.destination, local)
         return local
 
     def _accept(self) -> None:
@@ -211,9 +209,7 @@ class Tunnel:
     def close(self) -> None:
         """Stop forwarding: every connection through the tunnel ends, then the SSH one."""
         self._closed.set()
-        if self._route is not None:
-            self._route.__exit__(None, None, None)
-            self._route = None
+        unroute(self.destination)
         if self._listener is not None:
             with contextlib.suppress(OSError):
                 self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() below
