@@ -11,6 +11,8 @@
         ├── HostUnreachable         the host could not be reached; `.cause` says why:
         │                           unresolved | refused | auth | hostkey | timeout | network |
         │                           lost | ssh
+        ├── NotReachable            an environment's Redis cannot be reached the way its
+        │                           inventory says (`reach`); the message names the hop
         ├── StepError               a step could not run (template var undefined, timed out)
         └── HistoryError            the run history cannot be read or written (not migrated?)
 
@@ -84,6 +86,11 @@ class HostUnreachable(RunbookError):
         self.cause = cause
         self.detail = detail
         super().__init__(f"{host}: {CAUSES.get(cause, cause)}: {detail}")
+
+
+class NotReachable(RunbookError):
+    """An environment's Redis is not reachable from here (reach: direct), or SSH to its app
+    host or Redis from that host failed (reach: ssh); the message names the hop."""
 
 
 class StepError(RunbookError):

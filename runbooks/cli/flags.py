@@ -15,7 +15,8 @@ JSON_HELP = {"json": "print one JSON document"}
 INVENTORY_HELP = "with --env: the inventory folder (default ./inventory)"
 # --env/--inventory of a command that works on an environment's Redis
 ON_REDIS_HELP = {
-    "env": "an inventory environment whose Redis to use (default: this machine's REDIS_*)",
+    "env": "an inventory environment whose Redis to use (default: this machine's REDIS_*); "
+    "reached as its inventory's `reach` says (ssh: tunnelled through an app host)",
     "inventory": INVENTORY_HELP,
 }
 

@@ -161,6 +161,7 @@ class SSHTarget(_SessionTarget):
         self.name = host.name
         self.host = host
         self._connection: Any = None
+        self._jump: SSHTarget | None = None
         self._session = None
 
     def connect(self) -> None:
@@ -192,6 +193,8 @@ class SSHTarget(_SessionTarget):
             connect_kwargs["password"] = host.password
         if host.key_passphrase:
             connect_kwargs["passphrase"] = host.key_passphrase
+        if host.jump is not None:
+            connect_kwargs["sock"] = self._through_jump(host, host.jump)
         connection = Connection(
             host=host.address,
             user=host.user,
@@ -204,8 +207,45 @@ class SSHTarget(_SessionTarget):
             connection.open()
         except Exception as exc:
             connection.close()
+            self._close_jump()
             raise classify(host, exc) from exc
         self._connection = connection
+
+    def _through_jump(self, host: Host, jump: Host) -> Any:
+        """A channel from the jump host to `host`'s SSH port, for paramiko to talk over."""
+        import paramiko
+
+        through = SSHTarget(jump)
+        try:
+            through.connect()
+        except HostUnreachable as exc:
+            raise HostUnreachable(
+                host.name, exc.cause, f"jump host {jump.address}:{jump.port}: {exc.detail}"
+            ) from exc
+        self._jump = through
+        try:
+            return through.transport().open_channel(
+                "direct-tcpip", (host.address, host.port), ("127.0.0.1", 0), timeout=host.timeout
+            )
+        except (paramiko.SSHException, OSError) as exc:
+            self._close_jump()
+            reason = getattr(exc, "text", None) or str(exc) or type(exc).__name__
+            cause = "refused" if "refused" in reason.lower() else "network"
+            raise HostUnreachable(
+                host.name,
+                cause,
+                f"{host.address}:{host.port} from jump host {jump.address}: {reason}",
+            ) from exc
+
+    def _close_jump(self) -> None:
+        if self._jump is not None:
+            self._jump.close()
+            self._jump = None
+
+    def transport(self) -> Any:
+        """The paramiko transport of this host's one connection (opened if need be)."""
+        self.connect()
+        return self._connection.client.get_transport()
 
     def _open_session(self) -> ShellSession:
         self.connect()
@@ -230,6 +270,7 @@ class SSHTarget(_SessionTarget):
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        self._close_jump()
 
 
 def _host_keys(client: Any, host: Host) -> None:

@@ -10,6 +10,14 @@
     hosts:
       worker-1: {address: 10.0.1.11, groups: [workers]}
       localhost: {connection: local}           # this machine, no SSH
+    reach: ssh                                 # or direct (see below)
+    jump: {address: bastion.example.org, user: deploy, key: ~/.ssh/maqsafy_jump}
+
+How `--env` commands reach the environment's Redis (``reach``): ``ssh`` (the default when any
+host is reached over SSH) tunnels it through an app host (:mod:`runbooks.reach.tunnel`),
+``direct`` connects from this machine, which must then be inside the network (the default when
+every host is local). ``jump`` names a jump host every SSH connection of the environment goes
+through (address, port, user, key, known_hosts, host_key_check, timeout; `defaults` apply).
 
 Host keys are checked against `known_hosts` (default ``~/.ssh/known_hosts``) per
 `host_key_check`: ``strict`` (the default: an unknown or changed key refuses the host),
@@ -31,7 +39,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,6 +54,7 @@ from runbooks.notify.targets import NotifyTarget
 
 INVENTORY_DIR = PROJECT_ROOT / "inventory"
 HOST_KEY_CHECKS = ("strict", "accept-new", "off")
+REACHES = ("ssh", "direct")
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _HOST_KEYS = (
     "address",
@@ -80,6 +89,7 @@ class Host:
     known_hosts: str = "~/.ssh/known_hosts"
     groups: tuple[str, ...] = ()
     vars: Mapping[str, Any] = field(default_factory=dict)
+    jump: Host | None = None  # the environment's jump host, when it names one
 
     @property
     def is_local(self) -> bool:
@@ -98,6 +108,7 @@ class Inventory:
     group_vars: Mapping[str, Mapping[str, Any]]
     secrets: tuple[str, ...] = field(default=(), repr=False)
     notify: tuple[NotifyTarget, ...] = ()  # webhook targets (runbooks.notify)
+    reach: str = "direct"  # ssh | direct: how --env commands reach its Redis
 
     def host_vars(self, host: Host) -> dict[str, Any]:
         """Environment vars, overridden by each group's, overridden by the host's own."""
@@ -255,7 +266,10 @@ def load_inventory(path: Path, environ: Mapping[str, str]) -> Inventory:
     """Load and validate one inventory file; raise InventoryError naming file, line, field."""
     document = load_yaml(path, InventoryError)
     top = Fields(path, document, InventoryError)
-    top.only("environment", "description", "defaults", "vars", "groups", "hosts", "notify")
+    top.only(
+        "environment", "description", "reach", "jump", "defaults", "vars", "groups", "hosts",
+        "notify",
+    )  # fmt: skip
     resolver = _Resolver(path, environ)
     environment = top.text("environment") or path.name.split(".")[0]
     defaults = top.mapping("defaults")
@@ -274,12 +288,22 @@ def load_inventory(path: Path, environ: Mapping[str, str]) -> Inventory:
     hosts_field = top.mapping("hosts")
     if not hosts_field.data:
         raise InventoryError(path, top.line_of("hosts"), "hosts", "lists no host")
+    jump = _host(resolver, top, "jump", defaults) if top.has("jump") else None
+    if jump is not None and (jump.is_local or not top.mapping("jump").has("address")):
+        raise top.fail("jump", "a jump host is reached over SSH and needs an address")
     for name in hosts_field.names():
         host = _host(resolver, hosts_field, str(name), defaults)
+        if jump is not None and not host.is_local:
+            host = replace(host, jump=jump)
         hosts[host.name] = host
         groups["all"].append(host.name)
         for group in host.groups:
             groups.setdefault(group, []).append(host.name)
+    reach = top.text("reach") or (
+        "ssh" if any(not h.is_local for h in hosts.values()) else "direct"
+    )
+    if reach not in REACHES:
+        raise top.fail("reach", f"expected one of: {', '.join(REACHES)}")
     return Inventory(
         environment=environment,
         path=path,
@@ -289,6 +313,7 @@ def load_inventory(path: Path, environ: Mapping[str, str]) -> Inventory:
         group_vars=group_vars,
         secrets=tuple(sorted(set(resolver.secrets), key=len, reverse=True)),
         notify=notify_targets.parse(path, top),
+        reach=reach,
     )
 
 

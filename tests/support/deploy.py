@@ -148,10 +148,12 @@ def make_fleet(
     environment: str = "test",
     deps_cache: Path | None = None,
     ops_key: str | None = None,
+    reach: str = "direct",
     **vars: object,
 ) -> Fleet:
     """Write the inventory (group workers) and each host's shared/.env (with `ops_key`, the
-    key that signs runbook requests on the ops queue, for hosts that run them)."""
+    key that signs runbook requests on the ops queue, for hosts that run them). Loopback hosts
+    share this machine's network, so `reach` is `direct` unless a test asks for `ssh`."""
     env = {
         "REDIS_URL": redis_url,
         "DATABASE_URL": database_url,
@@ -176,7 +178,7 @@ def make_fleet(
         },
         groups={"workers": [h.name for h in hosts]},
     )
-    document = yaml.safe_load(path.read_text())
+    document = {"reach": reach, **yaml.safe_load(path.read_text())}
     for host in hosts:
         document["hosts"][host.name]["vars"]["app_dir"] = str(host.root / APP_DIR)
     path.write_text(yaml.safe_dump(document, sort_keys=False))

@@ -19,7 +19,7 @@ import getpass
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,16 +100,26 @@ def _listening(address: str, port: int) -> bool:
         return False
 
 
-def start_sshd(base: Path, index: int, client_key: Path, authorized: Path | None = None) -> SSHHost:
-    """Start one sshd on 127.0.0.<index+2> under `base`/host<index>."""
+def start_sshd(
+    base: Path,
+    index: int,
+    client_key: Path,
+    authorized: Path | None = None,
+    at: tuple[str, int] | None = None,
+    prefix: Sequence[str] = (),
+    also: Sequence[str] = (),
+) -> SSHHost:
+    """Start one sshd on 127.0.0.<index+2> under `base`/host<index> (or on `at`, started as
+    `prefix` + sshd: `ip netns exec NS` puts it in a network namespace; `also`: more
+    `ADDRESS:PORT` it listens on)."""
     binary = find_sshd()
     _privsep_ready()
     name = f"host{index}"
     directory = base / name
     root = directory / "root"
     root.mkdir(parents=True, exist_ok=True)
-    address = f"127.0.0.{index + 2}"
-    port = free_port(address)
+    address, port = at or (f"127.0.0.{index + 2}", 0)
+    port = port or free_port(address)
     host_key = keygen(directory / "ssh_host_ed25519_key")
     authorized = authorized or directory / "authorized_keys"
     if not authorized.exists():
@@ -121,6 +131,7 @@ def start_sshd(base: Path, index: int, client_key: Path, authorized: Path | None
         "\n".join(
             [
                 f"ListenAddress {address}:{port}",
+                *(f"ListenAddress {more}" for more in also),
                 f"HostKey {host_key}",
                 f"PidFile {directory / 'sshd.pid'}",
                 f"AuthorizedKeysFile {authorized}",
@@ -141,13 +152,14 @@ def start_sshd(base: Path, index: int, client_key: Path, authorized: Path | None
         )
     )
     process = subprocess.Popen(
-        [binary, "-D", "-e", "-f", str(config)],
+        [*prefix, binary, "-D", "-e", "-f", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=open(directory / "sshd.log", "wb"),  # noqa: SIM115 - owned by the process
     )
     host = SSHHost(name, address, port, user, client_key, root, directory, process)
     public = host_key.with_suffix(".pub").read_text().split()
-    host.known_hosts.write_text(f"[{address}]:{port} {public[0]} {public[1]}\n")
+    named = address if port == 22 else f"[{address}]:{port}"  # as ssh and paramiko look it up
+    host.known_hosts.write_text(f"{named} {public[0]} {public[1]}\n")
     try:
         wait_for(lambda: _listening(address, port), 10, f"sshd on {address}:{port}")
     except AssertionError:

@@ -66,6 +66,7 @@ def test_the_operators_day(
         environment="day",
         worker_queues="payments,maintenance,ops",
         ops_key=OPS_KEY,
+        reach="ssh",  # as from a laptop outside: Redis through a tunnel to an app host
     )
     laptop = clean_environ(
         DATABASE_URL=money.env["DATABASE_URL"],  # the run history is the environment's

@@ -149,3 +149,29 @@ def test_names_that_hold_no_secret_keep_their_literals(tmp_path: Path) -> None:
     )
     inv = load_inventory(write(tmp_path, text), {})
     assert inv.vars["key_prefix"] == "maqsafy" and inv.hosts["a"].key == "~/.ssh/id"
+
+
+def test_reach_defaults_to_ssh_for_ssh_hosts_and_direct_for_local_ones(tmp_path: Path) -> None:
+    remote = load_inventory(write(tmp_path, GOOD), {"REDIS_PASSWORD": "pw"})
+    here = load_inventory(write(tmp_path, "hosts: {me: {connection: local}}\n", "l.yml"), {})
+    told = load_inventory(
+        write(tmp_path, "reach: direct\n" + GOOD, "d.yml"), {"REDIS_PASSWORD": "p"}
+    )
+    assert (remote.reach, here.reach, told.reach) == ("ssh", "direct", "direct")
+    with pytest.raises(InventoryError, match=r"b.yml:1: reach: expected one of: ssh, direct"):
+        load_inventory(write(tmp_path, "reach: vpn\nhosts: {a: {}}\n", "b.yml"), {})
+
+
+def test_jump_host_is_given_to_every_ssh_host_with_the_defaults(tmp_path: Path) -> None:
+    text = "jump: {address: bastion.example.org, port: 2200}\n" + GOOD
+    text += "  me: {connection: local}\n"
+    inv = load_inventory(write(tmp_path, text), {"REDIS_PASSWORD": "pw"})
+    jump = inv.hosts["w1"].jump
+    assert jump is not None and (jump.address, jump.port, jump.user) == (
+        "bastion.example.org",
+        2200,
+        "deploy",  # from defaults
+    )
+    assert inv.hosts["me"].jump is None and "jump" not in inv.hosts
+    with pytest.raises(InventoryError, match=r"j.yml:1: jump: .*needs an address"):
+        load_inventory(write(tmp_path, "jump: {user: x}\nhosts: {a: {}}\n", "j.yml"), {})
