@@ -80,7 +80,8 @@ def deploy(
     )
     report = DeployReport("deploy", request.environment, sha[:7], request.check)
     started = report.started_at
-    open_record(ctx, "deploy", request.arguments(), report)  # no row, no deploy
+    # the commit too: an approval is for what HEAD was when asked, not what it is later
+    open_record(ctx, "deploy", {**request.arguments(), "commit": sha}, report)  # no row, no deploy
     locked: DeployLock | None = None
     try:
         ctx.preflight_services()

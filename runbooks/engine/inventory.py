@@ -1,6 +1,7 @@
 """Environments: hosts, groups and vars, read from `inventory/<environment>.yml`.
 
     environment: staging
+    approval: required                         # deploy and rollback need a second person
     defaults: {user: deploy, port: 22, key: ~/.ssh/maqsafy_deploy, timeout: 10}
     vars:
       redis_host: redis.internal
@@ -38,7 +39,7 @@ from urllib.parse import urlsplit
 from celery_app.infra.redaction import secret_name
 from celery_app.inputs import environment_name, shown
 from celery_app.settings import PROJECT_ROOT
-from runbooks.engine.source import Fields, load_yaml
+from runbooks.engine.source import Fields, approval_required, load_yaml
 from runbooks.errors import InventoryError, NotFound, SecretLiteral
 
 INVENTORY_DIR = PROJECT_ROOT / "inventory"
@@ -94,6 +95,7 @@ class Inventory:
     vars: Mapping[str, Any]
     group_vars: Mapping[str, Mapping[str, Any]]
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    approval: bool = False  # `approval: required`: deploy and rollback need an approval
 
     def host_vars(self, host: Host) -> dict[str, Any]:
         """Environment vars, overridden by each group's, overridden by the host's own."""
@@ -251,7 +253,7 @@ def load_inventory(path: Path, environ: Mapping[str, str]) -> Inventory:
     """Load and validate one inventory file; raise InventoryError naming file, line, field."""
     document = load_yaml(path, InventoryError)
     top = Fields(path, document, InventoryError)
-    top.only("environment", "description", "defaults", "vars", "groups", "hosts")
+    top.only("environment", "description", "approval", "defaults", "vars", "groups", "hosts")
     resolver = _Resolver(path, environ)
     environment = top.text("environment") or path.name.split(".")[0]
     defaults = top.mapping("defaults")
@@ -284,6 +286,7 @@ def load_inventory(path: Path, environ: Mapping[str, str]) -> Inventory:
         vars=env_vars,
         group_vars=group_vars,
         secrets=tuple(sorted(set(resolver.secrets), key=len, reverse=True)),
+        approval=approval_required(top),
     )
 
 
