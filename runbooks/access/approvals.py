@@ -188,6 +188,22 @@ def decide(
     return f"denied {approval_id}"
 
 
+def check_runnable(
+    sessions: sessionmaker[Session], approval_id: int, operator: str
+) -> dict[str, Any]:
+    """The approval, if `operator` may run it now: approved, unexpired, theirs, its arguments
+    those approved (the run's own admission checks all of it again, and spends it)."""
+    found = get(sessions, approval_id)
+    if found["status"] != "approved":
+        raise AccessDenied(f"approval {approval_id} is {found['status']}: nothing ran")
+    if found["requested_by"] != operator:
+        raise AccessDenied(
+            f"approval {approval_id} was requested by {found['requested_by']}; only they run it"
+        )
+    check_arguments(found, found["arguments"])
+    return found
+
+
 def check_arguments(row: Mapping[str, Any] | Approval, arguments: Mapping[str, Any]) -> None:
     """The stored arguments are those approved (their digest), else AccessDenied."""
     command = row["command"] if isinstance(row, Mapping) else row.command

@@ -132,17 +132,25 @@ def last_admitted() -> Admitted | None:
     return _admitted.get()
 
 
-def identify(session: Session) -> Admitted:
-    """Who is acting, without judging any record: the OS user with no accounts, else the
-    token's operator (AccessDenied when the token is missing or not live)."""
-    if active_count(session) == 0:
-        return Admitted(os_user(), local=True)
-    return Admitted(authenticate(session, _token_source[0]()).name)
-
-
-def identify_with(sessions: sessionmaker[Session]) -> Admitted:
+def may(sessions: sessionmaker[Session], name: str) -> Admitted:
+    """Who is acting, if they may open the record `name` (the record's own admission judges
+    again): for a command to refuse before it asks anything (a password, a decision)."""
     with sessions() as session, session.begin():
-        return identify(session)
+        if active_count(session) == 0:
+            return Admitted(os_user(), local=True)
+        operator = authenticate(session, _token_source[0]())
+        invocation = _invocation.get()
+        _check_role(operator.name, operator.role, name, invocation.command if invocation else None)
+        return Admitted(operator.name)
+
+
+def _check_role(who: str, role: str, name: str, command: str | None) -> None:
+    needed = needed_role(name, command)
+    if not allows(role, needed):
+        raise AccessDenied(
+            f"{who} is {'an' if role[0] in 'aeiou' else 'a'} {role}: {command or name} needs "
+            f"the {needed} role (an admin changes roles)"
+        )
 
 
 def admit_apart(sessions: sessionmaker[Session], intent: Intent) -> Admitted:
@@ -185,12 +193,7 @@ def admit(sessions: sessionmaker[Session], session: Session, intent: Intent) -> 
         _admitted.set(admitted)
         return admitted
     operator = authenticate(session, _token_source[0]())
-    needed = needed_role(intent.name, command)
-    if not allows(operator.role, needed):
-        raise AccessDenied(
-            f"{operator.name} is a {operator.role}: {command or intent.name} needs the "
-            f"{needed} role (an admin changes roles)"
-        )
+    _check_role(operator.name, operator.role, intent.name, command)
     admitted = Admitted(operator.name)
     if why:
         admitted = _approved(sessions, session, intent, operator.name, why, invocation)

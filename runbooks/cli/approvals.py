@@ -67,11 +67,11 @@ def decide(id: str, approve: bool, hours: str = "24") -> None:
     valid = whole(hours, "--hours", 1, approvals.MAX_HOURS)
     app = container()
     with operator_errors():
-        who = gate.identify_with(app.sessions)
+        name = "approvals.approve" if approve else "approvals.deny"
+        who = gate.may(app.sessions, name)
         if who.local:
             refuse("approvals need operator accounts (invoke operators.add NAME --role admin)")
         approvals.check_decision(app.sessions, number, who.operator)
-    name = "approvals.approve" if approve else "approvals.deny"
     _, message = run_recorded(
         app,
         name,
@@ -109,22 +109,21 @@ def run_approved(c: Context, id: str) -> None:
     number = approval_id(id)
     app = container()
     with operator_errors():
-        found = approvals.get(app.sessions, number)
-        if found["status"] != "approved":
-            refuse(f"approval {number} is {found['status']}: nothing ran")
+        who = gate.may(app.sessions, "approvals.run")
+        if who.local:
+            refuse("approvals need operator accounts (invoke operators.add NAME --role admin)")
+        found = approvals.check_runnable(app.sessions, number, who.operator)
         arguments = dict(found["arguments"])
-        approvals.check_arguments(found, arguments)  # changed since approved: refused
     try:
         command = task_named(found["command"])
     except KeyError:
         refuse(f"approval {number} is for {found['command']!r}, which this version has not")
     if "reason" in inspect.signature(command.body).parameters:
         arguments["reason"] = found["reason"]
-    try:
-        with gate.granted(number):
-            command(Context(config=c.config), **arguments)
-    finally:
-        if approvals.get(app.sessions, number)["status"] == "approved":  # never reached it
+    with gate.granted(number):
+        command(Context(config=c.config), **arguments)
+    with operator_errors():
+        if approvals.get(app.sessions, number)["status"] == "approved":  # it needed none
             print(f"warning: approval {number} was not spent; it stays usable", file=sys.stderr)
 
 

@@ -44,10 +44,11 @@ def read_password(confirm: bool) -> str:
 )
 def add(c: Context, name: str, role: str = "operator") -> None:
     """Add an operator account; its password is asked (or read from stdin); recorded."""
-    from runbooks.access import operators
+    from runbooks.access import gate, operators
 
     app = container()
     with operator_errors():
+        gate.may(app.sessions, "operators.add")  # refused before the password is asked
         operators.check_add(app.sessions, name, role)  # refused: nothing written, no prompt
     password = read_password(confirm=True)
     with operator_errors():
