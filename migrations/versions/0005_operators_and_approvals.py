@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("environment", sa.String(100), nullable=False),
         sa.Column("arguments", sa.Text, nullable=False),
         sa.Column("digest", sa.String(64), nullable=False),
+        sa.Column("record_digest", sa.String(64), nullable=False),
         sa.Column("why", sa.Text, nullable=False),
         sa.Column("reason", sa.Text, nullable=False),
         sa.Column("status", sa.String(16), nullable=False),

@@ -73,7 +73,8 @@ def request(
         record=record,
         environment=environment,
         arguments=json.dumps(kept, sort_keys=True, default=str),
-        digest=f"{invocation_digest(command, arguments)}:{record_digest}",
+        digest=invocation_digest(command, arguments),
+        record_digest=record_digest,
         why=why,
         reason=reason,
         status="pending",
@@ -112,7 +113,7 @@ def as_dict(row: Approval, now: dt.datetime | None = None) -> dict[str, Any]:
         "decided_at": aware(row.decided_at).isoformat() if row.decided_at else None,
         "expires_at": aware(row.expires_at).isoformat(),
         "run_id": row.run_id,
-        "digest": row.digest.split(":")[0],
+        "digest": row.digest,
     }
 
 
@@ -207,8 +208,8 @@ def check_runnable(
 def check_arguments(row: Mapping[str, Any] | Approval, arguments: Mapping[str, Any]) -> None:
     """The stored arguments are those approved (their digest), else AccessDenied."""
     command = row["command"] if isinstance(row, Mapping) else row.command
-    stored = row["digest"] if isinstance(row, Mapping) else row.digest.split(":")[0]
-    if invocation_digest(command, arguments) != stored.split(":")[0]:
+    stored = row["digest"] if isinstance(row, Mapping) else row.digest
+    if invocation_digest(command, arguments) != stored:
         number = row["id"] if isinstance(row, Mapping) else row.id
         raise AccessDenied(
             f"the arguments differ from those approved in approval {number}: nothing ran"
@@ -239,7 +240,7 @@ def use(
     if row.command != command:
         raise AccessDenied(f"approval {approval_id} is for {row.command}, not {command}")
     check_arguments(row, arguments)
-    if row.digest.split(":")[1] != record_digest:
+    if row.record_digest != record_digest:
         raise AccessDenied(
             f"what {row.command} would do differs from approval {approval_id} (the ref moved?): "
             "nothing ran; ask for a new approval"

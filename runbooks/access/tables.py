@@ -60,7 +60,8 @@ class Approval(Base):
     record: Mapped[str] = mapped_column(String(200))  # the history record it opens
     environment: Mapped[str] = mapped_column(String(100), default="")
     arguments: Mapped[str] = mapped_column(Text)  # the task's arguments (JSON), to run them
-    digest: Mapped[str] = mapped_column(String(64))  # sha256 of command, arguments, record
+    digest: Mapped[str] = mapped_column(String(64))  # sha256 of the command and its arguments
+    record_digest: Mapped[str] = mapped_column(String(64))  # sha256 of the record it opens
     why: Mapped[str] = mapped_column(Text, default="")  # what requires the approval
     reason: Mapped[str] = mapped_column(Text, default="")  # --reason
     status: Mapped[str] = mapped_column(String(16), default="pending")

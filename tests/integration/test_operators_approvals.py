@@ -185,7 +185,7 @@ def test_two_person_rule(team: Team) -> None:
     assert "approval 1 requested" in asked.stderr and "invoke approve 1" in asked.stderr
     assert '"status": "pending"' in listed.stdout and "incident 42" in listed.stdout
     assert count_failed(team) == 3  # nothing ran
-    assert team.approval(1).requested_by == "ana" and len(team.approval(1).digest) == 129
+    assert team.approval(1).requested_by == "ana" and len(team.approval(1).digest) == 64
 
     # denied: it never runs
     denied, run_denied = team.run(("bob", ["deny", "1"]), ("ana", ["approvals.run", "1"]))
