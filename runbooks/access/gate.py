@@ -13,37 +13,29 @@ without it:
   a record that needs approval spends the approval `approvals.run` grants (:func:`granted`),
   or else becomes an approval request (:class:`ApprovalPending`) and nothing runs.
 
-The command line says which command is running (:func:`invoking`, from every task call) so
-that a request can be run again exactly, and gives the token source once at start.
+The command line says which command is running (:func:`runbooks.access.context.invoking`, from
+every task call) so that a request can be run again exactly, and gives the token source once
+at start (:func:`runbooks.access.context.use_token`).
 """
 
 from __future__ import annotations
 
 import getpass
-import inspect
 import logging
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from runbooks.access import approvals, rules
+from runbooks.access import approvals, context, rules
+from runbooks.access.context import Invocation
 from runbooks.access.operators import active_count, authenticate
 from runbooks.access.roles import allows, needed_role
 from runbooks.errors import AccessDenied, ApprovalPending
 
 log = logging.getLogger("runbooks.access")
-
-
-@dataclass(frozen=True)
-class Invocation:
-    """The command being run: its name as typed (`failed.flush`) and every argument."""
-
-    command: str
-    arguments: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,10 +71,7 @@ class Admitted:
     local: bool = False  # no accounts: the OS user
 
 
-_invocation: ContextVar[Invocation | None] = ContextVar("invocation", default=None)
-_grant: ContextVar[int | None] = ContextVar("grant", default=None)
 _admitted: ContextVar[Admitted | None] = ContextVar("admitted", default=None)
-_token_source: list[Callable[[], str | None]] = [lambda: None]
 
 
 def os_user() -> str:
@@ -90,41 +79,6 @@ def os_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-def use_token(source: Callable[[], str | None]) -> None:
-    """Where tokens come from in this process (the command line: its config file)."""
-    _token_source[0] = source
-
-
-@contextmanager
-def invoking(command: str, body: Callable[..., Any], args: Any, kwargs: Any) -> Iterator[None]:
-    """Around a task's body: the command and its arguments (defaults filled in, no context)."""
-    try:
-        bound = inspect.signature(body).bind(*args, **kwargs)
-        bound.apply_defaults()
-        arguments = dict(list(bound.arguments.items())[1:])
-    except TypeError:  # Invoke says what is wrong with the call
-        arguments = {}
-    token = _invocation.set(Invocation(command, arguments))
-    try:
-        yield
-    finally:
-        _invocation.reset(token)
-
-
-@contextmanager
-def granted(approval_id: int) -> Iterator[None]:
-    """Run the block with approval `approval_id` to spend (`approvals.run`)."""
-    token = _grant.set(approval_id)
-    try:
-        yield
-    finally:
-        _grant.reset(token)
-
-
-def current_invocation() -> Invocation | None:
-    return _invocation.get()
 
 
 def last_admitted() -> Admitted | None:
@@ -138,8 +92,8 @@ def may(sessions: sessionmaker[Session], name: str) -> Admitted:
     with sessions() as session, session.begin():
         if active_count(session) == 0:
             return Admitted(os_user(), local=True)
-        operator = authenticate(session, _token_source[0]())
-        invocation = _invocation.get()
+        operator = authenticate(session, context.token())
+        invocation = context.invocation.get()
         _check_role(operator.name, operator.role, name, invocation.command if invocation else None)
         return Admitted(operator.name)
 
@@ -169,7 +123,7 @@ def admit(sessions: sessionmaker[Session], session: Session, intent: Intent) -> 
     `session` is the record's own transaction (a spent approval commits with it); when a
     request is to be made, RequestNeeded is raised for the caller to make it apart.
     """
-    invocation = _invocation.get()
+    invocation = context.invocation.get()
     command = invocation.command if invocation else None
     why = None  # check mode changes nothing: no second person needed
     if not intent.check:
@@ -192,7 +146,7 @@ def admit(sessions: sessionmaker[Session], session: Session, intent: Intent) -> 
         admitted = Admitted(os_user(), local=True)
         _admitted.set(admitted)
         return admitted
-    operator = authenticate(session, _token_source[0]())
+    operator = authenticate(session, context.token())
     _check_role(operator.name, operator.role, intent.name, command)
     admitted = Admitted(operator.name)
     if why:
@@ -209,14 +163,14 @@ def _approved(
     why: str,
     invocation: Invocation | None,
 ) -> Admitted:
-    grant = _grant.get()
+    grant = context.grant.get()
     if invocation is None:
         raise AccessDenied(f"{intent.name} needs an approval ({why}): ask from the command line")
     if grant is not None:
         row = approvals.use(
             session, grant, operator, invocation.command, invocation.arguments, intent.digest()
         )
-        _grant.set(None)  # spent: later records of this command need none of their own
+        context.grant.set(None)  # spent: later records of this command need none of their own
         return Admitted(operator, row.decided_by or "", row.id)
     reason = str(invocation.arguments.get("reason") or "").strip()
     if not reason:

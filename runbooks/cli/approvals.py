@@ -103,7 +103,7 @@ def deny(c: Context, id: str) -> None:
 @task(name="run", help={"id": "the approved request's id"})
 def run_approved(c: Context, id: str) -> None:
     """Run an approved request: exactly its arguments, once, before it expires."""
-    from runbooks.access import approvals, gate
+    from runbooks.access import approvals, context, gate
     from runbooks.cli.program import task_named
 
     number = approval_id(id)
@@ -120,7 +120,7 @@ def run_approved(c: Context, id: str) -> None:
         refuse(f"approval {number} is for {found['command']!r}, which this version has not")
     if "reason" in inspect.signature(command.body).parameters:
         arguments["reason"] = found["reason"]
-    with gate.granted(number):
+    with context.granted(number):
         command(Context(config=c.config), **arguments)
     with operator_errors():
         if approvals.get(app.sessions, number)["status"] == "approved":  # it needed none

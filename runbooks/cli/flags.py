@@ -39,7 +39,7 @@ class OpsTask(Task):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the body with the access gate told which command this is and its arguments (an
         approval request keeps them, to run exactly them later)."""
-        from runbooks.access.gate import invoking
+        from runbooks.access.context import invoking
         from runbooks.cli.program import command_name
 
         with invoking(command_name(self), self.body, args, kwargs):

@@ -33,9 +33,9 @@ def start(ns: Collection) -> None:
 
 def tokens_from_config() -> None:
     """The access gate reads this user's token (MAQSAFY_TOKEN, else `invoke login`'s file)."""
-    from runbooks.access import gate, token_file
+    from runbooks.access import context, token_file
 
-    gate.use_token(lambda: token_file.load(os.environ))
+    context.use_token(lambda: token_file.load(os.environ))
 
 
 def command_name(task: Any) -> str:
