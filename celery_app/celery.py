@@ -7,6 +7,7 @@ comes from SQL (see :mod:`celery_app.money.posting`).
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 from celery import Celery
 from celery.schedules import crontab
 from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
     beat_init,
     before_task_publish,
     task_failure,
@@ -27,6 +30,7 @@ from celery_app import bootstrap
 from celery_app.errors import ConfigError, MaqsafyError
 from celery_app.infra.embedded import ensure_embedded_redis
 from celery_app.infra.keyspace import QUEUES
+from celery_app.infra.redaction import RedactingFilter, Redactor
 from celery_app.ops.queues import stamp_sent_at
 from celery_app.ops.redis_acl import unacked_keys
 from celery_app.settings import Settings, load_settings
@@ -71,6 +75,7 @@ def configure(app: Celery, settings: Settings) -> None:
             "wallet.*": {"queue": "payments"},
             "purchase.*": {"queue": "payments"},
             "runbook.*": {"queue": "ops"},
+            "notify.*": {"queue": "ops"},
         },
         enable_utc=True,
         timezone="UTC",
@@ -88,6 +93,8 @@ def configure(app: Celery, settings: Settings) -> None:
             "redis-memory-check": {"task": "maintenance.memory", "schedule": 300.0},
             "failed-prune": {"task": "maintenance.prune_failed", "schedule": crontab(minute=17)},
             "lock-sweep": {"task": "maintenance.sweep_locks", "schedule": 600.0},
+            # notifications (issue 14): see celery_app/ops/long_wait.py
+            "queue-long-wait": {"task": "queue.long_wait", "schedule": 15.0},
         },
     )
 
@@ -137,6 +144,19 @@ def _embedded_broker(**_: Any) -> None:
 before_task_publish.connect(stamp_sent_at, weak=False)
 
 
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redacted_logs(logger: Any = None, **_: Any) -> None:
+    """Worker and beat logs mask the secrets settings know and every secret pattern (a task's
+    arguments or an exception can carry a password; Celery logs both on failure)."""
+    if logger is None:
+        return
+    redacting = RedactingFilter(Redactor(_settings.secrets))
+    for handler in logger.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(redacting)
+
+
 @worker_process_init.connect
 def _fresh_connections(**_: Any) -> None:
     bootstrap.reset()
@@ -152,20 +172,39 @@ def _record_failure(
     einfo: Any = None,
     **_: Any,
 ) -> None:
+    from celery_app.ops import notify
     from celery_app.ops.failed_tasks import record_failure
 
+    name = getattr(sender, "name", "?")
     try:
         request = getattr(sender, "request", None)
         delivery = getattr(request, "delivery_info", None) or {}
-        record_failure(
+        queue = str(delivery.get("routing_key") or "")
+        row = record_failure(
             bootstrap.get(),
             task_id=task_id or "",
-            task_name=getattr(sender, "name", "?"),
-            queue=str(delivery.get("routing_key") or ""),
+            task_name=name,
+            queue=queue,
             args=args or [],
             kwargs=kwargs or {},
             exception=exception,
             traceback=str(einfo.traceback) if einfo is not None else "",
         )
+        if name != notify.TASK:  # a webhook that is down would notify its own failures forever
+            summary = f"task {name} failed on {queue or '?'} (failed task {row})"
+            notify.send_app_event(
+                app,
+                _settings,
+                "task.failed",
+                {
+                    "summary": summary,
+                    "task": name,
+                    "queue": queue,
+                    "failed_task": row,
+                    "error": f"{type(exception).__name__}: {exception}"[:300] if exception else "",
+                },
+            )
     except MaqsafyError:
         pass
+    except Exception:  # a notification that could not be queued must not hide the failure
+        logging.getLogger(__name__).warning("task.failed notification not sent", exc_info=True)

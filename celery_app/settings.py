@@ -12,6 +12,9 @@ Nothing is configured -> the embedded default: a private redis-server and SQLite
 `MAQSAFY_VAR_DIR` (default: ``var/`` in the project's folder, whatever the current directory).
 Settings come from the environment over one `.env`: the file `MAQSAFY_ENV_FILE` names, else the
 project's own (next to the code), never one in the current directory.
+Notifications: `MAQSAFY_NOTIFY_WEBHOOKS` names the variables (comma-separated) whose webhook
+URLs receive the app's own events (failed tasks, long queue waits); `MAQSAFY_LONG_WAIT` sets
+how long a queue's oldest message may wait (`payments=60,maintenance=600`; default payments 60 s).
 A malformed value raises :class:`ConfigError`, whose message is one line naming the variable
 and what it expects.
 """
@@ -19,6 +22,7 @@ and what it expects.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +152,10 @@ class Settings:
     key_prefix: str = "maqsafy"
     redis_superuser_url: str | None = field(default=None, repr=False)
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    # the variables naming webhooks for the app's own events (celery_app.ops.notify)
+    notify_webhooks: tuple[str, ...] = ()
+    # queue -> seconds its oldest message may wait before beat notifies (0: never)
+    long_wait: tuple[tuple[str, int], ...] = (("payments", 60),)
 
     @property
     def embedded_socket(self) -> Path:
@@ -159,6 +167,34 @@ class Settings:
     @property
     def database_is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def _variables(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated variable names (never values: a webhook URL holds a token)."""
+    names = [n.strip() for n in env.get(name, "").split(",") if n.strip()]
+    bad = [n for n in names if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", n)]
+    if bad:
+        raise ConfigError(
+            f"{name}: expected names of variables that hold webhook URLs (A-Z, 0-9, _), "
+            f"separated by commas; got {shown(mask_patterns(bad[0]))}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def _long_wait(env: Mapping[str, str], name: str) -> tuple[tuple[str, int], ...]:
+    """`payments=60,maintenance=600` (seconds; 0 turns a queue's alert off); default payments=60."""
+    from celery_app.infra.keyspace import QUEUES
+
+    wanted = {"payments": 60}
+    for item in (i.strip() for i in env.get(name, "").split(",") if i.strip()):
+        queue, sep, seconds = item.partition("=")
+        if not sep or queue.strip() not in QUEUES:
+            raise ConfigError(
+                f"{name}: expected QUEUE=SECONDS pairs such as payments=60 (queues: "
+                f"{', '.join(QUEUES)}), got {shown(item)}"
+            )
+        wanted[queue.strip()] = whole_number(seconds.strip(), name, 0, 86_400, error=ConfigError)
+    return tuple(sorted(wanted.items()))
 
 
 def _secrets_of(url: str) -> list[str]:
@@ -225,5 +261,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         relay_after_seconds=_int(env, "MAQSAFY_RELAY_AFTER", 30, 0, 86_400),
         key_prefix=env.get("MAQSAFY_KEY_PREFIX", "").strip() or "maqsafy",
         redis_superuser_url=superuser,
+        notify_webhooks=_variables(env, "MAQSAFY_NOTIFY_WEBHOOKS"),
+        long_wait=_long_wait(env, "MAQSAFY_LONG_WAIT"),
         secrets=tuple(sorted({s for s in secrets if s}, key=len, reverse=True)),
     )

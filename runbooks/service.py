@@ -196,7 +196,34 @@ def execute(
         finally:
             with history.closing(run_id, book.name):  # a row left open hides no outcome
                 history.finish_run(app.sessions, run_id, result, redactor)
+            announce_failure(app, prepared, result)
     return result
+
+
+def announce_failure(app: Any, prepared: Prepared, result: RunResult) -> None:
+    """A run that failed (not check mode, not a deploy's phase: the deploy says it) is the
+    `run.failed` notification of the environment's webhooks that want it."""
+    inventory = prepared.inventory
+    if result.ok or result.check or result.book.startswith("deploy.") or not inventory.notify:
+        return
+    from runbooks.notify import notify
+
+    failed = result.failed
+    notify(
+        inventory,
+        "run.failed",
+        {
+            "summary": f"run {result.run_id} ({result.book}) failed on {inventory.environment}: "
+            + (result.stopped or f"{len(failed)} host(s) failed"),
+            "book": result.book,
+            "run_id": result.run_id,
+            "operator": result.arguments.get("requested_by") or history.operator_name(),
+            "hosts": [f"{n}: {h.status} {h.message}".strip() for n, h in failed.items()],
+            "stopped": result.stopped,
+        },
+        settings=app.settings,
+        redactor=prepared.redactor,
+    )
 
 
 def run_book(

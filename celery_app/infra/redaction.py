@@ -64,6 +64,7 @@ the ops tool.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -279,3 +280,24 @@ def _whole(data: Any) -> Any:
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """`text` with `secrets` and every secret pattern masked (a one-off :class:`Redactor`)."""
     return Redactor(secrets).text(text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks secrets in the formatted message and its traceback.
+
+    Put it on handlers (a logger's own filters do not see records propagated from children)."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info:
+            # A traceback's text is formatted after filters run; mask it here, as text.
+            message += "\n" + logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+            record.exc_text = None
+        record.msg = self.redactor.text(message)
+        record.args = None
+        return True

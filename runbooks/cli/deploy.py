@@ -12,7 +12,7 @@ from invoke import Collection, Context
 
 from runbooks.cli.apps import container, inventory_dir
 from runbooks.cli.errors import exit_with, operator_errors
-from runbooks.cli.flags import JSON_HELP, REASON_HELP, pick, task
+from runbooks.cli.flags import JSON_HELP, REASON_HELP, pick, task, whole
 from runbooks.cli.output import emit
 
 if TYPE_CHECKING:
@@ -154,4 +154,25 @@ def unlock(c: Context, env: str = "local", inventory: str = "") -> None:
         print(rollout.unlock(app, env, environ, directory))
 
 
-ns = Collection("deploy", deploy, rollback, releases, unlock)
+@task(
+    name="log",
+    help={
+        **pick(HELP, "json"),
+        "env": "only this environment (default all)",
+        "last": "how many entries, newest first (default 20)",
+    },
+)
+def log_(c: Context, env: str = "", last: str = "20", json: bool = False) -> None:
+    """List every deploy and rollback: who, ref, release, hosts, outcome, the commits it brought."""
+    from celery_app.inputs import environment_name
+    from runbooks.deploy import log
+
+    count = whole(last, "--last", 1, 10_000)
+    with operator_errors():
+        if env:
+            environment_name(env)
+        entries = log.deploy_log(container().sessions, env or None, Path.cwd(), count)
+    emit(entries, json, lambda rows: print("\n".join(log.lines(rows))))
+
+
+ns = Collection("deploy", deploy, rollback, releases, unlock, log_)

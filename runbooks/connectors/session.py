@@ -1,16 +1,22 @@
 """One long-lived `sh` per host that carries every step, told apart by sentinel markers.
 
 A new SSH exec channel per step costs ~100 ms on the server (a fork, a login, a shell); the steps
-of a book instead go down one channel to one `/bin/sh` reading its standard input. Each step is
-written as one line::
+of a book instead go down one channel to one `/bin/sh` reading its standard input. The session
+first makes a private directory (`mktemp -d`, removed when the shell exits). Each step is then
+written as::
 
-    ( cd DIR && export K=V && eval 'SCRIPT' ) </dev/null; printf '\\n%s %s\\n' TOKEN "$?";
-    printf '\\n%s\\n' TOKEN >&2
+    ( cd DIR && export K=V && exec /bin/sh /dev/fd/3 ) </dev/null >D/T.o 2>D/T.e 3<<'T'
+    SCRIPT
+    T
+    r=$?; cat D/T.o; printf '\\n%s %s\\n' T "$r"; cat D/T.e >&2; printf '\\n%s\\n' T >&2
 
-The step runs in a subshell (its `exit`, `cd` and variables stay there) with stdin closed (so it
-cannot swallow the next step), then the shell prints a random per-step token and the exit status
-on stdout and the token on stderr. The reader collects both streams up to their markers; the
-newline written before each marker is removed again, so the output is exact.
+so every step is its own `sh` process (its own `$$`; its `exit`, `cd`, `export`, `set -e`, `exec`
+and `kill $$` end only the step), reads its script from a here-document on fd 3 (no argument
+size limit, nothing on disk) with stdin closed, and writes its output to files of its own: a
+background job it leaves behind writes into that step's files, never into a later step's output.
+Then the shell prints the files, a random per-step token and the exit status on stdout, and the
+token on stderr. The reader collects both streams up to their markers; the newline written before
+each marker is removed again, so the output is exact.
 
 :class:`Pipe` is the byte transport (an SSH channel, or a local process's pipes).
 """
@@ -57,10 +63,18 @@ class Pipe(Protocol):
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+# Run once when the session opens: the private directory for the steps' output files.
+SESSION_SETUP = (
+    b"__mq=$(command -p mktemp -d 2>/dev/null) || { echo 'maqsafy: mktemp -d failed on this host: "
+    b"make TMPDIR (or /tmp) writable with free space' >&2; exit 125; }; "
+    b"trap 'command -p rm -rf \"$__mq\"' EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM\n"
+)
+
+
 def step_line(
     token: str, script: str, env: Mapping[str, str] | None = None, cwd: str | None = None
 ) -> bytes:
-    """The one line that runs `script` in a subshell and prints the markers."""
+    """The lines that run `script` as its own process and print the markers."""
     prelude = []
     if cwd:
         prelude.append(f"cd {shlex.quote(cwd)} || exit 1")
@@ -68,10 +82,14 @@ def step_line(
         if not _ENV_NAME.fullmatch(name):
             raise StepError(f"env: {name!r} is not a valid environment variable name")
         prelude.append(f"export {name}={shlex.quote(str(value))}")
-    body = "; ".join([*prelude, f"eval {shlex.quote(script)}"])
+    # fd 3 is the script's here-document: the step's shell has its own descriptor for it.
+    body = "; ".join([*prelude, "exec /bin/sh /dev/fd/3"])
+    out, err = f'"$__mq/{token}.o"', f'"$__mq/{token}.e"'
     return (
-        f"( {body}\n) </dev/null; printf '\\n%s %s\\n' {token} \"$?\"; "
-        f"printf '\\n%s\\n' {token} >&2\n"
+        f"( {body}\n) </dev/null >{out} 2>{err} 3<<'{token}'\n"
+        f"exec 3<&-; {script}\n{token}\n"
+        f"__mr=$?; [ -s {out} ] && command -p cat {out}; printf '\\n%s %s\\n' {token} \"$__mr\"; "
+        f"[ -s {err} ] && command -p cat {err} >&2; printf '\\n%s\\n' {token} >&2\n"
     ).encode()
 
 
@@ -82,6 +100,7 @@ class ShellSession:
         self.pipe = pipe
         self.host = host
         self.broken = False
+        self._setup = SESSION_SETUP  # sent with the first step
 
     def run(
         self,
@@ -96,7 +115,8 @@ class ShellSession:
         token = "__maqsafy_" + secrets.token_hex(8)
         started = time.monotonic()
         try:
-            self.pipe.send(step_line(token, script, env, cwd))
+            self.pipe.send(self._setup + step_line(token, script, env, cwd))
+            self._setup = b""
         except OSError as exc:
             self.broken = True
             raise HostUnreachable(self.host, "lost", f"could not send the step: {exc}") from exc
@@ -127,7 +147,9 @@ class ShellSession:
                     del err[at:]
             if closed and (rc is None or not err_done):
                 self.broken = True
-                raise HostUnreachable(self.host, "lost", "the remote shell exited mid-step")
+                said = err.decode("utf-8", "replace").strip().splitlines()
+                why = f": {said[-1][:200]}" if said else ""
+                raise HostUnreachable(self.host, "lost", f"the remote shell exited mid-step{why}")
         return CommandResult(
             rc=rc,
             stdout=out.decode("utf-8", "replace"),

@@ -220,7 +220,10 @@ class DeployContext:
         report.hosts = host_releases(rolled, before, self.hosts, targets)
         if not rolled.ok:
             report.status = "failed"
-            report.message = rolled.stopped or f"failed on {failures(rolled)}"
+            left = any(h.status == "not_run" for h in rolled.hosts.values())
+            report.message = (
+                rolled.stopped if left and rolled.stopped else f"failed on {failures(rolled)}"
+            )
             gated = [
                 name
                 for name, host in rolled.hosts.items()

@@ -14,7 +14,9 @@
 Each phase is a recorded engine run (``deploy.preflight`` ...), and the deploy as a whole is
 one more history row (``deploy``) saying which host runs which release. That row is opened
 (`running`) once the input is valid and before the preflight, the lock, the build or any
-upload: when it cannot be written, nothing is deployed.
+upload: when it cannot be written, nothing is deployed. The row's arguments hold the commit's
+full sha (the deploy log, :mod:`runbooks.deploy.log`, lists the commits between releases from
+it), and the environment's webhooks hear of the start and the end (:mod:`runbooks.deploy.announce`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from celery_app.inputs import shown
-from runbooks.deploy import release
+from runbooks.deploy import announce, release
 from runbooks.deploy.context import (
     DeployContext,
     close_record,
@@ -80,8 +82,8 @@ def deploy(
     )
     report = DeployReport("deploy", request.environment, sha[:7], request.check)
     started = report.started_at
-    # the commit too: an approval is for what HEAD was when asked, not what it is later
-    open_record(ctx, "deploy", {**request.arguments(), "commit": sha}, report)  # no row, no deploy
+    open_record(ctx, "deploy", {**request.arguments(), "sha": sha}, report)  # no row, no deploy
+    announce.started(ctx, report, request.owner or history.operator_name(), request.ref, sha)
     locked: DeployLock | None = None
     try:
         ctx.preflight_services()
@@ -101,6 +103,7 @@ def deploy(
         if locked is not None:
             locked.release()
         close_record(ctx, "deploy", report)
+        announce.ended(ctx, report, request.repo)
     return report
 
 
@@ -199,6 +202,7 @@ def rollback(
     say: Say = quiet,
     gate_timeout: float = 60.0,
     lock_ttl: float = DEFAULT_TTL,
+    repo: Path | None = None,
 ) -> DeployReport:
     """Switch each host back (to `to`, else the release before its current) and restart."""
     parsed_serial, parsed_fail = parse_serial(serial), parse_max_fail(max_fail)
@@ -212,6 +216,7 @@ def rollback(
     started = report.started_at
     arguments = {"env": environment, "to": to, "limit": limit, "check": check}
     open_record(ctx, "deploy.rollback", arguments, report)  # no row, no rollback
+    announce.started(ctx, report, history.operator_name(), to or "the previous release", "")
     locked: DeployLock | None = None
     try:
         ctx.preflight_services()
@@ -270,6 +275,7 @@ def rollback(
         if locked is not None:
             locked.release()
         close_record(ctx, "deploy.rollback", report)
+        announce.ended(ctx, report, repo or Path.cwd())
     return report
 
 

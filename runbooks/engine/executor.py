@@ -3,9 +3,10 @@
 Each host gets one target (one connection, one shell session) for all its steps, and runs its
 steps in order on its own thread (hosts do not wait for each other between steps: Ansible's
 "free" strategy). After each batch the share of failed hosts (failed or unreachable) is
-compared with the book's `max_fail_percentage`: above it, the run stops and the remaining
-hosts are reported `not_run`. Without `max_fail_percentage`, a batch in which every host failed
-stops the run, as Ansible does.
+compared with the book's `max_fail_percentage`: above it, the run stops (reason in
+`RunResult.stopped`, also after the last or only batch) and the remaining hosts are reported
+`not_run`. Without `max_fail_percentage`, a batch in which every host failed stops the run, as
+Ansible does.
 
 Variables a step sees, later ones winning: the book's `vars`, the inventory's (environment,
 groups, host), `--extra` vars, then `inventory_hostname`, `environment`, `check`, `facts` and
@@ -67,10 +68,13 @@ class _Quiet:
 
 
 def select_steps(book: Book, options: RunOptions) -> list[Step]:
-    """The steps `--tags`/`--skip-tags` leave (a step tagged `always` stays unless skipped)."""
+    """The steps `--tags`/`--skip-tags` leave, as Ansible chooses them: with no `--tags` every
+    step but those tagged `never`; with `--tags` the steps sharing one of them (`all` is every
+    step but `never` ones), plus those tagged `always`; a `never` step runs only when one of its
+    other tags (or `never`) is asked for. `--skip-tags` removes steps after that, `always` too."""
     chosen = []
     for step in book.steps:
-        if options.tags and not (step.tags & options.tags or "always" in step.tags):
+        if not _wanted(step.tags, options.tags):
             continue
         if step.tags & options.skip_tags:
             continue
@@ -78,9 +82,18 @@ def select_steps(book: Book, options: RunOptions) -> list[Step]:
     if not chosen:
         raise NotFound(
             f"no step of {book.name} is left by --tags/--skip-tags "
-            f"(the book's tags: {', '.join(sorted(book.tags)) or 'none'})"
+            f"(the book's tags: {', '.join(sorted(book.tags)) or 'none'}; "
+            "steps tagged never run only when one of their tags is asked for)"
         )
     return chosen
+
+
+def _wanted(tags: frozenset[str], asked: frozenset[str]) -> bool:
+    if "never" in tags:
+        return bool(tags & asked)
+    if not asked or "all" in asked or "always" in tags:
+        return True
+    return bool(tags & asked)
 
 
 class Executor:
@@ -132,7 +145,7 @@ class Executor:
             share = 100.0 * failed / len(names)
             limit = self.book.max_fail_percentage
             more = number < len(batches)
-            if more and limit is not None and share > limit:
+            if limit is not None and share > limit:
                 result.stopped = (
                     f"batch {number}: {failed} of {len(names)} hosts failed "
                     f"({share:.0f}% > max_fail_percentage {limit:g}%)"
@@ -237,6 +250,15 @@ class Executor:
             for condition in step.when:
                 if not condition.holds(variables):
                     record.status, record.message = "skipped", f"when: {condition.source}"
+                    if step.register:  # as Ansible does: the name says the step was skipped
+                        variables[step.register] = {
+                            "status": "skipped",
+                            "skipped": True,
+                            "changed": False,
+                            "failed": False,
+                            "message": record.message,
+                            "skip_reason": "Conditional result was False",
+                        }
                     return record
             params = render(dict(step.params), variables)
         except Undefined as exc:
@@ -272,6 +294,7 @@ class Executor:
         if step.register:
             variables[step.register] = {
                 "status": outcome.status,
+                "skipped": False,
                 "failed": outcome.status == "failed",
                 "changed": outcome.status == "changed",
                 "message": outcome.message,

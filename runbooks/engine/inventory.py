@@ -22,6 +22,7 @@ literal is refused with file:line:field. The secret-name rule is the one redacti
 (:func:`celery_app.infra.redaction.secret_name`): ``redis_password``, ``api_token``, ``redis_pass``,
 ``db_pwd``, ``redis_auth``, ``signing_key``, ``client_secret``; not ``key`` (the SSH key's path),
 ``host_key_check``, ``cache_key``, ``key_prefix``.
+Webhook targets (`notify:`, URLs as ``${VAR}`` only) are :mod:`runbooks.notify.targets`'s.
 References resolve from the environment mapping given to :func:`load_inventory`; the values
 found in secret fields are returned in :attr:`Inventory.secrets` for redaction.
 """
@@ -41,6 +42,8 @@ from celery_app.inputs import environment_name, shown
 from celery_app.settings import PROJECT_ROOT
 from runbooks.engine.source import Fields, approval_required, load_yaml
 from runbooks.errors import InventoryError, NotFound, SecretLiteral
+from runbooks.notify import targets as notify_targets
+from runbooks.notify.targets import NotifyTarget
 
 INVENTORY_DIR = PROJECT_ROOT / "inventory"
 HOST_KEY_CHECKS = ("strict", "accept-new", "off")
@@ -96,6 +99,7 @@ class Inventory:
     group_vars: Mapping[str, Mapping[str, Any]]
     secrets: tuple[str, ...] = field(default=(), repr=False)
     approval: bool = False  # `approval: required`: deploy and rollback need an approval
+    notify: tuple[NotifyTarget, ...] = ()  # webhook targets (runbooks.notify)
 
     def host_vars(self, host: Host) -> dict[str, Any]:
         """Environment vars, overridden by each group's, overridden by the host's own."""
@@ -253,7 +257,9 @@ def load_inventory(path: Path, environ: Mapping[str, str]) -> Inventory:
     """Load and validate one inventory file; raise InventoryError naming file, line, field."""
     document = load_yaml(path, InventoryError)
     top = Fields(path, document, InventoryError)
-    top.only("environment", "description", "approval", "defaults", "vars", "groups", "hosts")
+    top.only(
+        "environment", "description", "approval", "defaults", "vars", "groups", "hosts", "notify"
+    )
     resolver = _Resolver(path, environ)
     environment = top.text("environment") or path.name.split(".")[0]
     defaults = top.mapping("defaults")
@@ -287,6 +293,7 @@ def load_inventory(path: Path, environ: Mapping[str, str]) -> Inventory:
         group_vars=group_vars,
         secrets=tuple(sorted(set(resolver.secrets), key=len, reverse=True)),
         approval=approval_required(top),
+        notify=notify_targets.parse(path, top),
     )
 
 

@@ -12,32 +12,18 @@ documents, logs and history rows; :class:`RedactingFilter` does it for logs.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from typing import Any
 
-from celery_app.infra.redaction import MASK, Redactor, mask_patterns, secret_name
+from celery_app.infra.redaction import (
+    MASK,
+    RedactingFilter,
+    Redactor,
+    mask_patterns,
+    secret_name,
+)
 
 __all__ = ["MASK", "RedactingFilter", "Redactor", "for_settings", "mask_patterns", "secret_name"]
-
-
-class RedactingFilter(logging.Filter):
-    """A logging filter that masks secrets in the formatted message."""
-
-    def __init__(self, redactor: Redactor) -> None:
-        super().__init__()
-        self.redactor = redactor
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if record.exc_info:
-            # A traceback's text is formatted after filters run; mask it here, as text.
-            message += "\n" + logging.Formatter().formatException(record.exc_info)
-            record.exc_info = None
-            record.exc_text = None
-        record.msg = self.redactor.text(message)
-        record.args = None
-        return True
 
 
 def for_settings(settings: Any, extra: Iterable[str] = ()) -> Redactor:

@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-COUNTERS = ("ok", "changed", "skipped", "failed", "unreachable", "rescued")
+COUNTERS = ("ok", "changed", "unreachable", "failed", "skipped", "rescued", "ignored")
 
 
 @dataclass
@@ -70,12 +70,19 @@ class HostResult:
         return self.status in ("failed", "unreachable")
 
     def counts(self) -> dict[str, int]:
+        """Ansible's PLAY RECAP counters: `ok` counts every step that did not fail (changed
+        ones too); an ignored failure counts as `ok` and `ignored`; a rescued failure only as
+        `rescued` (its rescue steps count for themselves)."""
         counts = dict.fromkeys(COUNTERS, 0)
         for step in self.steps:
             if step.rescued:
                 counts["rescued"] += 1
             elif step.ignored:
                 counts["ok"] += 1
+                counts["ignored"] += 1
+            elif step.status == "changed":
+                counts["ok"] += 1
+                counts["changed"] += 1
             else:
                 counts[step.status] += 1
         if self.status == "unreachable":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,20 +37,34 @@ def money(tmp_path: Path, redis_server: RedisServer) -> Iterator[MoneyEnv]:
 
 
 @pytest.fixture
-def fleet(
+def fleets(
     tmp_path: Path,
     sshd_hosts: list[SSHHost],
     redis_server: RedisServer,
     money: MoneyEnv,
     deps_cache: Path,
-) -> Iterator[Fleet]:
+) -> Iterator[Callable[[int], Fleet]]:
+    """`fleets(n)`: the session's first n sshd hosts as the `test` environment's workers."""
+    made: list[Fleet] = []
+
+    def make(count: int) -> Fleet:
+        made.append(
+            make_fleet(
+                tmp_path / "inventory",
+                sshd_hosts[:count],
+                redis_server.url,
+                money.env["DATABASE_URL"],
+                deps_cache=deps_cache,
+            )
+        )
+        return made[-1]
+
+    yield make
+    for fleet in made:
+        fleet.kill_workers()
+
+
+@pytest.fixture
+def fleet(fleets: Callable[[int], Fleet]) -> Fleet:
     """Three of the session's sshd hosts as the `test` environment's workers."""
-    made = make_fleet(
-        tmp_path / "inventory",
-        sshd_hosts[:3],
-        redis_server.url,
-        money.env["DATABASE_URL"],
-        deps_cache=deps_cache,
-    )
-    yield made
-    made.kill_workers()
+    return fleets(3)

@@ -26,7 +26,7 @@ def run(directory: Path, document: dict[str, Any], **options: Any) -> RunResult:
 WRITE_BOOK = {
     "steps": [
         {"name": "facts", "facts": {}},
-        {"name": "pid", "shell": {"cmd": "echo $$", "read_only": True}, "register": "first"},
+        {"name": "pid", "shell": {"cmd": "echo $PPID", "read_only": True}, "register": "first"},
         {
             "name": "config",
             "file": {
@@ -39,7 +39,11 @@ WRITE_BOOK = {
             "name": "touch",
             "shell": {"cmd": "touch {{ root }}/touched", "creates": "{{ root }}/touched"},
         },
-        {"name": "pid again", "shell": {"cmd": "echo $$", "read_only": True}, "register": "second"},
+        {
+            "name": "pid again",
+            "shell": {"cmd": "echo $PPID", "read_only": True},
+            "register": "second",
+        },
         {
             "name": "same session",
             "shell": {"cmd": "true", "read_only": True},
@@ -58,7 +62,8 @@ def test_a_book_runs_on_every_host_through_one_session_each(
         assert (host.root / "app.conf").read_text() == f"host={host.name}\n"
         assert (host.root / "touched").exists()
         steps = result.hosts[host.name].steps
-        # every step ran in the same remote shell: `$$` did not change, so the last step ran
+        # every step's process is a child of the same remote shell (its parent's pid did not
+        # change), so the last step ran
         assert [s.status for s in steps] == ["ok", "ok", "changed", "changed", "ok", "ok"]
     again = run(inventory_dir, WRITE_BOOK)
     assert all(h.counts()["changed"] == 0 for h in again.hosts.values())

@@ -1,0 +1,197 @@
+"""The deploy log (`invoke deploy.log`): every deploy and rollback, derived from the run history.
+
+Each entry is a ``deploy`` or ``deploy.rollback`` history row (check mode left out): operator,
+ref, release, hosts (each host's outcome and release), outcome, duration, and the commits between
+the release the environment ran before and this one (short sha and subject, newest first, from
+``git log`` in the repository the deploy was made from). Nothing is stored for the log itself:
+a deploy records its commit's full sha in its arguments (``sha``), its hosts say which release
+each runs (``release <name>``, whose suffix is the short sha), and "before" is the release of
+the previous successful entry of the same environment. A rollback lists the commits it takes
+out (``direction: removed``). A commit the repository does not have (a shallow clone, another
+checkout) leaves the list empty with a note saying so.
+
+The deploy notifications carry the same entry (:func:`entry_for`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from runbooks.deploy.release import RELEASE_NAME
+from runbooks.engine.history_tables import OpsRun, OpsRunHost, writing
+
+NAMES = {"deploy": "deploy", "deploy.rollback": "rollback"}
+MAX_COMMITS = 200
+
+
+def commits_between(repo: Path, old: str, new: str) -> list[str] | None:
+    """``<short sha> <subject>`` of each commit in `old`..`new`, newest first (at most
+    :data:`MAX_COMMITS`); None when `repo` does not know one of them."""
+    done = subprocess.run(
+        ["git", "-C", str(repo), "log", f"-n{MAX_COMMITS}", "--format=%h %s", f"{old}..{new}"],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        return None
+    return [line for line in done.stdout.splitlines() if line.strip()]
+
+
+def _sha_of(release: str) -> str:
+    return release.rsplit("-", 1)[1] if RELEASE_NAME.fullmatch(release) else ""
+
+
+def _release_of(run: dict[str, Any], hosts: list[dict[str, Any]]) -> str:
+    """The release this entry put live: hosts' ``release X`` matching the deployed sha (deploy),
+    else the release most hosts run (rollback); "" when none switched."""
+    names = [
+        h["message"][len("release ") :]
+        for h in hosts
+        if h["message"].startswith("release ") and RELEASE_NAME.fullmatch(h["message"][8:])
+    ]
+    sha = str(run["arguments"].get("sha") or "")
+    if run["action"] == "deploy" and sha:
+        names = [n for n in names if sha.startswith(_sha_of(n))]
+    return Counter(names).most_common(1)[0][0] if names else ""
+
+
+def _rows(
+    sessions: sessionmaker[Session], environment: str | None
+) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    import json
+
+    with writing(sessions) as uow:
+        query = select(OpsRun).where(
+            OpsRun.kind == "command", OpsRun.name.in_(NAMES), OpsRun.check_mode.is_(False)
+        )
+        if environment:
+            query = query.where(OpsRun.environment == environment)
+        runs = uow.session.scalars(query.order_by(OpsRun.id)).all()
+        ids = [r.id for r in runs]
+        hosts: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+        for start in range(0, len(ids), 500):
+            for h in uow.session.scalars(
+                select(OpsRunHost)
+                .where(OpsRunHost.run_id.in_(ids[start : start + 500]))
+                .order_by(OpsRunHost.id)
+            ):
+                hosts[h.run_id].append({"host": h.host, "status": h.status, "message": h.message})
+        out = []
+        for r in runs:
+            try:
+                arguments = json.loads(r.arguments or "{}")
+            except ValueError:
+                arguments = {}
+            out.append(
+                (
+                    {
+                        "run_id": r.id,
+                        "action": NAMES[r.name],
+                        "environment": r.environment,
+                        "operator": r.operator,
+                        "arguments": arguments if isinstance(arguments, dict) else {},
+                        "status": r.status,
+                        "message": r.message,
+                        "started_at": r.started_at.isoformat() if r.started_at else None,
+                        "duration": r.duration,
+                    },
+                    hosts[r.id],
+                )
+            )
+        return out
+
+
+def deploy_log(
+    sessions: sessionmaker[Session],
+    environment: str | None = None,
+    repo: Path = Path("."),
+    limit: int = 50,
+    run_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """Every deploy and rollback (of `environment`, else all), newest first, at most `limit`
+    (only run `run_id`, when given). `git log` runs only for the entries returned."""
+    live: dict[str, str] = {}  # environment -> the release its last successful entry put live
+    entries = []
+    for run, hosts in _rows(sessions, environment):
+        release = _release_of(run, hosts)
+        previous = live.get(run["environment"], "")
+        if run["status"] == "ok" and release:
+            live[run["environment"]] = release
+        entries.append(
+            {
+                "run_id": run["run_id"],
+                "action": run["action"],
+                "environment": run["environment"],
+                "operator": run["operator"],
+                "ref": run["arguments"].get("ref") or run["arguments"].get("to") or "",
+                "sha": str(run["arguments"].get("sha") or "") or _sha_of(release),
+                "release": release,
+                "previous": previous,
+                "hosts": [
+                    {"host": h["host"], "status": h["status"], "release": h["message"][8:]}
+                    for h in hosts
+                ],
+                "outcome": run["status"],
+                "message": run["message"],
+                "started_at": run["started_at"],
+                "duration": run["duration"],
+                "direction": "added" if run["action"] == "deploy" else "removed",
+            }
+        )
+    chosen = [e for e in reversed(entries) if run_id is None or e["run_id"] == run_id][:limit]
+    for entry in chosen:
+        entry["commits"], entry["commits_note"] = _commits(entry, repo)
+    return chosen
+
+
+def _commits(entry: dict[str, Any], repo: Path) -> tuple[list[str], str]:
+    """The entry's commits (brought in by a deploy, taken out by a rollback) and a note."""
+    sha, previous = entry["sha"], entry["previous"]
+    if not sha:
+        return [], "no release was switched"
+    if not previous:
+        return [], "no earlier deploy in the log"
+    old = _sha_of(previous)
+    if sha.startswith(old):
+        return [], "same commit as before"
+    found = (
+        commits_between(repo, old, sha)
+        if entry["direction"] == "added"
+        else commits_between(repo, sha, old)
+    )
+    return (found, "") if found is not None else ([], f"{old}..{sha[:7]} is not in {repo}")
+
+
+def entry_for(sessions: sessionmaker[Session], run_id: int, repo: Path) -> dict[str, Any] | None:
+    """The log entry of deploy or rollback run `run_id` (what its notification carries)."""
+    with writing(sessions) as uow:
+        run = uow.session.get(OpsRun, run_id)
+        environment = run.environment if run is not None else None
+    if environment is None:
+        return None
+    found = deploy_log(sessions, environment, repo, 1, run_id=run_id)
+    return found[0] if found else None
+
+
+def lines(entries: list[dict[str, Any]]) -> list[str]:
+    """What people read: one line per entry, then its commits indented."""
+    out = []
+    for e in entries:
+        took = f"{e['duration']:.0f}s" if e["duration"] is not None else "running"
+        hosts = ", ".join(h["host"] for h in e["hosts"]) or "-"
+        out.append(
+            f"#{e['run_id']} {(e['started_at'] or '')[:19]} {e['action']} {e['environment']} "
+            f"{e['outcome']} {e['release'] or '-'} (ref {e['ref'] or '-'}) by {e['operator']} "
+            f"in {took} on {hosts}"
+        )
+        sign = "+" if e["direction"] == "added" else "-"
+        out += [f"    {sign} {c}" for c in e["commits"]]
+        if e["commits_note"]:
+            out.append(f"    ({e['commits_note']})")
+    return out or ["no deploy recorded yet"]
