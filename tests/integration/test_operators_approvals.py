@@ -20,6 +20,7 @@ from sqlalchemy import select, text, update
 
 from celery_app.bootstrap import Container
 from celery_app.infra.models import FailedTask
+from runbooks.access import operators, token_file
 from runbooks.access.tables import Approval, OperatorToken
 from runbooks.engine import history
 from tests.support.cli import INVOKE, ROOT, clean_environ, run_invoke_batch
@@ -73,8 +74,21 @@ class Team:
             assert row is not None
             return row
 
-    def set_up(self) -> None:
-        """root (admin) through the real commands; the others added by root, each logged in."""
+    def set_up(self, typed: bool = True) -> None:
+        """root (admin) through the real commands; the others added by root, each logged in.
+
+        typed=False: the same through the service functions (test_accounts_tokens_and_roles
+        covers the commands), each token in its operator's config folder as `login` puts it.
+        """
+        if not typed:
+            sessions = self.app.sessions
+            operators.add(sessions, "root", "admin", PASSWORDS["root"], "test")
+            for name, role in ROLES.items():
+                operators.add(sessions, name, role, PASSWORDS[name], "root")
+            for name in PASSWORDS:
+                token, _ = operators.login(sessions, name, PASSWORDS[name])
+                token_file.save({"XDG_CONFIG_HOME": str(self.tmp_path / "cfg" / name)}, token)
+            return
         assert self.typed("root", ["operators.add", "root", "--role", "admin"], PASSWORDS["root"])
         assert self.typed("root", ["login", "root"], PASSWORDS["root"] + "\n").returncode == 0
         for name, role in ROLES.items():
@@ -172,7 +186,7 @@ def test_accounts_tokens_and_roles(team: Team, tmp_path: Path) -> None:
 
 
 def test_two_person_rule(team: Team) -> None:
-    team.set_up()
+    team.set_up(typed=False)
     for n in range(3):
         fail_a_task(team.app, f"t-{n}")
     asking = ["failed.flush", "--reason", "incident 42: stale failures"]
@@ -267,7 +281,7 @@ def test_environment_and_queue_rules(team: Team, tmp_path: Path) -> None:
     deploy = ["deploy", "--env", "guarded", "--inventory", str(inventory)]
     alone = team.one("laptop", *deploy)
     refused(alone, "environment guarded requires approval", "operators.add")
-    team.set_up()
+    team.set_up(typed=False)
     no_reason, asked, checked = team.run(
         ("ana", deploy),
         ("ana", [*deploy, "--reason", "release 7"]),
