@@ -8,6 +8,7 @@ celery_app/, and prints its value; nothing here holds logic of its own.
 from invoke import Collection
 
 from runbooks.cli import (
+    approvals,
     audit,
     books,
     cache,
@@ -19,6 +20,7 @@ from runbooks.cli import (
     history,
     maintenance,
     metrics,
+    operators,
     queue,
     ratelimit,
     redis,
@@ -28,11 +30,14 @@ from runbooks.cli import (
 )
 from runbooks.cli.program import start
 
-COMMANDS = (books.run, books.list_books, demo.demo, demo.stop, status.status)  # no namespace
+COMMANDS = (  # no namespace
+    books.run, books.list_books, demo.demo, demo.stop, status.status,
+    operators.login, operators.logout, approvals.approve, approvals.deny,
+)  # fmt: skip
 # each module's own `ns`
 NAMESPACES = (
-    audit, cache, db, deploy, docker, failed, history, maintenance, metrics, queue, ratelimit,
-    redis, sessions, workers,
+    approvals, audit, cache, db, deploy, docker, failed, history, maintenance, metrics,
+    operators, queue, ratelimit, redis, sessions, workers,
 )  # fmt: skip
 
 ns = Collection(*COMMANDS, *NAMESPACES)

@@ -14,7 +14,10 @@
         ├── NotReachable            an environment's Redis cannot be reached the way its
         │                           inventory says (`reach`); the message names the hop
         ├── StepError               a step could not run (template var undefined, timed out)
-        └── HistoryError            the run history cannot be read or written (not migrated?)
+        ├── HistoryError            the run history cannot be read or written (not migrated?)
+        ├── AccessDenied            no valid token, a role that does not allow it, an
+        │                           approval that cannot be used (runbooks.access)
+        └── ApprovalPending         not run: an approval request was made instead (`.approval`)
 
 paramiko and socket errors are translated at the boundary (:mod:`runbooks.connect`).
 Failed steps and unreachable hosts are results, not exceptions, once a run has started.
@@ -99,3 +102,18 @@ class StepError(RunbookError):
 
 class HistoryError(RunbookError):
     """The run history could not be read or written."""
+
+
+class AccessDenied(RunbookError):
+    """The operator may not do this: no valid token, a role too low, an unusable approval."""
+
+
+class ApprovalPending(RunbookError):
+    """Not run: the command needs a second person, and an approval request was made instead.
+
+    `.approval` is the request's id; the message says what happens next.
+    """
+
+    def __init__(self, approval: int, message: str) -> None:
+        self.approval = approval
+        super().__init__(message)

@@ -156,8 +156,13 @@ def execute(
     arguments: Mapping[str, Any],
     listener: Listener | None = None,
     log_path: Path | None = None,
+    operator: str | None = None,
 ) -> RunResult:
-    """Record, run and finish recording one prepared run; return the result (run_id set)."""
+    """Record, run and finish recording one prepared run; return the result (run_id set).
+
+    The record is judged by the access gate (a book with `approval: required` needs an
+    approval); `operator` is given only by a caller that verified who asked (the ops worker).
+    """
     book, inventory, redactor = prepared.book, prepared.inventory, prepared.redactor
     executor = Executor(book, inventory, prepared.options, listener)
     executor.hosts()  # fail on a bad --limit before anything is recorded
@@ -169,6 +174,8 @@ def execute(
         arguments,
         prepared.options.check,
         redactor,
+        operator,
+        approval=f"book {book.name} requires approval ({book.path})" if book.approval else None,
     )
     result = RunResult(
         book.name,

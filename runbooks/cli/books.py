@@ -10,10 +10,11 @@ from invoke import Context
 from runbooks.cli import render
 from runbooks.cli.apps import container, health_app, inventory_dir
 from runbooks.cli.errors import exit_with, operator_errors, refuse
-from runbooks.cli.flags import JSON_HELP, run_id, task, whole
+from runbooks.cli.flags import JSON_HELP, REASON_HELP, run_id, task, whole
 from runbooks.cli.output import emit
 
 if TYPE_CHECKING:
+    from celery_app.bootstrap import Container
     from runbooks.service import RunRequest
 
 
@@ -31,10 +32,23 @@ def run_book(request: RunRequest, as_json: bool) -> None:
     exit_with(0 if result.ok else 1)
 
 
+def admitted_to_send(app: Container, request: RunRequest) -> str:
+    """Who sends the book (the worker's record names them): judged here by the access gate,
+    as a run here would be, approval included."""
+    from runbooks.access import gate
+    from runbooks.engine.book import book_path, load_book
+
+    book = load_book(book_path(request.book, request.books_dir))
+    why = f"book {book.name} requires approval ({book.path})" if book.approval else None
+    intent = gate.Intent(
+        "runbook", book.name, request.environment, request.arguments(), request.check, why
+    )
+    return gate.admit_apart(app.sessions, intent).operator
+
+
 def send_book(request: RunRequest, wait: int, as_json: bool) -> None:
     """`run BOOK --remote`: send the book to the ops queue; with --wait, show the recorded run."""
     from celery_app.celery import make_app
-    from runbooks.engine import history
     from runbooks.ops_queue import sender
 
     if request.retry_failed or request.inventory_dir:
@@ -42,7 +56,8 @@ def send_book(request: RunRequest, wait: int, as_json: bool) -> None:
     app = health_app("", "")  # the embedded default's Redis is started, as any command would
     celery = make_app(app.settings)
     with operator_errors():
-        sent = sender.submit(app, celery, request, history.operator_name(), os.environ, wait)
+        who = admitted_to_send(app, request)
+        sent = sender.submit(app, celery, request, who, os.environ, wait)
     if sent.refused:
         refuse(sent.refused, code=1)
     if sent.gave_up:
@@ -79,6 +94,7 @@ def send_book(request: RunRequest, wait: int, as_json: bool) -> None:
         "remote": "send the run to the ops queue: a worker inside the network runs it",
         "wait": "with --remote: wait up to this many seconds (0 to 86400) for the result",
         **JSON_HELP,
+        **REASON_HELP,
     },
 )
 def run(
@@ -94,6 +110,7 @@ def run(
     inventory: str = "",
     remote: bool = False,
     wait: str = "0",
+    reason: str = "",
 ) -> None:
     """Run a runbook on an environment's hosts; live progress, then a recap per host."""
     from runbooks.service import RunRequest

@@ -8,7 +8,7 @@ from invoke import Collection, Context
 
 from runbooks.cli.apps import redis_app, run_recorded
 from runbooks.cli.errors import operator_errors
-from runbooks.cli.flags import JSON_HELP, ON_REDIS_HELP, task
+from runbooks.cli.flags import JSON_HELP, ON_REDIS_HELP, REASON_HELP, task
 from runbooks.cli.output import emit
 
 
@@ -23,6 +23,7 @@ def progress(done: int) -> None:
         "check": "count what would be deleted; delete nothing",
         **ON_REDIS_HELP,
         **JSON_HELP,
+        **REASON_HELP,
     }
 )
 def clear(
@@ -33,6 +34,7 @@ def clear(
     env: str = "",
     inventory: str = "",
     json: bool = False,
+    reason: str = "",
 ) -> None:
     """Delete cache keys only (never queues, sessions, rate limits or locks)."""
     from celery_app.stores import cache

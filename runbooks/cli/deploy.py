@@ -12,7 +12,7 @@ from invoke import Collection, Context
 
 from runbooks.cli.apps import container, inventory_dir
 from runbooks.cli.errors import exit_with, operator_errors
-from runbooks.cli.flags import JSON_HELP, pick, task, whole
+from runbooks.cli.flags import JSON_HELP, REASON_HELP, pick, task, whole
 from runbooks.cli.output import emit
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ HELP = {
     "max_fail": "stop after a batch whose failed share exceeds this percentage (default 0)",
     "inventory": "the inventory folder (default ./inventory)",
     **JSON_HELP,
+    **REASON_HELP,
 }
 
 
@@ -75,6 +76,7 @@ def deploy(
     max_fail: str = "0",
     json: bool = False,
     inventory: str = "",
+    reason: str = "",
 ) -> None:
     """Deploy a git ref to the workers: build once, ship, migrate, restart per batch, verify."""
     from runbooks.deploy import rollout
@@ -106,6 +108,7 @@ def rollback(
     max_fail: str = "0",
     json: bool = False,
     inventory: str = "",
+    reason: str = "",
 ) -> None:
     """Switch the workers back to the previous release (or --to) and restart them."""
     from runbooks.deploy import rollout

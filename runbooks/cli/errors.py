@@ -17,7 +17,9 @@ from celery_app.errors import MaqsafyError
 from celery_app.infra.redaction import mask_patterns
 from celery_app.inputs import shown
 from celery_app.ops.findings import EXIT_CODES, Level
-from runbooks.errors import LocatedError
+from runbooks.errors import ApprovalPending, LocatedError
+
+APPROVAL_PENDING = 3  # the exit code of a command that became an approval request
 
 # A value from the command line the system refused as a path: one line, not a traceback.
 PATH_ERRNOS = {"ENAMETOOLONG", "ENOENT", "ENOTDIR", "EISDIR", "EACCES", "ELOOP", "EINVAL"}
@@ -31,6 +33,8 @@ def operator_errors() -> Iterator[None]:
 
     try:
         yield
+    except ApprovalPending as exc:  # not an error: nothing ran, a request waits (exit 3)
+        raise Exit(str(exc), code=APPROVAL_PENDING) from None
     except LocatedError as exc:  # "FILE:LINE: FIELD: problem", the problem already masked
         raise Exit(f"error: {exc}", code=2) from None
     except MaqsafyError as exc:  # secret patterns masked: a message may quote a host's output

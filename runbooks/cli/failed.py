@@ -17,7 +17,7 @@ from invoke import Collection, Context
 
 from runbooks.cli.apps import celery_module, container, inventory_dir, run_recorded
 from runbooks.cli.errors import exit_with, operator_errors, refuse
-from runbooks.cli.flags import JSON_HELP, task, whole
+from runbooks.cli.flags import JSON_HELP, REASON_HELP, task, whole
 from runbooks.cli.output import emit
 
 REMOTE_HELP = {
@@ -41,6 +41,7 @@ def on_env_host(command: str, read_only: bool = True) -> Callable[[Body], Body]:
             given.apply_defaults()
             values = dict(list(given.arguments.items())[1:])  # [0]: the context
             env, host, inventory = (values.pop(k) for k in ("env", "host", "inventory"))
+            values.pop("reason", None)  # judged here, on this machine's record
             if not env or env == "local":
                 return body(c, *args, **kwargs)
             positional = [
@@ -232,10 +233,15 @@ def delete_older(
     print(said)
 
 
-@task(help={"hours": "only those older than this many hours", **REMOTE_HELP})
+@task(help={"hours": "only those older than this many hours", **REMOTE_HELP, **REASON_HELP})
 @on_env_host("failed.flush", read_only=False)
 def flush(
-    c: Context, hours: str | None = None, env: str = "", host: str = "", inventory: str = ""
+    c: Context,
+    hours: str | None = None,
+    env: str = "",
+    host: str = "",
+    inventory: str = "",
+    reason: str = "",
 ) -> None:
     """Delete every failed task, or those older than --hours (Laravel's queue:flush); recorded."""
     from celery_app.ops import failed_tasks as ft

@@ -12,6 +12,7 @@ from celery_app.inputs import shown
 from runbooks.cli.errors import operator_errors, refuse
 
 JSON_HELP = {"json": "print one JSON document"}
+REASON_HELP = {"reason": "why: kept with the approval request when this needs a second person"}
 INVENTORY_HELP = "with --env: the inventory folder (default ./inventory)"
 # --env/--inventory of a command that works on an environment's Redis
 ON_REDIS_HELP = {
@@ -35,6 +36,15 @@ class OpsTask(Task):
 
     def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
         return super().arg_opts(name, default, {*taken_names, "h"})
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the body with the access gate told which command this is and its arguments (an
+        approval request keeps them, to run exactly them later)."""
+        from runbooks.access.context import invoking
+        from runbooks.cli.program import command_name
+
+        with invoking(command_name(self), self.body, args, kwargs):
+            return super().__call__(*args, **kwargs)
 
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> Any:
         kept = dict(self.help)

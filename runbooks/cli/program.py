@@ -19,12 +19,45 @@ from invoke import Collection
 from celery_app.inputs import shown
 from runbooks.cli.errors import refuse
 
+ROOT: list[Collection] = []  # the command line's collection, once start() has run
+
 
 def start(ns: Collection) -> None:
     """Set up the process for the commands of `ns`; called once, by tasks.py."""
+    ROOT[:] = [ns]
+    tokens_from_config()
     quiet_broken_pipe()
     history_warnings_on_stderr()
     refuse_a_bad_command_line(ns)
+
+
+def tokens_from_config() -> None:
+    """The access gate reads this user's token (MAQSAFY_TOKEN, else `invoke login`'s file)."""
+    from runbooks.access import context, token_file
+
+    context.use_token(lambda: token_file.load(os.environ))
+
+
+def command_name(task: Any) -> str:
+    """A task's name as typed (`failed.flush`, `deploy` for deploy.deploy)."""
+    if ROOT:
+        names = [  # Invoke keeps copies of the tasks it was given: the same body
+            n for n in (*ROOT[0].task_names, *_aliases(ROOT[0])) if ROOT[0][n].body is task.body
+        ]
+        if names:
+            return min(names, key=len)
+    return str(task.name)
+
+
+def _aliases(ns: Collection) -> list[str]:
+    return [alias for aliases in ns.task_names.values() for alias in aliases]
+
+
+def task_named(name: str) -> Any:
+    """The task `invoke NAME` runs (for `approvals.run`); KeyError when there is none."""
+    if not ROOT:
+        raise KeyError(name)
+    return ROOT[0][name]
 
 
 def quiet_broken_pipe() -> None:
@@ -62,6 +95,7 @@ def history_warnings_on_stderr() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("warning: %(message)s"))
     logging.getLogger("runbooks.engine.history").addHandler(handler)
+    logging.getLogger("runbooks.access").addHandler(handler)  # an approval skipped: no accounts
 
 
 PARSE_ERRORS = (

@@ -8,7 +8,7 @@ from invoke import Collection, Context
 
 from runbooks.cli.apps import redis_app, run_recorded
 from runbooks.cli.errors import operator_errors, refuse
-from runbooks.cli.flags import JSON_HELP, ON_REDIS_HELP, task
+from runbooks.cli.flags import JSON_HELP, ON_REDIS_HELP, REASON_HELP, task
 from runbooks.cli.output import emit
 
 
@@ -44,8 +44,9 @@ def size(c: Context, env: str = "", inventory: str = "", json: bool = False) -> 
     help={
         "queue": "the queue to purge, as queue.size names it",
         "yes": "confirm: the queue's waiting messages are deleted",
-        "force": "allow purging a money queue",
+        "force": "allow purging a money queue (then it needs an approval: --reason)",
         **ON_REDIS_HELP,
+        **REASON_HELP,
     }
 )
 def purge(
@@ -55,6 +56,7 @@ def purge(
     force: bool = False,
     env: str = "",
     inventory: str = "",
+    reason: str = "",
 ) -> None:
     """Delete every waiting message of QUEUE (money queues need --force); recorded in history."""
     from celery_app.ops import queues

@@ -101,14 +101,21 @@ def print_history(runs: list[dict[str, Any]]) -> None:
         print(
             f"{run['id']:>5}  {(run['started_at'] or '')[:19]}  {run['status']:<8} "
             f"{run['kind']:<8} {run['name']}{check} on {run['environment'] or '-'} "
-            f"by {run['operator']} ({duration})"
+            f"by {by(run)} ({duration})"
         )
+
+
+def by(run: dict[str, Any]) -> str:
+    """Who ran it, and who approved it (approval N) when someone did."""
+    if not run.get("approved_by"):
+        return str(run["operator"])
+    return f"{run['operator']}, approved by {run['approved_by']} (approval {run['approval_id']})"
 
 
 def print_run(run: dict[str, Any]) -> None:
     print(
         f"run {run['id']}: {run['kind']} {run['name']} on {run['environment'] or '-'} "
-        f"by {run['operator']}, version {run['version']}"
+        f"by {by(run)}, version {run['version']}"
     )
     print(f"  started {run['started_at']}, ended {run['ended_at']}, status {run['status']}")
     if run["message"]:

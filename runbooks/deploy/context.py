@@ -260,7 +260,15 @@ def redactor_for(
 def open_record(
     ctx: DeployContext, name: str, arguments: Mapping[str, Any], report: DeployReport
 ) -> None:
-    """Open the deploy's own history row (`running`): before any lock, build or upload."""
+    """Open the deploy's own history row (`running`): before any lock, build or upload.
+
+    An environment whose inventory says `approval: required` needs an approval for it."""
+    why = None
+    if ctx.inventory.approval:
+        why = (
+            f"environment {ctx.environment} requires approval for deploy and rollback "
+            f"({ctx.inventory.path})"
+        )
     report.run_id = history.start_run(
         ctx.app.sessions,
         "command",
@@ -270,6 +278,7 @@ def open_record(
         ctx.check,
         ctx.redactor,
         started_at=report.started_at,
+        approval=why,
     )
 
 

@@ -38,7 +38,7 @@ from celery_app.inputs import shown
 from celery_app.settings import PROJECT_ROOT
 from runbooks.actions import Action, Actions, builtins
 from runbooks.engine.expressions import Condition, SyntaxProblem, check_templates, parse_condition
-from runbooks.engine.source import Fields, MarkedDict, load_yaml
+from runbooks.engine.source import Fields, MarkedDict, approval_required, load_yaml
 from runbooks.errors import BookError, ExpressionError, NotFound
 
 BOOKS_DIR = PROJECT_ROOT / "runbooks" / "books"
@@ -53,7 +53,9 @@ STEP_KEYS = (
     "ignore_errors",
     "rescue",
 )
-BOOK_KEYS = ("name", "description", "hosts", "serial", "max_fail_percentage", "vars", "steps")
+BOOK_KEYS = (
+    "name", "description", "hosts", "serial", "max_fail_percentage", "vars", "steps", "approval",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class Book:
     serial: int | str | None = None
     max_fail_percentage: float | None = None
     vars: Mapping[str, Any] = field(default_factory=dict)
+    approval: bool = False  # `approval: required`: each run needs a second person's approval
 
     def batches(self, names: list[str]) -> list[list[str]]:
         """Split `names` into rolling batches per `serial`."""
@@ -178,6 +181,7 @@ def _book(path: Path, document: MarkedDict, actions: Actions) -> Book:
         serial=serial,
         max_fail_percentage=None if mfp is None else top.number("max_fail_percentage", 0, 0, 100),
         vars=dict(book_vars),
+        approval=approval_required(top),
     )
 
 

@@ -20,7 +20,6 @@ queue purge, session revoke) record themselves with the :func:`recording` contex
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
 import logging
 from collections.abc import Iterator, Mapping
@@ -31,6 +30,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from celery_app.infra.models import utcnow
+from runbooks.access import approvals, gate
 from runbooks.engine.history_read import failed_hosts, get_run, list_runs
 from runbooks.engine.history_tables import (
     OpsRequestNonce,
@@ -57,10 +57,10 @@ log = logging.getLogger("runbooks.engine.history")
 
 
 def operator_name() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+    """Who the last record opened here names (an operator account once accounts exist), else
+    the OS user (the one local operator when the database holds no accounts)."""
+    admitted = gate.last_admitted()
+    return admitted.operator if admitted is not None else gate.os_user()
 
 
 def project_version() -> str:
@@ -99,17 +99,49 @@ def start_run(
     redactor: Redactor | None = None,
     operator: str | None = None,
     started_at: dt.datetime | None = None,
+    approval: str | None = None,
 ) -> int:
-    """Insert a `running` row and return its id."""
+    """Insert a `running` row and return its id, once the gate admits it.
+
+    The gate (:func:`runbooks.access.gate.admit`) decides in the same transaction: who the
+    row names, whether their role allows it, and whether it needs (and spends) an approval;
+    `approval` says why a book or inventory requires one. An `operator` given is vouched for
+    by the caller (a signed ops request the worker verified, a refusal it records) and is not
+    judged again.
+    """
     redactor = redactor or Redactor()
+    arguments = dict(arguments or {})
+    intent = gate.Intent(kind, name, environment, arguments, check, approval)
+    try:
+        return _insert_run(sessions, intent, redactor, operator, started_at)
+    except gate.RequestNeeded as needed:  # rolled back, no row: the request is its own write
+        gate.request_approval(sessions, needed)
+
+
+def _insert_run(
+    sessions: sessionmaker[Session],
+    intent: gate.Intent,
+    redactor: Redactor,
+    operator: str | None,
+    started_at: dt.datetime | None,
+) -> int:
+    kind, name, environment, arguments = (
+        intent.kind, intent.name, intent.environment, intent.arguments
+    )  # fmt: skip
+    check = intent.check
     with writing(sessions) as uow:
+        admitted = (
+            gate.Admitted(operator) if operator else gate.admit(sessions, uow.session, intent)
+        )
         run = OpsRun(
             kind=kind,
             name=name,
             environment=environment,
-            operator=operator or operator_name(),
+            operator=admitted.operator,
+            approved_by=admitted.approved_by,
+            approval_id=admitted.approval_id,
             version=project_version(),
-            arguments=redactor.text(json.dumps(dict(arguments or {}), default=str)),
+            arguments=redactor.text(json.dumps(arguments, default=str)),
             check_mode=check,
             status="running",
             started_at=started_at or utcnow(),
@@ -117,6 +149,8 @@ def start_run(
         uow.session.add(run)
         uow.session.flush()
         run_id = run.id
+        if admitted.approval_id is not None:
+            approvals.mark_run(uow.session, admitted.approval_id, run_id)
         uow.commit()
     return run_id
 
@@ -182,6 +216,7 @@ class CommandRecord:
     status: str | None = None
     message: str = ""
     output: str = ""
+    operator: str = ""  # who the row names (the gate's decision)
 
     def host(self, name: str, status: str, message: str = "") -> None:
         self.hosts[name] = (status, message)
@@ -292,6 +327,7 @@ def recording(
     arguments: Mapping[str, Any] | None = None,
     check: bool = False,
     redactor: Redactor | None = None,
+    approval: str | None = None,
 ) -> Iterator[CommandRecord]:
     """Open the command's row (`running`), run the block, close the row with the outcome.
 
@@ -302,8 +338,21 @@ def recording(
     redactor = redactor or Redactor()
     started = utcnow()
     record = CommandRecord(
-        start_run(sessions, "command", name, environment, arguments, check, redactor, None, started)
+        start_run(
+            sessions,
+            "command",
+            name,
+            environment,
+            arguments,
+            check,
+            redactor,
+            None,
+            started,
+            approval,
+        )
     )
+    admitted = gate.last_admitted()
+    record.operator = admitted.operator if admitted else ""
     try:
         yield record
     except BaseException as exc:

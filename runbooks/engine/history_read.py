@@ -88,6 +88,8 @@ def _run_dict(run: OpsRun) -> dict[str, Any]:
         "name": run.name,
         "environment": run.environment,
         "operator": run.operator,
+        "approved_by": run.approved_by or "",
+        "approval_id": run.approval_id,
         "version": run.version,
         "arguments": arguments,
         "check": run.check_mode,

@@ -1,10 +1,12 @@
-"""The run history's tables (migrations 0002 and 0004) and the unit of work that writes them.
+"""The run history's tables (migrations 0002, 0004, 0005) and the unit of work that writes them.
 
-`ops_runs` (one row per run: kind, name, environment, operator, the project's version,
-arguments, check mode, status, start, end), `ops_run_hosts` (each host's outcome and counters),
-`ops_run_steps` (each step's outcome, rc, duration, redacted output) and `ops_request_nonces`
-(the signed ops requests a worker has accepted: :mod:`runbooks.ops_queue.requests`). They share
-the app's declarative Base, so :func:`schema_metadata` is every table Alembic manages.
+`ops_runs` (one row per run: kind, name, environment, operator, the operator who approved it
+and the approval, the project's version, arguments, check mode, status, start, end),
+`ops_run_hosts` (each host's outcome and counters), `ops_run_steps` (each step's outcome, rc,
+duration, redacted output) and `ops_request_nonces` (the signed ops requests a worker has
+accepted: :mod:`runbooks.ops_queue.requests`). They and the access tables
+(:mod:`runbooks.access.tables`) share the app's declarative Base, so :func:`schema_metadata`
+is every table Alembic manages.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from celery_app.infra.db import UnitOfWork, describe_error
 from celery_app.infra.models import Base, utcnow
+from runbooks.access import tables as access_tables
 from runbooks.errors import HistoryError
 
 
@@ -43,6 +46,8 @@ class OpsRun(Base):
     name: Mapped[str] = mapped_column(String(200))
     environment: Mapped[str] = mapped_column(String(100), default="")
     operator: Mapped[str] = mapped_column(String(100), default="")
+    approved_by: Mapped[str] = mapped_column(String(100), default="")  # the second person
+    approval_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     version: Mapped[str] = mapped_column(String(64), default="")
     arguments: Mapped[str] = mapped_column(Text, default="{}")
     check_mode: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -108,7 +113,9 @@ class OpsRequestNonce(Base):
 
 def schema_metadata() -> MetaData:
     """Every table the migrations create: the app's (celery_app.infra.models) and the ops
-    tables above, which share its declarative Base (Alembic compares against this)."""
+    tables above and the access tables, which share its declarative Base (Alembic compares
+    against this)."""
+    assert access_tables.Operator.metadata is Base.metadata
     return Base.metadata
 
 

@@ -1,6 +1,7 @@
 """Environments: hosts, groups and vars, read from `inventory/<environment>.yml`.
 
     environment: staging
+    approval: required                         # deploy and rollback need a second person
     defaults: {user: deploy, port: 22, key: ~/.ssh/maqsafy_deploy, timeout: 10}
     vars:
       redis_host: redis.internal
@@ -47,7 +48,7 @@ from urllib.parse import urlsplit
 from celery_app.infra.redaction import secret_name
 from celery_app.inputs import environment_name, shown
 from celery_app.settings import PROJECT_ROOT
-from runbooks.engine.source import Fields, load_yaml
+from runbooks.engine.source import Fields, approval_required, load_yaml
 from runbooks.errors import InventoryError, NotFound, SecretLiteral
 from runbooks.notify import targets as notify_targets
 from runbooks.notify.targets import NotifyTarget
@@ -107,6 +108,7 @@ class Inventory:
     vars: Mapping[str, Any]
     group_vars: Mapping[str, Mapping[str, Any]]
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    approval: bool = False  # `approval: required`: deploy and rollback need an approval
     notify: tuple[NotifyTarget, ...] = ()  # webhook targets (runbooks.notify)
     reach: str = "direct"  # ssh | direct: how --env commands reach its Redis
 
@@ -267,8 +269,8 @@ def load_inventory(path: Path, environ: Mapping[str, str]) -> Inventory:
     document = load_yaml(path, InventoryError)
     top = Fields(path, document, InventoryError)
     top.only(
-        "environment", "description", "reach", "jump", "defaults", "vars", "groups", "hosts",
-        "notify",
+        "environment", "description", "reach", "jump", "approval", "defaults", "vars", "groups",
+        "hosts", "notify",
     )  # fmt: skip
     resolver = _Resolver(path, environ)
     environment = top.text("environment") or path.name.split(".")[0]
@@ -312,6 +314,7 @@ def load_inventory(path: Path, environ: Mapping[str, str]) -> Inventory:
         vars=env_vars,
         group_vars=group_vars,
         secrets=tuple(sorted(set(resolver.secrets), key=len, reverse=True)),
+        approval=approval_required(top),
         notify=notify_targets.parse(path, top),
         reach=reach,
     )

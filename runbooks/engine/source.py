@@ -209,3 +209,16 @@ class Fields:
             raise self.fail(key, f"expected a list, got {type(value).__name__}")
         lines = getattr(value, "item_lines", None) or [self.line_of(key)] * len(value)
         return list(zip(lines, value, strict=True))
+
+
+APPROVAL_VALUES = ("required", "none")
+
+
+def approval_required(top: Fields) -> bool:
+    """`approval: required` (or `none`, the default) at the top of a book or an inventory."""
+    value = top.raw("approval")
+    if value is None:
+        return False
+    if value not in APPROVAL_VALUES:
+        raise top.fail("approval", f"expected {' or '.join(APPROVAL_VALUES)}, got {value!r}")
+    return bool(value == "required")

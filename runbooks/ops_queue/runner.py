@@ -60,7 +60,8 @@ def run_remote(*args: Any, **kwargs: Any) -> dict[str, Any]:
         "request": envelope.nonce,
         "requested_by": envelope.requested_by,
     }
-    result = execute(container, prepared, arguments)
+    # who signed the request is vouched for by the ops key: the record names them
+    result = execute(container, prepared, arguments, operator=envelope.requested_by or "unknown")
     return {"run_id": result.run_id, "ok": result.ok}
 
 

@@ -217,3 +217,31 @@ def test_the_check_alone_needs_no_worker(money: MoneyEnv) -> None:
     assert not money.container.redis("locks").exists(
         long_wait.flag_key(money.container, "payments")
     )
+
+
+def test_an_approval_request_is_notified(
+    tmp_path: Path, money: MoneyEnv, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runbooks.access import approvals
+
+    monkeypatch.setenv("NOTIFY_TEST_REDIS_PASSWORD", SECRET)
+    monkeypatch.setenv("MAQSAFY_ENV_FILE", "/dev/null")
+    with receiving() as receiver:
+        ops_worker(money, receiver)
+        directory = inventory(tmp_path, redis_server.url, ["approval.requested"])
+        made = approvals.request(
+            money.container.sessions,
+            command="deploy",
+            arguments={"env": "staging", "inventory": str(directory), "reason": "hotfix 42"},
+            record_digest="0" * 64,
+            record="deploy",
+            environment="staging",
+            why="staging requires approval for deploy",
+            reason="hotfix 42",
+            requested_by="ana",
+        )
+        wait_for(lambda: receiver.events("approval.requested"), 60, "the approval's notification")
+    [told] = receiver.events("approval.requested")
+    assert payload(told)["approval"] == made["id"] and payload(told)["requested_by"] == "ana"
+    assert told["text"].startswith("[maqsafy] ana asks to run deploy on staging")
+    assert f"invoke approve {made['id']}" in payload(told)["next"]
