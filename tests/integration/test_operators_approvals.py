@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from sqlalchemy import select, text, update
 
 from celery_app.bootstrap import Container
@@ -26,6 +27,7 @@ from runbooks.engine import history
 from tests.support.cli import INVOKE, ROOT, clean_environ, run_invoke_batch
 from tests.support.health import fail_a_task
 from tests.support.redis_app import migrated_app
+from tests.support.services import RedisServer
 
 PASSWORDS = {name: f"{name}-correct-horse-battery" for name in ("root", "bob", "ana", "val")}
 ROLES = {"bob": "approver", "ana": "operator", "val": "viewer"}
@@ -267,17 +269,20 @@ def test_two_person_rule(team: Team) -> None:
     assert statuses == {1: "denied", 2: "denied", 3: "used", 4: "approved", 5: "approved"}
 
 
-def test_environment_and_queue_rules(team: Team, tmp_path: Path) -> None:
+def test_environment_and_queue_rules(team: Team, tmp_path: Path, redis_server: RedisServer) -> None:
     """An inventory's `approval: required` holds deploy and rollback; a money queue's purge
     with --force and production's cache clear are approval requests too."""
     inventory = tmp_path / "inventory"
     inventory.mkdir()
+    urls = {"guarded": "redis://127.0.0.1:1/0", "production": redis_server.url}
     for name, approval in (("guarded", "approval: required\n"), ("production", "")):
         (inventory / f"{name}.yml").write_text(
             f"environment: {name}\n{approval}"
-            "vars: {redis_url: 'redis://127.0.0.1:1/0'}\n"  # nothing answers: nothing reached
+            f"vars: {{redis_url: '{urls[name]}'}}\n"  # guarded: nothing answers, nothing reached
             "hosts:\n  here: {connection: local, groups: [workers]}\n"
         )
+    cached = redis.Redis.from_url(redis_server.url)
+    cached.set("maqsafy:cache:prices:today", "42")  # production's cache: still there after
     deploy = ["deploy", "--env", "guarded", "--inventory", str(inventory)]
     alone = team.one("laptop", *deploy)
     refused(alone, "environment guarded requires approval", "operators.add")
@@ -302,6 +307,7 @@ def test_environment_and_queue_rules(team: Team, tmp_path: Path) -> None:
     )  # fmt: skip
     assert purge.returncode == 3 and "purging money queue 'payments'" in purge.stderr
     assert clear.returncode == 3 and "clearing production's cache" in clear.stderr
+    assert cached.get("maqsafy:cache:prices:today") == b"42"  # asked for, not cleared
     refused(default_queue, "val is a viewer")
     asked_for = [(a.command, a.environment, a.requested_by) for a in all_approvals(team)]
     assert asked_for == [
