@@ -166,7 +166,7 @@ def is_template(text: str) -> bool:
 
 def _refuse_internals(tree: nodes.Node) -> None:
     for node in tree.find_all((nodes.Name, nodes.Getattr)):
-        name = node.name if isinstance(node, nodes.Name) else node.attr
+        name = node.name if isinstance(node, nodes.Name) else getattr(node, "attr", "")
         if str(name).startswith("__"):
             raise SyntaxProblem(f"{name!r}: names beginning with __ are refused (sandbox)")
 
@@ -260,20 +260,25 @@ def render_text(text: str, variables: Mapping[str, Any]) -> Any:
 _FILES = ENV.overlay(trim_blocks=True)
 
 
-def render_file(path: Path, variables: Mapping[str, Any]) -> str:
-    """Render the template file `path`; errors name the file and the line."""
+def check_file(path: Path) -> jinja2.Template:
+    """The template file `path` read and compiled; TemplateProblem names the file and line."""
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise TemplateProblem(f"cannot read template {path}: {exc}") from None
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise TemplateProblem(f"cannot read template {path}: {why}") from None
     try:
-        tree = _FILES.parse(source, path.name, str(path))
-        _refuse_internals(tree)
-        template = _FILES.from_string(source)
+        _refuse_internals(_FILES.parse(source))
+        return _FILES.from_string(source)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateProblem(f"{path}:{exc.lineno}: {exc.message}") from None
     except SyntaxProblem as exc:
         raise TemplateProblem(f"{path}: {exc}") from None
+
+
+def render_file(path: Path, variables: Mapping[str, Any]) -> str:
+    """Render the template file `path`; errors name the file and the line."""
+    template = check_file(path)
     try:
         return template.render(variables)
     except Exception as exc:
