@@ -8,15 +8,17 @@ own `sh` (its stdin is /dev/null, its script on fd 3: :mod:`runbooks.connectors.
     SCRIPT
     T
     } | exec sudo -k -S -H -p '' -u USER -- \\
-        /bin/sh -c 'exec 3<&0 </dev/null; exec /bin/sh /dev/fd/3'
+        /bin/sh -c 'exec 3<&0 </dev/null; __s=$(cat <&3; echo .); eval "unset __s; ${__s%.}"'
 
 sudo reads the password line from the pipe one byte at a time and stops there; the user's
-shell then takes the rest of the pipe (the script) as fd 3 and runs it with stdin closed, as
-every step runs. `printf` is the shell's builtin and the script travels in the session's
-input, so the password is in no argv, environment, file or shell history. `-k` ignores
-cached credentials, so sudo reads a password every time it needs one, never a script line.
+shell then reads the rest of the pipe (the script) and evaluates it with stdin closed, as
+every step runs (a script reads nothing from stdin; `exit` ends the step). `printf` is the
+shell's builtin and the script travels in the session's input, so the password is in no argv,
+environment, file or shell history. `-k` ignores cached credentials, so sudo reads a password
+every time it needs one, never a script line. (Without a password the script is sudo's stdin
+directly: ``exec sudo -k -n -H -u USER -- /bin/sh -c '...' <<'T'``.)
 
-Which mode a user needs is asked once per host and user (cached on the host's target),
+Which mode a user needs is asked once per host and user (cached for the host's run),
 before the first step: ``sudo -k -n -u USER true`` (no password needed: NOPASSWD, or the
 login user is root), else the password alone piped to ``sudo -k -S ... true``. A host that
 needs a password none was given for, a refused password or a host without sudo fails the
@@ -37,7 +39,13 @@ from typing import Any
 from runbooks.connectors.session import _ENV_NAME, CommandResult
 from runbooks.errors import StepError
 
-_SHELL = "/bin/sh -c 'exec 3<&0 </dev/null; exec /bin/sh /dev/fd/3'"
+# The user's shell takes the rest of its stdin (the script) and runs it with stdin closed. It
+# reads the inherited descriptor (`cat <&3`) rather than reopening /dev/fd/3: another user may
+# not open the login user's pipe by path. The trailing `.` keeps the script's last newlines.
+_SHELL = (
+    "/bin/sh -c 'exec 3<&0 </dev/null; __s=$(command -p cat <&3; echo .); exec 3<&-; "
+    'eval "unset __s; ${__s%.}"\''
+)
 
 
 @dataclass(frozen=True)

@@ -100,8 +100,15 @@ def _listening(address: str, port: int) -> bool:
         return False
 
 
-def start_sshd(base: Path, index: int, client_key: Path, authorized: Path | None = None) -> SSHHost:
-    """Start one sshd on 127.0.0.<index+2> under `base`/host<index>."""
+def start_sshd(
+    base: Path,
+    index: int,
+    client_key: Path,
+    authorized: Path | None = None,
+    user: str | None = None,
+) -> SSHHost:
+    """Start one sshd on 127.0.0.<index+2> under `base`/host<index>, letting in `user`
+    (default the current one) with `client_key`."""
     binary = find_sshd()
     _privsep_ready()
     name = f"host{index}"
@@ -115,7 +122,7 @@ def start_sshd(base: Path, index: int, client_key: Path, authorized: Path | None
     if not authorized.exists():
         authorized.write_text(client_key.with_suffix(".pub").read_text())
     sftp = next((c for c in SFTP_CANDIDATES if Path(c).is_file()), "internal-sftp")
-    user = getpass.getuser()
+    user = user or getpass.getuser()
     config = directory / "sshd_config"
     config.write_text(
         "\n".join(
