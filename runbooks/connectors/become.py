@@ -136,15 +136,20 @@ class BecomeTarget:
         return self.target.run(wrap(script, self.become, mode == "pass", env, cwd), timeout=timeout)
 
     def put(self, data: bytes, path: str, mode: int | None = None) -> None:
-        result = self.run(put_script(data, path, mode))
-        if not result.ok:
-            raise OSError(f"writing {path} failed: {result.stderr.strip()[-200:]}")
+        put_through(self, data, path, mode)
 
     def close(self) -> None:
         self.target.close()
 
 
 _CHUNK = 48 * 1024
+
+
+def put_through(target: Any, data: bytes, path: str, mode: int | None = None) -> None:
+    """Write `data` to `path` with `target.run` (any target: the session's, or a become one)."""
+    result = target.run(put_script(data, path, mode))
+    if not result.ok:
+        raise OSError(f"writing {path} failed: {result.stderr.strip()[-200:]}")
 
 
 def put_script(data: bytes, path: str, mode: int | None = None) -> str:

@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from runbooks.connectors.become import put_script
+from runbooks.connectors.become import put_through
 from runbooks.connectors.session import CommandResult, ShellSession
 from runbooks.engine.inventory import Host
 from runbooks.errors import HostUnreachable
@@ -63,9 +63,7 @@ class _SessionTarget:
 
     def put(self, data: bytes, path: str, mode: int | None = None) -> None:
         """Write `data` to `path` atomically (temp file, then rename) through the session."""
-        result = self.run(put_script(data, path, mode))
-        if not result.ok:
-            raise OSError(f"writing {path} failed: {result.stderr.strip()[-200:]}")
+        put_through(self, data, path, mode)
 
     def close(self) -> None:
         if self._session is not None:
