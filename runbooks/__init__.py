@@ -2,9 +2,10 @@
 
 inventory.py   environments -> hosts, groups, vars; secrets as ${VAR} references
 book.py        YAML runbooks validated with file:line:field errors (source.py loads them)
-expressions.py the tiny `when`/`{{ }}` language (nothing is evaluated as Python)
-actions/       registered actions: shell, command, file, upload, facts (facts/ reads state)
+expressions.py `when` and `{{ }}`: Jinja2 on its sandbox (templating.py; nothing is Python)
+actions/       registered actions: shell, command, file, upload, template, service, facts
 session.py     one long-lived /bin/sh per host carrying every step, sentinel-delimited
+become.py      a step's scripts through sudo, the password on its stdin only
 targets.py     LocalTarget and SSHTarget; connection errors classified at the boundary
 executor.py    batches per serial, hosts in parallel, retries, rescue, check mode
 results.py     values: step, host and run results, recap, JSON

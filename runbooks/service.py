@@ -44,6 +44,7 @@ class RunRequest:
     tags: Sequence[str] = ()
     skip_tags: Sequence[str] = ()
     check: bool = False
+    diff: bool = False
     retry_failed: int | None = None
     extra_vars: Mapping[str, Any] = field(default_factory=dict)
     inventory_dir: Path | None = None
@@ -58,6 +59,7 @@ class RunRequest:
             "skip_tags": list(self.skip_tags),
             "check": self.check,
             "retry_failed": self.retry_failed,
+            **({"diff": True} if self.diff else {}),
         }
 
 
@@ -88,7 +90,7 @@ def split(values: str | Sequence[str] | None) -> list[str]:
 
 def prepare(app: Any, request: RunRequest, environ: Mapping[str, str]) -> Prepared:
     """Load and validate everything a run needs; raise before anything runs."""
-    book = load_book(book_path(request.book, request.books_dir))
+    book = load_book(book_path(request.book, request.books_dir), environ=environ)
     return _prepare_loaded(app, book, request, environ)
 
 
@@ -96,7 +98,9 @@ def _prepare_loaded(
     app: Any, book: Book, request: RunRequest, environ: Mapping[str, str]
 ) -> Prepared:
     inventory = load_environment(request.environment, environ, request.inventory_dir)
-    redactor = for_settings(app.settings, inventory.secrets)
+    become = request.extra_vars.get("become_password")
+    secrets = [*inventory.secrets, *book.secrets, *([str(become)] if become else [])]
+    redactor = for_settings(app.settings, secrets)
     limit = ",".join(split(request.limit)) or None
     if request.retry_failed is not None:
         run, failed = history.failed_hosts(app.sessions, request.retry_failed)
@@ -120,6 +124,7 @@ def _prepare_loaded(
         tags=frozenset(split(request.tags)),
         skip_tags=frozenset(split(request.skip_tags)),
         extra_vars=dict(request.extra_vars),
+        diff=request.diff,
     )
     return Prepared(book, inventory, redactor, options)
 
@@ -262,7 +267,7 @@ def run_steps(
         document["serial"] = serial
     if max_fail_percentage is not None:
         document["max_fail_percentage"] = max_fail_percentage
-    book = inline_book(name, document, actions)
+    book = inline_book(name, document, actions, environ)
     request = RunRequest(
         name, environment=environment, limit=limit, check=check, inventory_dir=inventory_dir
     )

@@ -1,9 +1,9 @@
 """Actions: a step names an action, the book loader is given the mapping of names to code.
 
-Built-in actions: `shell`, `command`, `file`, `upload`, `facts`, and the deployed host's
-`workers.restart` / `workers.verify`. There is no global registry: :func:`builtins` returns a
-new mapping, and a caller that needs more (a deploy's host-side steps, a Python callable run
-on each host) passes the built-ins plus its own to the loader::
+Built-in actions: `shell`, `command`, `file`, `upload`, `template`, `service`, `facts`, and
+the deployed host's `workers.restart` / `workers.verify`. There is no global registry:
+:func:`builtins` returns a new mapping, and a caller that needs more (a deploy's host-side
+steps, a Python callable run on each host) passes the built-ins plus its own to the loader::
 
     mapping = with_python(builtins(), "deploy.switch", switch)
     book = inline_book("deploy.rollout", document, mapping)
@@ -23,10 +23,10 @@ Actions = Mapping[str, Action]
 
 def builtins() -> dict[str, Action]:
     """A new mapping of the built-in actions by name."""
-    from runbooks.actions import commands, facts, files
+    from runbooks.actions import commands, facts, files, service
     from runbooks.deploy import workers  # the workers-restart book's
 
-    return {a.name: a for m in (commands, facts, files, workers) for a in m.ACTIONS}
+    return {a.name: a for m in (commands, facts, files, service, workers) for a in m.ACTIONS}
 
 
 def with_python(

@@ -35,7 +35,9 @@ class Outcome:
 
 @dataclass
 class StepContext:
-    """What an action may use: the host's target, check mode, the vars, the step timeout."""
+    """What an action may use: the host's target, check mode, the vars, the step timeout;
+    `diff` asks for a unified diff of what a file action changes (`--diff`; check mode too),
+    `become` names the user the target runs scripts as (sudo), if any."""
 
     target: Target
     host: str
@@ -43,6 +45,8 @@ class StepContext:
     vars: Mapping[str, Any]
     timeout: float = 300.0
     book_dir: Path | None = None
+    diff: bool = False
+    become: str | None = None
 
 
 class Action:

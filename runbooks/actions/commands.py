@@ -48,7 +48,9 @@ class Shell(Action):
         if guard is not None:
             return guard
         if ctx.check and not params.get("read_only"):
-            return Outcome("skipped", f"check mode: would run `{shown}`", {"would_run": script})
+            as_user = f" as {ctx.become} (sudo)" if ctx.become else ""
+            data: dict[str, Any] = {"would_run": script, "as": ctx.become}
+            return Outcome("skipped", f"check mode: would run `{shown}`{as_user}", data)
         result = ctx.target.run(
             script, env=params.get("env") or None, cwd=params.get("chdir"), timeout=ctx.timeout
         )

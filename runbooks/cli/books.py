@@ -51,6 +51,8 @@ def send_book(request: RunRequest, wait: int, as_json: bool) -> None:
     from celery_app.celery import make_app
     from runbooks.ops_queue import sender
 
+    if request.diff:
+        refuse("--diff prints on this console: run without --remote to see the diff")
     if request.retry_failed or request.inventory_dir:
         refuse("--remote runs with the worker's inventory; drop --retry-failed and --inventory")
     app = health_app("", "")  # the embedded default's Redis is started, as any command would
@@ -88,7 +90,8 @@ def send_book(request: RunRequest, wait: int, as_json: bool) -> None:
         "limit": "only these hosts or groups: web-1,workers or a glob, !name excludes",
         "tags": "only steps with these tags (comma-separated)",
         "skip_tags": "skip steps with these tags",
-        "check": "check mode: report what would change, change nothing",
+        "check": "check mode: report what would change, change nothing (with diffs)",
+        "diff": "show a unified diff of what file/template steps change (masked like all output)",
         "retry_failed": "rerun only the hosts that failed in this run id (`invoke history`)",
         "inventory": "the inventory folder (default ./inventory)",
         "remote": "send the run to the ops queue: a worker inside the network runs it",
@@ -105,6 +108,7 @@ def run(
     tags: str = "",
     skip_tags: str = "",
     check: bool = False,
+    diff: bool = False,
     json: bool = False,
     retry_failed: str = "",
     inventory: str = "",
@@ -125,6 +129,7 @@ def run(
         tags=tags,
         skip_tags=skip_tags,
         check=check,
+        diff=diff,
         retry_failed=rerun,
         inventory_dir=inventory_dir(inventory),
     )

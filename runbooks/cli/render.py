@@ -39,12 +39,17 @@ class ConsoleProgress:
         elif result.ignored:
             status = "failed (ignored)"
         prefix = "  rescue: " if result.rescue else ""
+        if result.handler:
+            prefix = "handler: " + prefix.strip()
         tries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
         message = f" - {result.message}" if result.message else ""
         self._print(
             f"{result.host:<16} {status:<8} {prefix}{result.step} "
             f"({result.duration:.2f}s{tries}){message}"
         )
+        diff = result.data.get("diff") if isinstance(result.data, dict) else None
+        if diff:  # one block, masked as every line is
+            self._print(str(diff).rstrip("\n"))
 
     def host(self, result: HostResult) -> None:
         if result.status == "unreachable":

@@ -8,22 +8,19 @@ with a cause an operator can act on (see :func:`classify`).
 
 from __future__ import annotations
 
-import base64
 import errno
 import math
 import os
 import select
-import shlex
 import socket
 import subprocess
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from runbooks.connectors.become import put_through
 from runbooks.connectors.session import CommandResult, ShellSession
 from runbooks.engine.inventory import Host
 from runbooks.errors import HostUnreachable
-
-_CHUNK = 48 * 1024
 
 
 class Target(Protocol):
@@ -66,18 +63,7 @@ class _SessionTarget:
 
     def put(self, data: bytes, path: str, mode: int | None = None) -> None:
         """Write `data` to `path` atomically (temp file, then rename) through the session."""
-        tmp = shlex.quote(f"{path}.maqsafy-tmp")
-        lines = ["umask 077", f": > {tmp} || exit 1"]
-        encoded = base64.b64encode(data).decode()
-        for start in range(0, len(encoded), _CHUNK):
-            chunk = encoded[start : start + _CHUNK]
-            lines.append(f"printf '%s' {chunk} | base64 -d >> {tmp} || exit 1")
-        if mode is not None:
-            lines.append(f"chmod {mode:o} {tmp} || exit 1")
-        lines.append(f"mv -f {tmp} {shlex.quote(path)}")
-        result = self.run("\n".join(lines))
-        if not result.ok:
-            raise OSError(f"writing {path} failed: {result.stderr.strip()[-200:]}")
+        put_through(self, data, path, mode)
 
     def close(self) -> None:
         if self._session is not None:

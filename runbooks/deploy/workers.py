@@ -11,6 +11,7 @@ and a deploy start the same processes under the same names.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from runbooks.actions.base import Outcome, PythonAction, StepContext, first_line
@@ -83,7 +84,7 @@ def verify(ctx: StepContext, params: dict[str, Any]) -> Outcome:
 
 def _with(ctx: StepContext, variables: dict[str, Any]) -> StepContext:
     """`ctx` with the layout's defaults filled in (the book may name none of them)."""
-    return StepContext(ctx.target, ctx.host, ctx.check, variables, ctx.timeout, ctx.book_dir)
+    return dataclasses.replace(ctx, vars=variables)
 
 
 ACTIONS = [

@@ -17,10 +17,19 @@
         register: pong
         rescue:
           - shell: echo "redis did not answer" >&2
+      - name: redis.conf
+        template: {src: templates/redis.conf.j2, dest: /etc/redis/redis.conf, mode: "0640"}
+        become: true          # via sudo; become_user (default root), per step or for the book
+        notify: restart redis
+    handlers:                 # run once per host at the end, in this order, if notified by a
+      - name: restart redis   # step that changed; a failed host runs none (force_handlers)
+        service: {name: redis-server, state: restarted}
 
 A step names exactly one registered action; everything else is checked against the schema
-below. `when` is parsed by :mod:`runbooks.engine.expressions` and templates are plain
-lookups: nothing in a runbook is evaluated as Python.
+below. `when` and `{{ }}` are Jinja2 on a sandbox (:mod:`runbooks.engine.expressions`), their
+syntax checked here: nothing in a runbook is evaluated as Python. A `become_password` in the
+book's `vars` must be a `${VAR}` reference, resolved from the environment when the book is
+loaded with one (:func:`load_book`'s `environ`).
 """
 
 from __future__ import annotations
@@ -52,10 +61,26 @@ STEP_KEYS = (
     "register",
     "ignore_errors",
     "rescue",
+    "notify",
+    "become",
+    "become_user",
 )
 BOOK_KEYS = (
-    "name", "description", "hosts", "serial", "max_fail_percentage", "vars", "steps", "approval",
-)  # fmt: skip
+    "name",
+    "description",
+    "hosts",
+    "serial",
+    "max_fail_percentage",
+    "vars",
+    "steps",
+    "handlers",
+    "force_handlers",
+    "become",
+    "become_user",
+    "approval",
+)
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 
 
 @dataclass(frozen=True)
@@ -74,6 +99,11 @@ class Step:
     register: str | None = None
     ignore_errors: bool = False
     rescue: tuple[Step, ...] = ()
+    notify: tuple[str, ...] = ()
+    become: bool | None = None  # None: the book's
+    become_user: str | None = None
+    where: str = ""  # steps[2], handlers[0], steps[1].rescue[0]
+    lines: Mapping[str, int | None] = field(default_factory=dict, compare=False, repr=False)
     impl: Action | None = field(default=None, compare=False, repr=False)  # resolved at load
 
 
@@ -90,6 +120,11 @@ class Book:
     max_fail_percentage: float | None = None
     vars: Mapping[str, Any] = field(default_factory=dict)
     approval: bool = False  # `approval: required`: each run needs a second person's approval
+    handlers: tuple[Step, ...] = ()
+    force_handlers: bool = False
+    become: bool = False
+    become_user: str | None = None
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # resolved become_password
 
     def batches(self, names: list[str]) -> list[list[str]]:
         """Split `names` into rolling batches per `serial`."""
@@ -136,20 +171,57 @@ def list_books(directory: Path | None = None) -> list[Path]:
     return sorted([*directory.glob("*.yml"), *directory.glob("*.yaml")])
 
 
-def load_book(path: Path, text: str | None = None, actions: Actions | None = None) -> Book:
+def load_book(
+    path: Path,
+    text: str | None = None,
+    actions: Actions | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Book:
     """Load and validate the runbook at `path`, its steps naming `actions` (default the
-    built-ins); raise BookError naming file, line, field."""
+    built-ins); raise BookError naming file, line, field. With `environ`, a `${VAR}`
+    `become_password` is resolved from it (and kept in `Book.secrets` for redaction)."""
     known = builtins() if actions is None else actions
-    return _book(path, load_yaml(path, BookError, text), known)
+    return _book(path, load_yaml(path, BookError, text), known, environ)
 
 
-def inline_book(name: str, document: Mapping[str, Any], actions: Actions | None = None) -> Book:
+def inline_book(
+    name: str,
+    document: Mapping[str, Any],
+    actions: Actions | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Book:
     """Validate a book built in Python (steps as dicts, as in YAML) with the same schema."""
     text = yaml.safe_dump({"name": name, **document}, sort_keys=False)
-    return load_book(Path(f"<{name}>"), text, actions)
+    return load_book(Path(f"<{name}>"), text, actions, environ)
 
 
-def _book(path: Path, document: MarkedDict, actions: Actions) -> Book:
+def _become_password(
+    top: Fields, book_vars: dict[str, Any], environ: Mapping[str, str] | None
+) -> tuple[str, ...]:
+    """Check the book's `become_password` is a ${VAR} reference; resolve it from `environ`."""
+    if "become_password" not in book_vars:
+        return ()
+    where = top.mapping("vars")
+    raw = book_vars["become_password"]
+    match = _REFERENCE.fullmatch(raw.strip()) if isinstance(raw, str) else None
+    if match is None:
+        raise where.fail(
+            "become_password",
+            "a literal secret is refused; write a reference like ${BECOME_PASSWORD} and set "
+            "the variable in the environment",
+        )
+    if environ is None:
+        return ()
+    name = match.group(1)
+    if name not in environ:
+        raise where.fail("become_password", f"${{{name}}} is not set in the environment (or .env)")
+    book_vars["become_password"] = environ[name]
+    return (environ[name],) if environ[name] else ()
+
+
+def _book(
+    path: Path, document: MarkedDict, actions: Actions, environ: Mapping[str, str] | None
+) -> Book:
     top = Fields(path, document, BookError)
     top.only(*BOOK_KEYS)
     serial: int | str | None = None
@@ -167,11 +239,13 @@ def _book(path: Path, document: MarkedDict, actions: Actions) -> Book:
     steps = tuple(
         _step(path, line, raw, f"steps[{i}]", actions) for i, (line, raw) in enumerate(steps_items)
     )
-    book_vars = top.mapping("vars").data
+    handlers = _handlers(path, top, actions, steps)
+    book_vars = dict(top.mapping("vars").data)
     try:
-        check_templates(dict(book_vars))
+        check_templates(book_vars)
     except SyntaxProblem as exc:
         raise ExpressionError(path, top.line_of("vars"), "vars", str(exc)) from None
+    secrets = _become_password(top, book_vars, environ)
     return Book(
         name=top.text("name") or path.stem,
         path=path,
@@ -180,9 +254,69 @@ def _book(path: Path, document: MarkedDict, actions: Actions) -> Book:
         hosts=top.text("hosts") or "all",
         serial=serial,
         max_fail_percentage=None if mfp is None else top.number("max_fail_percentage", 0, 0, 100),
-        vars=dict(book_vars),
+        vars=book_vars,
+        handlers=handlers,
+        force_handlers=top.flag("force_handlers"),
+        become=top.flag("become"),
+        become_user=_user(top),
+        secrets=secrets,
         approval=approval_required(top),
     )
+
+
+def _user(fields: Fields) -> str | None:
+    user = fields.text("become_user")
+    if user is not None and not _USER.fullmatch(user):
+        raise fields.fail("become_user", "expected a user name (lower-case letters, digits, _.-)")
+    return user
+
+
+def _handlers(
+    path: Path, top: Fields, actions: Actions, steps: tuple[Step, ...]
+) -> tuple[Step, ...]:
+    """The book's handlers: named, unique, untagged; every `notify` names one of them, and a
+    handler notifies only handlers defined after it (they run in the order defined)."""
+    handlers: list[Step] = []
+    for i, (line, raw) in enumerate(top.items("handlers")):
+        where = f"handlers[{i}]"
+        if isinstance(raw, dict):
+            fields = Fields(path, raw, BookError, where)
+            if not fields.text("name"):
+                raise BookError(path, line, where, "a handler needs a name (steps notify it)")
+            if fields.has("tags"):
+                raise fields.fail("tags", "handlers run when notified; tags do not select them")
+        handler = _step(path, line, raw, where, actions)
+        if any(h.name == handler.name for h in handlers):
+            raise BookError(path, line, f"{where}.name", f"a second handler {handler.name!r}")
+        handlers.append(handler)
+    names = [h.name for h in handlers]
+
+    def check(step: Step, after: int) -> None:
+        for name in step.notify:
+            if name not in names:
+                known = ", ".join(names) or "none: add a handlers list"
+                raise BookError(
+                    path,
+                    step.lines.get("notify"),
+                    f"{step.where}.notify",
+                    f"no handler named {name!r} (handlers: {known})",
+                )
+            if names.index(name) <= after:
+                raise BookError(
+                    path,
+                    step.lines.get("notify"),
+                    f"{step.where}.notify",
+                    f"{name!r} is not defined after this handler (handlers run in the order "
+                    "defined, once)",
+                )
+        for item in step.rescue:
+            check(item, after)
+
+    for step in steps:
+        check(step, -1)
+    for index, handler in enumerate(handlers):
+        check(handler, index)
+    return tuple(handlers)
 
 
 def _step(path: Path, line: int | None, raw: Any, where: str, actions: Actions) -> Step:
@@ -217,10 +351,12 @@ def _step(path: Path, line: int | None, raw: Any, where: str, actions: Actions) 
             data.key_lines[action.shorthand] = data.line
         params = Fields(path, data, BookError, step.field(name))
     validated = action.validate(params)
-    try:
-        check_templates(validated)
-    except SyntaxProblem as exc:
-        raise ExpressionError(path, step.line_of(name), step.field(name), str(exc)) from None
+    lines: dict[str, int | None] = {f"{name}.{key}": params.line_of(key) for key in validated}
+    for key, value in validated.items():
+        try:
+            check_templates(value)
+        except SyntaxProblem as exc:
+            raise ExpressionError(path, params.line_of(key), params.field(key), str(exc)) from None
     rescue = tuple(
         _step(path, item_line, item, f"{where}.rescue[{i}]", actions)
         for i, (item_line, item) in enumerate(step.items("rescue"))
@@ -228,8 +364,15 @@ def _step(path: Path, line: int | None, raw: Any, where: str, actions: Actions) 
     register = step.text("register")
     if register is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", register):
         raise step.fail("register", "expected a variable name (letters, digits, _)")
+    lines.update({key: step.line_of(key) for key in ("name", "when", "notify", "register")})
+    step_name = step.text("name") or f"{name} ({where})"
+    try:
+        check_templates(step_name)
+    except SyntaxProblem as exc:
+        raise ExpressionError(path, step.line_of("name"), step.field("name"), str(exc)) from None
+    become = step.raw("become")
     return Step(
-        name=step.text("name") or f"{name} ({where})",
+        name=step_name,
         action=str(name),
         impl=action,
         params=validated,
@@ -242,6 +385,11 @@ def _step(path: Path, line: int | None, raw: Any, where: str, actions: Actions) 
         register=register,
         ignore_errors=step.flag("ignore_errors"),
         rescue=rescue,
+        notify=tuple(step.str_list("notify")),
+        become=None if become is None else step.flag("become"),
+        become_user=_user(step),
+        where=where,
+        lines=lines,
     )
 
 

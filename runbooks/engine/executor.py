@@ -10,7 +10,14 @@ Ansible does.
 
 Variables a step sees, later ones winning: the book's `vars`, the inventory's (environment,
 groups, host), `--extra` vars, then `inventory_hostname`, `environment`, `check`, `facts` and
-each registered result.
+each registered result; and Ansible's `groups` (group -> host names), `group_names` (this
+host's), `hostvars` (host -> its inventory and book vars: not other hosts' facts or registered
+results, since hosts run freely) and `vars` (all of this host's variables). A template or
+condition that fails (an undefined name) fails the step with FILE:LINE: FIELD.
+
+Handlers run once per host after its steps, in the order the book defines them, when a step
+that reported `changed` notified them; a failed host runs none unless `force_handlers`. A step
+with `become` runs its scripts through :class:`runbooks.connectors.become.BecomeTarget`.
 """
 
 from __future__ import annotations
@@ -18,18 +25,19 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from runbooks.actions.base import Outcome, StepContext
+from runbooks.connectors.become import Become, BecomeTarget
 from runbooks.connectors.targets import Target, open_target
 from runbooks.engine.book import Book, Step
-from runbooks.engine.expressions import Undefined, render
+from runbooks.engine.expressions import TemplateProblem, render
 from runbooks.engine.inventory import Host, Inventory
 from runbooks.engine.results import HostResult, RunResult, StepResult
-from runbooks.errors import HostUnreachable, NotFound, StepError
+from runbooks.errors import ExpressionError, HostUnreachable, NotFound, StepError
 
 log = logging.getLogger("runbooks.run")
 
@@ -44,6 +52,7 @@ class RunOptions:
     skip_tags: frozenset[str] = frozenset()
     extra_vars: Mapping[str, Any] = field(default_factory=dict)
     forks: int = 64
+    diff: bool = False
 
 
 class Listener(Protocol):
@@ -96,6 +105,52 @@ def _wanted(tags: frozenset[str], asked: frozenset[str]) -> bool:
     return bool(tags & asked)
 
 
+class _HostVars(Mapping[str, Any]):
+    """`hostvars`: each host's book, inventory and extra vars, computed when first asked."""
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+        self.cache: dict[str, Mapping[str, Any]] = {}
+
+    def __getitem__(self, name: str) -> Mapping[str, Any]:
+        if name not in self.cache:
+            host = self.executor.inventory.hosts[name]  # KeyError: undefined in a template
+            self.cache[name] = {**self.executor._base(host), "inventory_hostname": name}
+        return self.cache[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.executor.inventory.hosts)
+
+    def __len__(self) -> int:
+        return len(self.executor.inventory.hosts)
+
+
+class _Vars(Mapping[str, Any]):
+    """`vars`: the host's variables as they are now (without itself)."""
+
+    def __init__(self, variables: dict[str, Any]) -> None:
+        self.variables = variables
+
+    def __getitem__(self, name: str) -> Any:
+        if name == "vars":
+            raise KeyError(name)
+        return self.variables[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k in self.variables if k != "vars")
+
+    def __len__(self) -> int:
+        return len(self.variables) - ("vars" in self.variables)
+
+
+@dataclass
+class _HostRun:
+    """What one host's run accumulates beside its variables."""
+
+    notified: set[str] = field(default_factory=set)  # handler names a changed step notified
+    modes: dict[str, str] = field(default_factory=dict)  # become: user -> nopass | pass
+
+
 class Executor:
     """Run `book` on hosts of `inventory`; `run()` returns a :class:`RunResult`."""
 
@@ -113,6 +168,8 @@ class Executor:
         self.listener: Listener = listener or _Quiet()
         self.connect = connect
         self.steps = select_steps(book, self.options)
+        self.hostvars = _HostVars(self)
+        self.groups = {g: list(names) for g, names in inventory.groups.items()}
 
     def hosts(self) -> list[Host]:
         """The hosts this run targets; NotFound when the book's pattern and --limit share none."""
@@ -157,18 +214,21 @@ class Executor:
 
     # -- one host -------------------------------------------------------------------------
 
+    def _base(self, host: Host) -> dict[str, Any]:
+        return {**self.book.vars, **self.inventory.host_vars(host), **self.options.extra_vars}
+
     def _variables(self, host: Host) -> dict[str, Any]:
-        variables: dict[str, Any] = {
-            **self.book.vars,
-            **self.inventory.host_vars(host),
-            **self.options.extra_vars,
-        }
+        variables = self._base(host)
         variables.update(
             inventory_hostname=host.name,
             environment=self.inventory.environment,
             check=self.options.check,
             facts={},
+            groups=self.groups,
+            group_names=list(host.groups),
+            hostvars=self.hostvars,
         )
+        variables["vars"] = _Vars(variables)
         return variables
 
     def _host(self, host: Host, batch: int) -> HostResult:
@@ -189,12 +249,27 @@ class Executor:
     def _host_steps(self, host: Host, result: HostResult) -> None:
         variables = self._variables(host)
         target = self.connect(host)
+        run = _HostRun()
+        position = 0
         try:
             for position, step in enumerate(self.steps, start=1):
-                outcome = self._step(step, position, target, host, variables, result)
+                outcome = self._step(step, position, target, host, variables, result, run)
                 if outcome.status == "failed" and not (outcome.rescued or outcome.ignored):
                     result.status = "failed"
                     result.message = f"{outcome.step}: {outcome.message}"
+                    break
+            if result.status == "failed" and not self.book.force_handlers:
+                return
+            for handler in self.book.handlers:
+                if handler.name not in run.notified:
+                    continue
+                position += 1
+                outcome = self._step(
+                    handler, position, target, host, variables, result, run, handler=True
+                )
+                if outcome.status == "failed" and not (outcome.rescued or outcome.ignored):
+                    result.status = "failed"
+                    result.message = result.message or f"{outcome.step}: {outcome.message}"
                     return
         finally:
             target.close()
@@ -207,12 +282,17 @@ class Executor:
         host: Host,
         variables: dict[str, Any],
         result: HostResult,
+        run: _HostRun,
         rescue: bool = False,
+        handler: bool = False,
     ) -> StepResult:
-        outcome = self._execute(step, position, target, host, variables)
+        outcome = self._execute(step, position, target, host, variables, run)
         outcome.rescue = rescue
+        outcome.handler = handler
         if outcome.status == "failed" and step.ignore_errors:
             outcome.ignored = True
+        if outcome.status == "changed":
+            run.notified.update(step.notify)
         result.steps.append(outcome)
         log.info(
             "host %s step %s [%s]: %s %s",
@@ -226,15 +306,40 @@ class Executor:
         if outcome.status == "failed" and step.rescue and not outcome.ignored:
             rescued = True
             for item in step.rescue:
-                after = self._step(item, position, target, host, variables, result, rescue=True)
+                after = self._step(
+                    item, position, target, host, variables, result, run, True, handler
+                )
                 if after.status == "failed" and not after.ignored:
                     rescued = False
                     break
             outcome.rescued = rescued
         return outcome
 
+    def _render(self, step: Step, key: str, value: Any, variables: dict[str, Any]) -> Any:
+        """`value` rendered; a failure is an ExpressionError naming FILE:LINE: FIELD."""
+        try:
+            return render(value, variables)
+        except TemplateProblem as exc:
+            field_name = f"{step.where}.{key}" if step.where else key
+            line = step.lines.get(key, step.line)
+            raise ExpressionError(self.book.path, line, field_name, str(exc)) from None
+
+    def _become(self, step: Step, variables: dict[str, Any]) -> Become | None:
+        wanted = self.book.become if step.become is None else step.become
+        if not wanted:
+            return None
+        user = step.become_user or self.book.become_user or "root"
+        password = variables.get("become_password")
+        return Become(user, None if password in (None, "") else str(password))
+
     def _execute(
-        self, step: Step, position: int, target: Target, host: Host, variables: dict[str, Any]
+        self,
+        step: Step,
+        position: int,
+        target: Target,
+        host: Host,
+        variables: dict[str, Any],
+        run: _HostRun,
     ) -> StepResult:
         started = time.monotonic()
         record = StepResult(
@@ -246,9 +351,17 @@ class Executor:
             started_at=dt.datetime.now(dt.UTC),
         )
         try:
-            record.step = str(render(step.name, variables))
+            record.step = str(self._render(step, "name", step.name, variables))
             for condition in step.when:
-                if not condition.holds(variables):
+                try:
+                    holds = condition.holds(variables)
+                except TemplateProblem as exc:
+                    line = step.lines.get("when", step.line)
+                    where = f"{step.where}.when" if step.where else "when"
+                    raise ExpressionError(
+                        self.book.path, line, where, f"{exc} in {condition.source!r}"
+                    ) from None
+                if not holds:
                     record.status, record.message = "skipped", f"when: {condition.source}"
                     if step.register:  # as Ansible does: the name says the step was skipped
                         variables[step.register] = {
@@ -260,12 +373,22 @@ class Executor:
                             "skip_reason": "Conditional result was False",
                         }
                     return record
-            params = render(dict(step.params), variables)
-        except Undefined as exc:
-            record.status, record.message = "failed", f"undefined variable {exc.args[0]}"
+            params = {
+                key: self._render(step, f"{step.action}.{key}", value, variables)
+                for key, value in step.params.items()
+            }
+        except ExpressionError as exc:
+            record.status, record.message = "failed", str(exc)
             return record
         action = step.impl
         assert action is not None  # resolved when the book was loaded
+        become = self._become(step, variables)
+        if become is not None:
+            try:
+                target = BecomeTarget(target, become, run.modes)
+            except StepError as exc:
+                record.status, record.message = "failed", str(exc)
+                return record
         context = StepContext(
             target=target,
             host=host.name,
@@ -273,6 +396,8 @@ class Executor:
             vars=variables,
             timeout=step.timeout,
             book_dir=self.book.path.parent,
+            diff=self.options.diff or self.options.check,
+            become=None if become is None else become.user,
         )
         outcome = Outcome("failed", "not run")
         for attempt in range(1, step.retries + 2):

@@ -32,6 +32,7 @@ class StepResult:
     rescued: bool = False
     ignored: bool = False
     rescue: bool = False  # this step ran as another step's rescue
+    handler: bool = False  # a handler a changed step notified
     started_at: dt.datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -50,6 +51,7 @@ class StepResult:
             "rescued": self.rescued,
             "ignored": self.ignored,
             "rescue": self.rescue,
+            "handler": self.handler,
         }
 
 

@@ -108,10 +108,12 @@ def start_sshd(
     at: tuple[str, int] | None = None,
     prefix: Sequence[str] = (),
     also: Sequence[str] = (),
+    user: str | None = None,
 ) -> SSHHost:
     """Start one sshd on 127.0.0.<index+2> under `base`/host<index> (or on `at`, started as
     `prefix` + sshd: `ip netns exec NS` puts it in a network namespace; `also`: more
-    `ADDRESS:PORT` it listens on)."""
+    `ADDRESS:PORT` it listens on), letting in `user` (default the current one) with
+    `client_key`."""
     binary = find_sshd()
     _privsep_ready()
     name = f"host{index}"
@@ -125,7 +127,7 @@ def start_sshd(
     if not authorized.exists():
         authorized.write_text(client_key.with_suffix(".pub").read_text())
     sftp = next((c for c in SFTP_CANDIDATES if Path(c).is_file()), "internal-sftp")
-    user = getpass.getuser()
+    user = user or getpass.getuser()
     config = directory / "sshd_config"
     config.write_text(
         "\n".join(

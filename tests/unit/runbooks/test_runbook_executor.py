@@ -128,7 +128,8 @@ def test_rescue_and_ignore_errors(tmp_path: Path) -> None:
 def test_undefined_variable_fails_the_step_not_the_run(tmp_path: Path) -> None:
     result = run(tmp_path, {"steps": [{"shell": "echo {{ nope }}"}]}, 2)
     assert [h.status for h in result.hosts.values()] == ["failed", "failed"]
-    assert "undefined variable nope" in result.hosts["h0"].message
+    # located at the book's file:line:field (an inline book's file is <name>)
+    assert "<t>:3: steps[0].shell.cmd: 'nope' is undefined" in result.hosts["h0"].message
 
 
 def test_serial_and_max_fail_percentage_stop_after_the_failing_batch(tmp_path: Path) -> None:
