@@ -19,6 +19,7 @@ from sqlalchemy import Connection, case, func, insert, select, update
 
 from celery_app.bootstrap import Container
 from celery_app.errors import InvalidRequest, StaleFence
+from celery_app.infra.db import kept_connections
 from celery_app.infra.models import Account, LedgerEntry, PaymentRequest, Posting
 from celery_app.money import ledger, posting_sql
 from celery_app.money.locks import FencedLocks, Grant
@@ -116,7 +117,7 @@ def _commit(
         if container.engine.dialect.name == "postgresql"
         else posting_sql.post_sqlite
     )
-    return connections(container).run(post, request_id, wallet, grant.token)
+    return kept_connections(container.engine).run(post, request_id, wallet, grant.token)
 
 
 def _outcome(request_id: int, verdict: posting_sql.Verdict, grant: Grant) -> Outcome:
@@ -134,12 +135,6 @@ def _outcome(request_id: int, verdict: posting_sql.Verdict, grant: Grant) -> Out
     if verdict.result == "duplicate":
         return Outcome(request_id, "duplicate", verdict.status, verdict.reason)
     return Outcome(request_id, verdict.result, verdict.status, verdict.reason)
-
-
-@functools.lru_cache(maxsize=8)
-def connections(container: Container) -> posting_sql.Connections:
-    """The container's posting connections: one per thread, kept."""
-    return posting_sql.Connections(container.engine)
 
 
 def write_posting(

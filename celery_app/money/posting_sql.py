@@ -7,8 +7,8 @@ PostgreSQL the checks, the posting, its two entries, both balances, the fence an
 status are one statement (data-modifying CTEs) sent on a connection in autocommit mode: a
 single statement is its own transaction, atomic without BEGIN/COMMIT round trips, and psycopg
 prepares it on the server once per connection. Each thread (each worker process) keeps one
-connection for its postings (:class:`Connections`), so the pool's checkout and pre-ping are
-paid once, not per posting.
+connection for its postings (:class:`celery_app.infra.db.KeptConnections`), so the pool's
+checkout and pre-ping are paid once, not per posting.
 
 The PostgreSQL statement obeys two rules of data-modifying CTEs: every sub-statement sees the
 same snapshot, so current values come from row locks (``FOR UPDATE`` in READ COMMITTED returns
@@ -18,14 +18,10 @@ fence and the balance of an account change in the same UPDATE.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, DateTime, Engine, bindparam, event, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, DateTime, bindparam, text
 
 from celery_app.money import ledger
 
@@ -47,7 +43,6 @@ class Verdict:
 
 
 _NOW = bindparam("now", type_=DateTime(timezone=True))
-PostFn = Callable[[Connection, int, int, int], "Verdict"]
 
 # :non_negative is ledger.NON_NEGATIVE_KINDS; a credit never takes an account below zero, so
 # the debit side is the only one that can be short (ledger.shortfall says the same in Python).
@@ -205,50 +200,3 @@ def post_sqlite(conn: Connection, request_id: int, wallet: int, token: int) -> V
 def wallet_of(kind: str, debit: int, credit: int) -> int:
     """The account whose lock serialises a request: the student's wallet."""
     return credit if kind == "top_up" else debit
-
-
-class Connections:
-    """One connection per thread (per worker process), kept for every posting it runs.
-
-    On PostgreSQL it runs in autocommit mode (the posting is one statement). A connection the
-    server dropped (restart, failover) is replaced and the posting run once more on the new
-    one: that is safe because a posting that did commit is found ``posted`` the second time.
-    Disposing the engine closes them.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._local = threading.local()
-        self._all: list[Connection] = []
-        self._guard = threading.Lock()
-        event.listen(engine, "engine_disposed", lambda *_: self.close())
-
-    def get(self) -> Connection:
-        conn: Connection | None = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = self._engine.connect()
-            if self._engine.dialect.name == "postgresql":
-                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            self._local.conn = conn
-            with self._guard:
-                self._all.append(conn)
-        return conn
-
-    def run(self, post: PostFn, request_id: int, wallet: int, token: int) -> Verdict:
-        conn = self.get()
-        try:
-            return post(conn, request_id, wallet, token)
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                conn.rollback()
-                raise
-            conn.close()
-        return post(self.get(), request_id, wallet, token)
-
-    def close(self) -> None:
-        with self._guard:
-            held, self._all = self._all, []
-        for conn in held:
-            with contextlib.suppress(Exception):  # a dead connection's close must not raise
-                conn.close()
-        self._local = threading.local()

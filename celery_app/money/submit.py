@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from celery_app.bootstrap import Container
 from celery_app.errors import InvalidRequest, UnknownAccount
-from celery_app.infra.db import retry_on_disconnect
+from celery_app.infra.db import kept_connections, retry_on_disconnect
 from celery_app.infra.models import Account, Outbox, PaymentRequest
 from celery_app.money import ledger
 from celery_app.money.posting_sql import wallet_of
@@ -147,8 +147,7 @@ def _submit(
     _code(*debit), _code(*credit)
     stored = None
     if before_new is None:
-        # Storing is safe to run twice: the unique key makes a second run find the first's row.
-        stored = retry_on_disconnect(lambda: _insert(container, kind, idem, debit, credit, value))
+        stored = _insert(container, kind, idem, debit, credit, value)
     if stored is None:  # a known key, an unknown account, or a throttle to count: look first
         once = _once(before_new) if before_new is not None else None
         # The throttle counts this request once, however many runs it takes.
@@ -196,7 +195,9 @@ def _insert(
     """Insert a new request and its outbox row (stamped as sent now) in one transaction.
 
     Return (id, wallet), or None when nothing was inserted: the key is known or an account is
-    not (the caller then looks, and says which).
+    not (the caller then looks, and says which). On PostgreSQL it is one statement on the
+    thread's kept autocommit connection. Safe to run twice (a dead connection's retry): the
+    unique key makes a second run insert nothing, and the look finds the first's row.
     """
     params = {
         "key": idem,
@@ -209,22 +210,23 @@ def _insert(
         "task": TASK_FOR_KIND[kind],
         "now": dt.datetime.now(dt.UTC),
     }
-    row: Sequence[Any] | None
-    with container.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            row = conn.execute(_INSERT_PG, params).first()
-        else:
-            row = _insert_sqlite(conn, params)
+    pg = container.engine.dialect.name == "postgresql"
+    row = kept_connections(container.engine).run(_insert_pg if pg else _insert_sqlite, params)
     if row is None:
         return None
     return int(row[0]), wallet_of(kind, int(row[1]), int(row[2]))
 
 
-def _insert_sqlite(conn: Connection, params: dict[str, object]) -> tuple[int, int, int] | None:
-    row = conn.execute(_INSERT_REQUEST, params).first()
-    if row is not None:
-        conn.execute(_INSERT_OUTBOX, {**params, "request_id": row[0]})
-    return None if row is None else (row[0], row[1], row[2])
+def _insert_pg(conn: Connection, params: dict[str, object]) -> Sequence[Any] | None:
+    return conn.execute(_INSERT_PG, params).first()
+
+
+def _insert_sqlite(conn: Connection, params: dict[str, object]) -> Sequence[Any] | None:
+    with conn.begin():
+        row = conn.execute(_INSERT_REQUEST, params).first()
+        if row is not None:
+            conn.execute(_INSERT_OUTBOX, {**params, "request_id": row[0]})
+    return row
 
 
 def _once(action: Callable[[], None]) -> Callable[[], None]:

@@ -183,12 +183,16 @@ def test_connection_killed_while_storing_is_retried_once_on_a_fresh_one(
 def test_commit_that_landed_but_whose_answer_was_lost_is_found_and_relayed(
     money: MoneyEnv, backends: Backends
 ) -> None:
-    """The retry cannot tell its own lost commit from a twin's: it reports what it finds."""
+    """The retry cannot tell its own lost commit from a twin's: it reports what it finds.
+
+    The request is stored by one autocommit statement; the seam sits just before it is sent,
+    where the row of an earlier attempt whose answer was lost is landed and the connection dies.
+    """
     money.open_wallets(1)
     fired: list[int] = []
 
-    def land_then_restart(*_: Any) -> None:
-        if fired:
+    def land_then_restart(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if fired or "INSERT INTO payment_requests" not in statement:
             return
         fired.extend(backends.terminate())
         assert fired  # this transaction dies unanswered...
@@ -207,9 +211,10 @@ def test_commit_that_landed_but_whose_answer_was_lost_is_found_and_relayed(
             other.add(Outbox(request_id=request.id, task_name="wallet.top_up", attempts=0))
             other.commit()
 
-    event.listen(money.container.engine, "commit", land_then_restart)
+    event.listen(money.container.engine, "before_cursor_execute", land_then_restart)
     sent = submit.submit_top_up(money.container, "ack-lost", "wallet:0", 2500, money.enqueue)
-    event.remove(money.container.engine, "commit", land_then_restart)
+    event.remove(money.container.engine, "before_cursor_execute", land_then_restart)
+    assert fired, "the seam never fired: nothing was tested"
     assert (sent.duplicate, sent.queued) == (True, False)
     assert money.statuses() == {"pending": 1}
     assert submit.relay(money.container, money.enqueue, older_than=3600) == 1
