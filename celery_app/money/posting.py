@@ -132,8 +132,6 @@ def _outcome(request_id: int, verdict: posting_sql.Verdict, grant: Grant) -> Out
         raise InvalidRequest(
             f"payment request {request_id} is posted under account {verdict.wallet}'s lock"
         )
-    if verdict.result == "duplicate":
-        return Outcome(request_id, "duplicate", verdict.status, verdict.reason)
     return Outcome(request_id, verdict.result, verdict.status, verdict.reason)
 
 
