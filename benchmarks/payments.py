@@ -1,14 +1,18 @@
 """Measure posting purchases end to end against no-op tasks, same worker, same settings.
 
-    python -m benchmarks.payments [--n 3000] [--concurrency 2] [--database-url URL]
+    python -m benchmarks.payments [--n 3000] [--concurrency 2] [--database postgres|sqlite]
+                                  [--database-url URL]
 
-On a private redis-server and a fresh PostgreSQL database (default: the local server's
-`postgres` database as admin, `MAQSAFY_TEST_PG_URL`), one prefork worker (`-c 2`, acks_late,
-prefetch 1) consumes the `payments` queue. Phase 1 sends N `health.noop` tasks and times until
-the queue and its unacked set are empty. Phase 2 sends N `purchase.post` messages for N
-requests already stored in SQL (as the payment API leaves them) and times until none is
-pending. Every invariant is then checked: each request posted once, ledger reconciled. The last
-line is ``ratio payments/noop: X.XX`` (target 0.70).
+On a private redis-server and a fresh database (PostgreSQL: a new database on the local server,
+`MAQSAFY_TEST_PG_URL`; SQLite: a file in a temporary folder), one prefork worker (`-c 2`,
+acks_late, prefetch 1) consumes the `payments` queue. Submit: one producer stores N purchases
+through the payment API (request + outbox; the send itself is recorded, not made, so this is
+the SQL side only). Phase 1 sends N `health.noop` tasks and times until the queue and its
+unacked set are empty. Phase 2 sends the N `purchase.post` messages the API would have sent and
+times until none is pending. Phase 3 submits N/3 more purchases through the API with real sends
+while the worker runs, offered at half the rate phase 2 measured, and reports the latency from
+submit to posted (p50, p99). Every invariant is then checked: each request posted once, ledger
+reconciled. The last line is ``ratio payments/noop: X.XX`` (target 0.70).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from celery_app import bootstrap
-from celery_app.celery import make_app
+from celery_app.celery import make_app, make_enqueue
 from celery_app.dev.worker_process import start_worker
 from celery_app.infra import migrate
 from celery_app.infra.models import PaymentRequest, Posting
@@ -42,10 +46,23 @@ def wait(check: Callable[[], bool], timeout: float = 600) -> None:
         time.sleep(0.1)
 
 
+def percentile(values: list[float], pct: float) -> float:
+    """The `pct` percentile of sorted `values` (nearest rank); 0 when there are none."""
+    if not values:
+        return 0.0
+    return values[min(len(values) - 1, max(0, round(pct / 100 * len(values)) - 1))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3000, help="tasks per side (default 3000)")
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument(
+        "--database",
+        choices=["postgres", "sqlite"],
+        default="postgres",
+        help="a fresh PostgreSQL database (default) or a fresh SQLite file",
+    )
     parser.add_argument("--database-url", help="use this database instead of a fresh one")
     parser.add_argument("--wallets", type=int, default=200)
     args = parser.parse_args()
@@ -55,7 +72,9 @@ def main() -> None:
         server = start_redis(work / "redis")
         drop: Callable[[], None] = lambda: None  # noqa: E731
         url = args.database_url
-        if url is None:
+        if url is None and args.database == "sqlite":
+            url = f"sqlite:///{work / 'bench.db'}"
+        elif url is None:
             url, drop = create_pg_database()
         env = {
             "DATABASE_URL": url,
@@ -74,24 +93,30 @@ def main() -> None:
             for i in range(args.wallets):
                 submit.open_account(container, f"wallet:{i}", "wallet")
                 top = submit.submit_top_up(
-                    container, f"seed-{i}", f"wallet:{i}", 10_000_000, lambda *_: None
+                    container, f"seed-{i}", f"wallet:{i}", 10_000_000, lambda *_, **__: None
                 )
                 posting.post_request(container, top.request_id, locks)
             for i in range(5):
                 submit.open_account(container, f"merchant:{i}", "merchant")
             rng = random.Random(1)
-            started = time.perf_counter()
-            ids = [
+            messages: list[tuple[str, int, int | None]] = []
+
+            def record(task: str, request_id: int, wallet: int | None = None) -> None:
+                messages.append((task, request_id, wallet))
+
+            def purchase(key: str, enqueue: Callable[..., None]) -> None:
                 submit.submit_purchase(
                     container,
-                    f"b-{n}",
+                    key,
                     f"wallet:{rng.randrange(args.wallets)}",
                     f"merchant:{rng.randrange(5)}",
                     rng.randrange(100, 2500),
-                    lambda *_: None,
-                ).request_id
-                for n in range(args.n)
-            ]
+                    enqueue,
+                )
+
+            started = time.perf_counter()
+            for n in range(args.n):
+                purchase(f"b-{n}", record)
             submit_rate = args.n / (time.perf_counter() - started)
 
             worker = start_worker(
@@ -126,10 +151,31 @@ def main() -> None:
                     )
 
             started = time.perf_counter()
-            for request_id in ids:
-                producer.send_task("purchase.post", args=[request_id])
+            for task, request_id, wallet in messages:
+                kwargs = {} if wallet is None else {"wallet": wallet}
+                producer.send_task(task, args=[request_id], kwargs=kwargs)
             wait(lambda: pending() == 0)
             pay_s = time.perf_counter() - started
+
+            # Phase 3: latency from submit to posted, at half the measured posting rate.
+            offered = 0.5 * args.n / pay_s
+            enqueue = make_enqueue(producer, settings)
+            started = time.perf_counter()
+            for n in range(args.n // 3):
+                time.sleep(max(0.0, started + n / offered - time.perf_counter()))
+                purchase(f"l-{n}", enqueue)
+            wait(lambda: pending() == 0)
+            with container.engine.connect() as conn:
+                rows = conn.execute(
+                    select(PaymentRequest.created_at, PaymentRequest.posted_at).where(
+                        PaymentRequest.idempotency_key.like("l-%")
+                    )
+                ).all()
+            latencies = sorted(
+                (posted - created).total_seconds() * 1000
+                for created, posted in rows
+                if posted is not None
+            )
 
             with container.uow() as uow:
                 twice = uow.session.scalar(
@@ -156,6 +202,10 @@ def main() -> None:
     print(f"submit (SQL + outbox, one producer): {submit_rate:,.0f} requests/s")
     print(f"noop tasks:  {args.n} in {noop_s:.2f}s = {args.n / noop_s:,.0f} tasks/s")
     print(f"payments:    {args.n} in {pay_s:.2f}s = {args.n / pay_s:,.0f} postings/s")
+    print(
+        f"latency submit->posted at {offered:,.0f}/s offered ({len(latencies)} purchases): "
+        f"p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms"
+    )
     print(f"invariants:  posted twice = {twice}, ledger balanced = {recon.balanced}")
     if twice or not recon.balanced:
         sys.exit("benchmark: an invariant failed")

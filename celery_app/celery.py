@@ -110,13 +110,19 @@ def make_app(settings: Settings) -> Celery:
     return new
 
 
-def make_enqueue(target: Celery, settings: Settings) -> Callable[[str, int], None]:
-    """Return a function that sends a money task by name and raises if the broker refused."""
+def make_enqueue(target: Celery, settings: Settings) -> Callable[..., None]:
+    """Return a function that sends a money task by name and raises if the broker refused.
 
-    def enqueue(task_name: str, request_id: int) -> None:
+    `wallet`, when given, travels in the message so the worker locks it without reading SQL.
+    """
+
+    def enqueue(task_name: str, request_id: int, wallet: int | None = None) -> None:
         if settings.embedded_redis:
             ensure_embedded_redis(settings.var_dir)
-        target.send_task(task_name, args=[request_id], retry_policy={"max_retries": 2})
+        kwargs = {} if wallet is None else {"wallet": wallet}
+        target.send_task(
+            task_name, args=[request_id], kwargs=kwargs, retry_policy={"max_retries": 2}
+        )
 
     return enqueue
 

@@ -62,7 +62,7 @@ def _wait(check: Callable[[], bool], timeout: float, what: str, every: float = 0
 
 def run_day(
     container: Container,
-    enqueue: Callable[[str, int], None],
+    enqueue: submit.Enqueue,
     send: Callable[..., object],
     purchases: int = 2000,
     wallets: int = 200,
@@ -208,7 +208,7 @@ def signals_interrupt() -> Iterator[None]:
 
 def run_demo(
     container: Container,
-    enqueue: Callable[[str, int], None],
+    enqueue: submit.Enqueue,
     send: Callable[..., object],
     purchases: int,
     wallets: int,

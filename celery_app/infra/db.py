@@ -7,14 +7,17 @@ code takes row locks (`SELECT ... FOR UPDATE`) where it reads what it will chang
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +26,7 @@ from celery_app.infra.private import private_file, sqlite_path
 
 log = logging.getLogger("maqsafy.db")
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def make_engine(url: str, pool_size: int = 5) -> Engine:
@@ -145,3 +149,60 @@ class UnitOfWork:
     @property
     def is_postgres(self) -> bool:
         return self.session.get_bind().dialect.name == "postgresql"
+
+
+class KeptConnections:
+    """One connection per thread (per worker process), kept for every call of a hot path.
+
+    On PostgreSQL it runs in autocommit mode: the hot paths send single statements, each its
+    own transaction, so no BEGIN or COMMIT round trip and no checkout pre-ping per call. A
+    connection the server dropped (restart, failover) is replaced and the work run once more on
+    the new one: only for work that is safe to run twice. Disposing the engine closes them.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._local = threading.local()
+        self._all: list[Connection] = []
+        self._guard = threading.Lock()
+        event.listen(engine, "engine_disposed", lambda *_: self.close())
+
+    def get(self) -> Connection:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = self._engine.connect()
+            if self._engine.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            self._local.conn = conn
+            with self._guard:
+                self._all.append(conn)
+        return conn
+
+    def run(
+        self, work: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run `work(connection, ...)`; once more on a fresh connection if this one was dead."""
+        conn = self.get()
+        try:
+            return work(conn, *args, **kwargs)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                conn.rollback()
+                raise
+            log.warning("database connection lost (%s); retrying once", type(exc.orig).__name__)
+            conn.close()
+        return work(self.get(), *args, **kwargs)
+
+    def close(self) -> None:
+        with self._guard:
+            held, self._all = self._all, []
+        for conn in held:
+            with contextlib.suppress(Exception):  # a dead connection's close must not raise
+                conn.close()
+        self._local = threading.local()
+
+
+@functools.lru_cache(maxsize=8)
+def kept_connections(engine: Engine) -> KeptConnections:
+    """The engine's kept connections (one per thread), created on first use."""
+    return KeptConnections(engine)

@@ -26,25 +26,35 @@ def _request_id(value: Any) -> int:
     return value
 
 
-def _post(task: Task, request_id: Any) -> dict[str, Any]:
+def _wallet(value: Any) -> int | None:
+    if value is None:
+        return None  # a message sent before the wallet travelled with it
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidRequest(f"wallet must be a positive account id, got {value!r}")
+    return value
+
+
+def _post(task: Task, request_id: Any, wallet: Any) -> dict[str, Any]:
     container = bootstrap.get()
     try:
-        outcome = posting.post_request(container, _request_id(request_id), posting.locks(container))
+        outcome = posting.post_request(
+            container, _request_id(request_id), posting.locks(container), _wallet(wallet)
+        )
     except TRANSIENT as exc:
         raise task.retry(exc=exc, countdown=min(2**task.request.retries, 30) * 0.1) from exc
     return {"request_id": outcome.request_id, "result": outcome.result, "status": outcome.status}
 
 
 @app.task(name="wallet.top_up", bind=True, max_retries=8)
-def top_up(self: Task, request_id: int) -> dict[str, Any]:
-    """Post a wallet top-up request."""
-    return _post(self, request_id)
+def top_up(self: Task, request_id: int, wallet: int | None = None) -> dict[str, Any]:
+    """Post a wallet top-up request (`wallet`: its wallet's account id, checked in SQL)."""
+    return _post(self, request_id, wallet)
 
 
 @app.task(name="purchase.post", bind=True, max_retries=8)
-def purchase(self: Task, request_id: int) -> dict[str, Any]:
-    """Post a canteen purchase request."""
-    return _post(self, request_id)
+def purchase(self: Task, request_id: int, wallet: int | None = None) -> dict[str, Any]:
+    """Post a canteen purchase request (`wallet`: its wallet's account id, checked in SQL)."""
+    return _post(self, request_id, wallet)
 
 
 @app.task(name="settlement.run_daily")

@@ -111,6 +111,11 @@ def shortfall(posting: Posting, balances: Mapping[int, int], kinds: Mapping[int,
     return worst
 
 
+def insufficient(short: int | str) -> str:
+    """The recorded reason of a rejected request that is `short` halalas short."""
+    return f"insufficient funds: short by {short} halalas"
+
+
 def apply(posting: Posting, balances: dict[int, int]) -> None:
     """Add the posting's deltas to `balances` in place."""
     for account, delta in posting.deltas().items():

@@ -6,6 +6,13 @@ and the SQL transaction commits only if its token is above the highest one alrea
 that account (see :mod:`celery_app.money.posting`). A holder that stalled past its lock's expiry
 carries a token lower than its successor's and is refused.
 
+A grant costs one Redis round trip (one script: SET NX PX and INCR of the counter) and its
+release none of its own: :meth:`FencedLocks.hold` sends the release script without waiting for
+its answer, on a connection this thread keeps, and the answer is read before that connection's
+next command. Redis runs the release as soon as it arrives, so the lock is free at once; if the
+answer says it was no longer ours, or the connection broke, nothing is lost: the lock expires
+by itself and the fence is the guarantee.
+
 The counter must stay monotonic when Redis loses its data. When the counter key is missing it is
 re-seeded with max(highest token SQL has seen, microseconds since the epoch): tokens issued before
 the loss stay below the new seed as long as fewer than one token per microsecond was issued on
@@ -14,11 +21,14 @@ average since the previous seed, which no Redis lock service comes near.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -49,6 +59,47 @@ class Grant:
     value: str
 
 
+class _Line:
+    """One thread's own Redis connection, with the answers it has not read yet."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.pid = os.getpid()
+        self.conn = client.connection_pool.get_connection()
+        self.unread = 0
+
+    def settle(self) -> None:
+        """Read (and drop) the answers of commands sent without waiting."""
+        while self.unread:
+            self.unread -= 1
+            try:
+                self.conn.read_response()
+            except (redis.ConnectionError, redis.TimeoutError):
+                self.conn.disconnect()
+                self.unread = 0
+            except redis.ResponseError:
+                pass  # a release that failed: the lock expires by itself
+
+    def call(self, *args: Any) -> Any:
+        """Send one command and return its answer; once more on a fresh connection if broken."""
+        self.settle()
+        try:
+            self.conn.send_command(*args)
+            return self.conn.read_response()
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.conn.disconnect()
+        self.conn.send_command(*args)
+        return self.conn.read_response()
+
+    def send(self, *args: Any) -> None:
+        """Send one command without waiting for its answer."""
+        self.settle()
+        try:
+            self.conn.send_command(*args)
+            self.unread += 1
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.conn.disconnect()
+
+
 class FencedLocks:
     """Acquire and release per-resource locks with monotonic fencing tokens."""
 
@@ -66,7 +117,20 @@ class FencedLocks:
         self._sql_floor = sql_floor
         self.ttl_ms = ttl_ms
         self._acquire = client.register_script(_ACQUIRE)
-        self._release = client.register_script(_RELEASE)
+        self._local = threading.local()
+
+    def _line(self) -> _Line:
+        line: _Line | None = getattr(self._local, "line", None)
+        if line is None or line.pid != os.getpid():  # a forked child opens its own
+            line = self._local.line = _Line(self._client)
+        return line
+
+    def _run_acquire(self, key: str, owner: str) -> Any:
+        args = (2, key, self._counter, owner, self.ttl_ms)
+        try:
+            return self._line().call("EVALSHA", self._acquire.sha, *args)
+        except redis.exceptions.NoScriptError:
+            return self._line().call("EVAL", _ACQUIRE, *args)
 
     def seed(self) -> int:
         """Seed a missing counter so it stays above every token ever issued; return the seed."""
@@ -80,7 +144,7 @@ class FencedLocks:
         owner = uuid.uuid4().hex
         try:
             for _ in range(3):
-                status, value = self._acquire(keys=[key, self._counter], args=[owner, self.ttl_ms])
+                status, value = self._run_acquire(key, owner)
                 if status == -1:
                     self.seed()
                     continue
@@ -107,14 +171,19 @@ class FencedLocks:
     def release(self, grant: Grant) -> bool:
         """Release the lock if it is still ours; return whether it was."""
         try:
-            return bool(self._release(keys=[grant.key], args=[grant.value]))
+            return bool(self._line().call("EVAL", _RELEASE, 1, grant.key, grant.value))
         except redis.RedisError:
             return False  # it expires by itself; SQL's fence check is the guarantee
 
+    def release_unanswered(self, grant: Grant) -> None:
+        """Release the lock if it is still ours, without waiting for Redis to answer."""
+        self._line().send("EVAL", _RELEASE, 1, grant.key, grant.value)
+
     @contextmanager
     def hold(self, resource: str, wait: float = 10.0) -> Iterator[Grant]:
+        """Hold the lock for the block; its release costs no wait (see the module's text)."""
         grant = self.acquire(resource, wait)
         try:
             yield grant
         finally:
-            self.release(grant)
+            self.release_unanswered(grant)

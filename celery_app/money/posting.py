@@ -1,9 +1,12 @@
 """Post a payment request to the ledger exactly once, under its wallet's fenced lock.
 
-Posting reads the request and its accounts with row locks inside one transaction, refuses a
-stale fencing token, and either writes a balanced posting (status ``posted``) or records the
-business outcome (``rejected``: insufficient funds). A request that is no longer pending is a
-no-op: that is how duplicate deliveries are absorbed.
+A posting is three round trips: take the wallet's lock (one Redis call, which also draws the
+fencing token), run the posting (one statement on PostgreSQL, see
+:mod:`celery_app.money.posting_sql`), release the lock (one Redis call). The database checks,
+on rows it holds locked, that the request is still pending, that the wallet is the request's,
+that the token is not stale and that the wallet can pay; then it writes a balanced posting
+(``posted``) or records the business outcome (``rejected``: insufficient funds). A request
+that is no longer pending is a no-op: that is how duplicate deliveries are absorbed.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import datetime as dt
 import functools
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, case, func, insert, or_, select, text, update
+from sqlalchemy import Connection, case, func, insert, select, update
 
 from celery_app.bootstrap import Container
 from celery_app.errors import InvalidRequest, StaleFence
+from celery_app.infra.db import kept_connections
 from celery_app.infra.models import Account, LedgerEntry, PaymentRequest, Posting
-from celery_app.money import ledger
+from celery_app.money import ledger, posting_sql
 from celery_app.money.locks import FencedLocks, Grant
 
 
@@ -50,11 +54,15 @@ def locks(container: Container) -> FencedLocks:
 
 def wallet_of(kind: str, debit: int, credit: int) -> int:
     """The account whose lock serialises a request: the student's wallet."""
-    return credit if kind == "top_up" else debit
+    return posting_sql.wallet_of(kind, debit, credit)
 
 
 def peek(container: Container, request_id: int) -> tuple[str, str | None, int]:
-    """Return the request's status, reason and wallet: one read, no transaction, no lock."""
+    """Return the request's status, reason and wallet: one read, no transaction, no lock.
+
+    Only for a message that does not carry its wallet (sent before the wallet travelled with
+    it); the posting itself checks the status again under its locks.
+    """
     with container.engine.connect() as conn:
         row = conn.execute(
             select(
@@ -71,125 +79,60 @@ def peek(container: Container, request_id: int) -> tuple[str, str | None, int]:
     return row.status, row.reason, wallet_of(row.kind, row.debit_account_id, row.credit_account_id)
 
 
-def post_request(container: Container, request_id: int, lock_service: FencedLocks) -> Outcome:
-    """Post request `request_id` once; later calls return a duplicate outcome."""
-    status, reason, wallet = peek(container, request_id)
-    if status != "pending":
-        return Outcome(request_id, "duplicate", status, reason)
-    with lock_service.hold(f"account:{wallet}") as grant:
-        return commit_request(container, request_id, grant)
+def post_request(
+    container: Container, request_id: int, lock_service: FencedLocks, wallet: int | None = None
+) -> Outcome:
+    """Post request `request_id` once; later calls return a duplicate outcome.
 
-
-def commit_request(container: Container, request_id: int, grant: Grant) -> Outcome:
-    """Write the request's posting in one transaction if `grant`'s token is still current.
-
-    Core statements, not the ORM, and few round trips: the fence check and the account row
-    locks are one UPDATE ... RETURNING, the two balance changes one UPDATE.
+    `wallet` is the request's wallet as its message carries it: the lock is taken on it and the
+    database verifies it. A wrong one costs a second try on the right one; none costs a read.
     """
-    with container.engine.connect() as conn, conn.begin():
-        request = conn.execute(
-            select(
-                PaymentRequest.kind,
-                PaymentRequest.debit_account_id,
-                PaymentRequest.credit_account_id,
-                PaymentRequest.amount,
-                PaymentRequest.status,
-                PaymentRequest.reason,
-            )
-            .where(PaymentRequest.id == request_id)
-            .with_for_update()
-        ).one()
-        if request.status != "pending":
-            return Outcome(request_id, "duplicate", request.status, request.reason)
-        wallet = wallet_of(request.kind, request.debit_account_id, request.credit_account_id)
-        ids = sorted({request.debit_account_id, request.credit_account_id})
-        # Lock both rows; move the wallet's fence to our token only if it is still below it.
-        rows = conn.execute(
-            update(Account)
-            .where(Account.id.in_(ids), or_(Account.id != wallet, Account.fence < grant.token))
-            .values(fence=case((Account.id == wallet, grant.token), else_=Account.fence))
-            .returning(Account.id, Account.balance, Account.kind)
-        ).all()
-        if wallet not in {row.id for row in rows}:
-            raise StaleFence(
-                f"fencing token {grant.token} on account {wallet} was superseded; "
-                "this lock holder stalled past its lock's expiry"
-            )
-        posting = ledger.transfer(
-            request.debit_account_id, request.credit_account_id, request.amount
-        )
-        now = dt.datetime.now(dt.UTC)
-        short = ledger.shortfall(
-            posting, {r.id: r.balance for r in rows}, {r.id: r.kind for r in rows}
-        )
-        if short:
-            reason = f"insufficient funds: short by {short} halalas"
-            _finish(conn, request_id, status="rejected", reason=reason, updated_at=now)
-            return Outcome(request_id, "rejected", "rejected", reason)
-        if conn.dialect.name == "postgresql":
-            _post_in_one_statement(conn, posting, request.kind, request_id, grant.token, now)
-        else:
-            write_posting(
-                conn, posting, kind=request.kind, request_id=request_id, fence=grant.token
-            )
-            _finish(conn, request_id, status="posted", updated_at=now, posted_at=now)
-        return Outcome(request_id, "posted", "posted")
+    if wallet is None:
+        status, reason, wallet = peek(container, request_id)
+        if status != "pending":
+            return Outcome(request_id, "duplicate", status, reason)
+    for _ in range(2):
+        with lock_service.hold(f"account:{wallet}") as grant:
+            verdict = _commit(container, request_id, grant, wallet)
+        if verdict.result != "wrong_wallet":
+            break
+        wallet = verdict.wallet
+    return _outcome(request_id, verdict, grant)
 
 
-# PostgreSQL runs the four writes of a posting as one statement (data-modifying CTEs): the
-# posting, its two entries, both balance changes and the request's status, in one round trip.
-_POST_PG = text(
-    """
-    WITH p AS (
-        INSERT INTO postings (kind, request_id, fence, created_at)
-        VALUES (:kind, :request_id, :fence, :now) RETURNING id
-    ), e AS (
-        INSERT INTO ledger_entries (posting_id, account_id, amount, created_at)
-        SELECT p.id, v.account_id, v.amount, :now
-        FROM p, (VALUES (CAST(:a1 AS INTEGER), CAST(:m1 AS BIGINT)),
-                        (CAST(:a2 AS INTEGER), CAST(:m2 AS BIGINT))) AS v(account_id, amount)
-    ), b AS (
-        UPDATE accounts
-        SET balance = balance + CASE id WHEN :a1 THEN CAST(:m1 AS BIGINT)
-                                        WHEN :a2 THEN CAST(:m2 AS BIGINT) END
-        WHERE id IN (:a1, :a2)
-    ), r AS (
-        UPDATE payment_requests SET status = 'posted', updated_at = :now, posted_at = :now
-        WHERE id = :request_id
+def commit_request(
+    container: Container, request_id: int, grant: Grant, wallet: int | None = None
+) -> Outcome:
+    """Write the request's posting in one transaction if `grant`'s token is still current."""
+    if wallet is None:
+        wallet = peek(container, request_id)[2]
+    return _outcome(request_id, _commit(container, request_id, grant, wallet), grant)
+
+
+def _commit(
+    container: Container, request_id: int, grant: Grant, wallet: int
+) -> posting_sql.Verdict:
+    post = (
+        posting_sql.post_pg
+        if container.engine.dialect.name == "postgresql"
+        else posting_sql.post_sqlite
     )
-    SELECT id FROM p
-    """
-)
+    return kept_connections(container.engine).run(post, request_id, wallet, grant.token)
 
 
-def _post_in_one_statement(
-    conn: Connection,
-    posting: ledger.Posting,
-    kind: str,
-    request_id: int,
-    fence: int,
-    now: dt.datetime,
-) -> int:
-    (first, second) = posting.entries
-    return int(
-        conn.execute(
-            _POST_PG,
-            {
-                "kind": kind,
-                "request_id": request_id,
-                "fence": fence,
-                "now": now,
-                "a1": first.account,
-                "m1": first.amount,
-                "a2": second.account,
-                "m2": second.amount,
-            },
-        ).scalar_one()
-    )
-
-
-def _finish(conn: Connection, request_id: int, **values: object) -> None:
-    conn.execute(update(PaymentRequest).where(PaymentRequest.id == request_id).values(**values))
+def _outcome(request_id: int, verdict: posting_sql.Verdict, grant: Grant) -> Outcome:
+    if verdict.result == "missing":
+        raise InvalidRequest(f"no payment request with id {request_id}")
+    if verdict.result == "stale":
+        raise StaleFence(
+            f"fencing token {grant.token} on account {verdict.wallet} was superseded; "
+            "this lock holder stalled past its lock's expiry"
+        )
+    if verdict.result == "wrong_wallet":
+        raise InvalidRequest(
+            f"payment request {request_id} is posted under account {verdict.wallet}'s lock"
+        )
+    return Outcome(request_id, verdict.result, verdict.status, verdict.reason)
 
 
 def write_posting(

@@ -50,7 +50,7 @@ def seed(money: MoneyEnv, server: RedisServer) -> int:
     client.set(app.keyspace.lock("wallet:live"), "holder", px=600_000)
     client.config_set("maxmemory-policy", "allkeys-lru")  # the memory check must complain
 
-    def broker_down(task: str, request_id: int) -> None:
+    def broker_down(task: str, request_id: int, wallet: int) -> None:
         raise ConnectionError("broker down while submitting")
 
     money.open_wallets(1)

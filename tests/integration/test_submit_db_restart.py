@@ -23,7 +23,7 @@ from celery_app.ops.queues import priority_lists
 from celery_app.stores.ratelimit import TopUpThrottle, check_top_up
 from tests.support.money import MoneyEnv, money_env
 from tests.support.pg_restart import Backends, Seam
-from tests.support.services import RedisServer, create_pg_database, wait_for
+from tests.support.services import RedisServer, create_pg_database
 
 
 @pytest.fixture
@@ -101,33 +101,59 @@ def test_pooled_connection_killed_between_calls_is_replaced(
     posted_once(money, *(s.request_id for s in sent))
 
 
-def test_connection_killed_between_send_and_stamp_reports_sent_and_posts_once(
+def test_connection_killed_right_after_the_send_changes_nothing(
     money: MoneyEnv, backends: Backends, redis_server: RedisServer
 ) -> None:
+    """The outbox row was stored already stamped: no second transaction after the send."""
+    money.open_wallets(1)
+    fund(money, "wallet:0", 5000)
+    killed: set[int] = set()
+
+    def send_then_restart(task_name: str, request_id: int, wallet: int) -> None:
+        money.enqueue(task_name, request_id, wallet=wallet)
+        killed.update(backends.terminate())
+
+    sent = submit.submit_purchase(
+        money.container, "sent-then-restart", "wallet:0", "merchant:0", 700, send_then_restart
+    )
+    assert killed, "no backend was terminated: nothing was tested"
+    assert (sent.duplicate, sent.queued) == (False, True)
+    enqueued_at, attempts = outbox(money, sent.request_id)
+    assert enqueued_at is not None and attempts == 1
+    assert submit.relay(money.container, money.enqueue, older_than=3600) == 0
+    assert queued(redis_server) == 1
+    money.start_worker()
+    money.wait_settled()
+    posted_once(money, sent.request_id)
+
+
+def test_send_refused_and_stamp_not_cleared_is_relayed_after_the_cutoff(
+    money: MoneyEnv, backends: Backends, redis_server: RedisServer
+) -> None:
+    """The rare path: the broker refuses, then the database dies before the stamp is cleared."""
     money.open_wallets(1)
     fund(money, "wallet:0", 5000)
     seam = Seam(money.container.engine, backends, "checkout")
 
-    def send_then_restart(task_name: str, request_id: int) -> None:
-        money.enqueue(task_name, request_id)
-        seam.arm()  # the next checkout is the stamp's: its backend dies after the pre-ping
+    def refuse_then_restart(task_name: str, request_id: int, wallet: int) -> None:
+        seam.arm()  # the next checkout is the clearing's: its backend dies after the pre-ping
+        raise ConnectionError("broker refused")
 
     sent = submit.submit_purchase(
-        money.container, "stamp-lost", "wallet:0", "merchant:0", 700, send_then_restart
+        money.container, "stamp-kept", "wallet:0", "merchant:0", 700, refuse_then_restart
     )
     seam.remove()
     assert seam.fired, "the seam never fired: nothing was tested"
-    assert (sent.duplicate, sent.queued) == (False, True)
-    assert outbox(money, sent.request_id) == (None, 0), "the stamp was not lost: nothing tested"
-    assert queued(redis_server) == 1
-    # The outbox says "never sent", so the relay sends it again: two messages, one request.
-    assert submit.relay(money.container, money.enqueue, older_than=3600) == 1
-    assert queued(redis_server) == 2
+    assert (sent.duplicate, sent.queued) == (False, False)
     enqueued_at, attempts = outbox(money, sent.request_id)
-    assert enqueued_at is not None and attempts == 1
+    assert enqueued_at is not None and attempts == 1, "the stamp was cleared: nothing tested"
+    assert queued(redis_server) == 0
+    # It reads "sent just now", so only a relay past the cutoff sends it: once, and posted once.
+    assert submit.relay(money.container, money.enqueue, older_than=3600) == 0
+    assert submit.relay(money.container, money.enqueue, older_than=0) == 1
+    assert outbox(money, sent.request_id)[1] == 2
     money.start_worker()
     money.wait_settled()
-    wait_for(lambda: queued(redis_server) == 0, 30, "the worker to take both messages")
     posted_once(money, sent.request_id)
 
 
@@ -157,12 +183,16 @@ def test_connection_killed_while_storing_is_retried_once_on_a_fresh_one(
 def test_commit_that_landed_but_whose_answer_was_lost_is_found_and_relayed(
     money: MoneyEnv, backends: Backends
 ) -> None:
-    """The retry cannot tell its own lost commit from a twin's: it reports what it finds."""
+    """The retry cannot tell its own lost commit from a twin's: it reports what it finds.
+
+    The request is stored by one autocommit statement; the seam sits just before it is sent,
+    where the row of an earlier attempt whose answer was lost is landed and the connection dies.
+    """
     money.open_wallets(1)
     fired: list[int] = []
 
-    def land_then_restart(*_: Any) -> None:
-        if fired:
+    def land_then_restart(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if fired or "INSERT INTO payment_requests" not in statement:
             return
         fired.extend(backends.terminate())
         assert fired  # this transaction dies unanswered...
@@ -181,9 +211,10 @@ def test_commit_that_landed_but_whose_answer_was_lost_is_found_and_relayed(
             other.add(Outbox(request_id=request.id, task_name="wallet.top_up", attempts=0))
             other.commit()
 
-    event.listen(money.container.engine, "commit", land_then_restart)
+    event.listen(money.container.engine, "before_cursor_execute", land_then_restart)
     sent = submit.submit_top_up(money.container, "ack-lost", "wallet:0", 2500, money.enqueue)
-    event.remove(money.container.engine, "commit", land_then_restart)
+    event.remove(money.container.engine, "before_cursor_execute", land_then_restart)
+    assert fired, "the seam never fired: nothing was tested"
     assert (sent.duplicate, sent.queued) == (True, False)
     assert money.statuses() == {"pending": 1}
     assert submit.relay(money.container, money.enqueue, older_than=3600) == 1

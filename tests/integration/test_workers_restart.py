@@ -46,7 +46,7 @@ def test_restart_mid_batch_loses_nothing_and_posts_nothing_twice(
     money.wait_settled()  # the wallets are funded before the batch
     rng = random.Random(3)
     purchases = 600
-    held: list[tuple[str, int]] = []  # stored in SQL first; their messages go out together below
+    held: list[tuple[str, int, int]] = []  # stored in SQL first; their messages go out together
     for n in range(purchases):
         submit.submit_purchase(
             money.container,
@@ -54,10 +54,10 @@ def test_restart_mid_batch_loses_nothing_and_posts_nothing_twice(
             f"wallet:{rng.randrange(10)}",
             "merchant:0",
             rng.randrange(100, 900),
-            lambda name, request_id: held.append((name, request_id)),
+            lambda name, request_id, wallet: held.append((name, request_id, wallet)),
         )
-    for name, request_id in held:  # the whole batch is queued at once, however slow we are
-        money.enqueue(name, request_id)
+    for name, request_id, wallet in held:  # the whole batch is queued at once, however slow
+        money.enqueue(name, request_id, wallet=wallet)
     wait_for(lambda: money.statuses().get("posted", 0) >= 10 + 40, 60, "part of the batch")
 
     assert money.pending() > 0, "the batch finished before the restart; nothing was tested"
