@@ -15,7 +15,7 @@ import secrets
 
 N, R, P = 2**15, 8, 1
 MAXMEM = 64 * 1024 * 1024
-TOKEN_PREFIX = "mqo_"
+ISSUED_MARK = "mqo_"  # what every issued token starts with (easy to spot in a leak)
 MIN_PASSWORD = 12
 
 
@@ -53,7 +53,7 @@ def verify_password(password: str, stored: str) -> bool:
 
 def new_token() -> str:
     """A new API token as the operator keeps it (shown once, stored only as its digest)."""
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return ISSUED_MARK + secrets.token_urlsafe(32)
 
 
 def token_digest(token: str) -> str:
