@@ -26,7 +26,8 @@ from typing import Any
 from runbooks.actions import Actions, builtins, with_python
 from runbooks.actions.base import Outcome, StepContext
 from runbooks.engine import history
-from runbooks.engine.book import Book, book_path, inline_book, load_book
+from runbooks.engine.book import Book, inline_book, load_book
+from runbooks.engine.book_files import book_path
 from runbooks.engine.executor import Executor, Listener, RunOptions
 from runbooks.engine.inventory import Inventory, load_environment
 from runbooks.engine.redact import RedactingFilter, Redactor, for_settings
@@ -307,7 +308,7 @@ def run_python(
 
 def describe_books(directory: Path | None = None) -> list[dict[str, Any]]:
     """Every book under runbooks/books with its description and tags (invalid ones say why)."""
-    from runbooks.engine.book import list_books
+    from runbooks.engine.book_files import list_books
     from runbooks.errors import BookError
 
     found = []

@@ -36,7 +36,8 @@ def admitted_to_send(app: Container, request: RunRequest) -> str:
     """Who sends the book (the worker's record names them): judged here by the access gate,
     as a run here would be, approval included."""
     from runbooks.access import gate
-    from runbooks.engine.book import book_path, load_book
+    from runbooks.engine.book import load_book
+    from runbooks.engine.book_files import book_path
 
     book = load_book(book_path(request.book, request.books_dir))
     why = f"book {book.name} requires approval ({book.path})" if book.approval else None

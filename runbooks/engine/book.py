@@ -43,14 +43,11 @@ from typing import Any
 
 import yaml
 
-from celery_app.inputs import shown
-from celery_app.settings import PROJECT_ROOT
 from runbooks.actions import Action, Actions, builtins
 from runbooks.engine.expressions import Condition, SyntaxProblem, check_templates, parse_condition
 from runbooks.engine.source import Fields, MarkedDict, approval_required, load_yaml
-from runbooks.errors import BookError, ExpressionError, NotFound
+from runbooks.errors import BookError, ExpressionError
 
-BOOKS_DIR = PROJECT_ROOT / "runbooks" / "books"
 STEP_KEYS = (
     "name",
     "when",
@@ -143,32 +140,6 @@ class Book:
         for step in self.steps:
             found |= step.tags
         return found
-
-
-def book_path(name: str, directory: Path | None = None) -> Path:
-    """The file of book `name` (a name under runbooks/books, or a path to a .yml file)."""
-    candidate = Path(name)
-    if candidate.suffix in (".yml", ".yaml") and _is_file(candidate):
-        return candidate
-    directory = directory or BOOKS_DIR
-    for suffix in (".yml", ".yaml"):
-        path = directory / f"{name}{suffix}"
-        if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) and _is_file(path):
-            return path
-    known = ", ".join(p.stem for p in list_books(directory)) or "none"
-    raise NotFound(f"no runbook {shown(name)} (known: {known}; `invoke runbooks` lists them)")
-
-
-def _is_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except OSError:  # a name too long for the file system is no book
-        return False
-
-
-def list_books(directory: Path | None = None) -> list[Path]:
-    directory = directory or BOOKS_DIR
-    return sorted([*directory.glob("*.yml"), *directory.glob("*.yaml")])
 
 
 def load_book(

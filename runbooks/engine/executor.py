@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -37,6 +37,8 @@ from runbooks.engine.book import Book, Step
 from runbooks.engine.expressions import TemplateProblem, render
 from runbooks.engine.inventory import Host, Inventory
 from runbooks.engine.results import HostResult, RunResult, StepResult
+from runbooks.engine.tags import select_steps
+from runbooks.engine.variables import HostVars, Vars
 from runbooks.errors import ExpressionError, HostUnreachable, NotFound, StepError
 
 log = logging.getLogger("runbooks.run")
@@ -76,73 +78,6 @@ class _Quiet:
         pass
 
 
-def select_steps(book: Book, options: RunOptions) -> list[Step]:
-    """The steps `--tags`/`--skip-tags` leave, as Ansible chooses them: with no `--tags` every
-    step but those tagged `never`; with `--tags` the steps sharing one of them (`all` is every
-    step but `never` ones), plus those tagged `always`; a `never` step runs only when one of its
-    other tags (or `never`) is asked for. `--skip-tags` removes steps after that, `always` too."""
-    chosen = []
-    for step in book.steps:
-        if not _wanted(step.tags, options.tags):
-            continue
-        if step.tags & options.skip_tags:
-            continue
-        chosen.append(step)
-    if not chosen:
-        raise NotFound(
-            f"no step of {book.name} is left by --tags/--skip-tags "
-            f"(the book's tags: {', '.join(sorted(book.tags)) or 'none'}; "
-            "steps tagged never run only when one of their tags is asked for)"
-        )
-    return chosen
-
-
-def _wanted(tags: frozenset[str], asked: frozenset[str]) -> bool:
-    if "never" in tags:
-        return bool(tags & asked)
-    if not asked or "all" in asked or "always" in tags:
-        return True
-    return bool(tags & asked)
-
-
-class _HostVars(Mapping[str, Any]):
-    """`hostvars`: each host's book, inventory and extra vars, computed when first asked."""
-
-    def __init__(self, executor: Executor) -> None:
-        self.executor = executor
-        self.cache: dict[str, Mapping[str, Any]] = {}
-
-    def __getitem__(self, name: str) -> Mapping[str, Any]:
-        if name not in self.cache:
-            host = self.executor.inventory.hosts[name]  # KeyError: undefined in a template
-            self.cache[name] = {**self.executor._base(host), "inventory_hostname": name}
-        return self.cache[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.executor.inventory.hosts)
-
-    def __len__(self) -> int:
-        return len(self.executor.inventory.hosts)
-
-
-class _Vars(Mapping[str, Any]):
-    """`vars`: the host's variables as they are now (without itself)."""
-
-    def __init__(self, variables: dict[str, Any]) -> None:
-        self.variables = variables
-
-    def __getitem__(self, name: str) -> Any:
-        if name == "vars":
-            raise KeyError(name)
-        return self.variables[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return (k for k in self.variables if k != "vars")
-
-    def __len__(self) -> int:
-        return len(self.variables) - ("vars" in self.variables)
-
-
 @dataclass
 class _HostRun:
     """What one host's run accumulates beside its variables."""
@@ -167,8 +102,8 @@ class Executor:
         self.options = options or RunOptions()
         self.listener: Listener = listener or _Quiet()
         self.connect = connect
-        self.steps = select_steps(book, self.options)
-        self.hostvars = _HostVars(self)
+        self.steps = select_steps(book, self.options.tags, self.options.skip_tags)
+        self.hostvars = HostVars(inventory, self._base)
         self.groups = {g: list(names) for g, names in inventory.groups.items()}
 
     def hosts(self) -> list[Host]:
@@ -228,7 +163,7 @@ class Executor:
             group_names=list(host.groups),
             hostvars=self.hostvars,
         )
-        variables["vars"] = _Vars(variables)
+        variables["vars"] = Vars(variables)
         return variables
 
     def _host(self, host: Host, batch: int) -> HostResult:

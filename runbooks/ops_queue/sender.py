@@ -23,7 +23,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from celery_app.errors import ServiceUnavailable
 from runbooks.deploy.layout import OPS_QUEUE, OPS_RUNNER
 from runbooks.engine import history
-from runbooks.engine.book import book_path
+from runbooks.engine.book_files import book_path
 from runbooks.errors import NotFound
 from runbooks.ops_queue import requests as ops_requests
 from runbooks.service import RunRequest, environ_with_dotenv, split

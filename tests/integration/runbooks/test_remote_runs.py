@@ -14,7 +14,7 @@ from celery_app.celery import make_app
 from celery_app.dev.worker_process import WorkerProcess, start_worker
 from celery_app.settings import load_settings
 from runbooks.engine import history
-from runbooks.engine.book import BOOKS_DIR as BOOKS
+from runbooks.engine.book_files import BOOKS_DIR as BOOKS
 from runbooks.ops_queue import requests as ops_requests
 from runbooks.ops_queue.runner import TASK
 from tests.support.redis_app import app_env, history_names, invoke, migrated_app

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runbooks.engine.book import book_path, load_book
+from runbooks.engine.book import load_book
+from runbooks.engine.book_files import book_path
 from runbooks.engine.executor import Executor
 from runbooks.engine.inventory import load_environment
 from tests.support.services import RedisServer

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runbooks.engine.book import Book, book_path, inline_book, list_books, load_book
+from runbooks.engine.book import Book, inline_book, load_book
+from runbooks.engine.book_files import book_path, list_books
 from runbooks.errors import BookError, ExpressionError, NotFound
 
 
