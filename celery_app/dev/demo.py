@@ -185,22 +185,40 @@ class _Signalled(BaseException):
     """Raised by the signal handler; BaseException so broad handlers cannot swallow it."""
 
 
+class _Stop:
+    """What the signal handler saw, so a raise that Python swallowed is raised again."""
+
+    def __init__(self) -> None:
+        self.message: str | None = None
+
+    def check(self) -> None:
+        if self.message is not None:
+            raise _Signalled(self.message)
+
+
 @contextmanager
-def signals_interrupt() -> Iterator[None]:
-    """Turn SIGTERM and SIGINT into Interrupted, so `finally` blocks stop what was started."""
+def signals_interrupt() -> Iterator[_Stop]:
+    """Turn SIGTERM and SIGINT into Interrupted, so `finally` blocks stop what was started.
+
+    The handler raises at once, but a raise that lands in a garbage-collector callback is
+    printed and dropped by Python ("Exception ignored in ..."); the yielded _Stop keeps the
+    signal, and the caller's checkpoints (every progress report) raise it again.
+    """
+    stop = _Stop()
 
     def handler(signum: int, _frame: object) -> None:
         for sig in previous:  # a second signal must not cut the clean-up short
             signal.signal(sig, signal.SIG_IGN)
-        raise _Signalled(
+        stop.message = (
             f"demo interrupted by {signal.Signals(signum).name}: stopped the worker "
             "(and the embedded Redis) it had started; requests it left pending post on the "
             "next run or by the relay"
         )
+        stop.check()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield
+        yield stop
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
@@ -225,7 +243,13 @@ def run_demo(
     settings = container.settings
     try:
         # Clean-up runs in reverse: the worker stops, then the Redis this call started.
-        with signals_interrupt(), ExitStack() as started:
+        with signals_interrupt() as stop, ExitStack() as started:
+
+            def checked(stage: str, done: int, total: int) -> None:
+                stop.check()
+                if progress is not None:
+                    progress(stage, done, total)
+
             if settings.embedded_redis and not embedded_running(settings.var_dir):
                 ensure_embedded_redis(settings.var_dir)
                 started.callback(stop_embedded_redis, settings.var_dir)
@@ -237,8 +261,11 @@ def run_demo(
             )
             started.callback(worker.stop)
             worker.wait_ready()
-            return run_day(
-                container, enqueue, send, purchases, wallets, merchants, progress=progress
+            stop.check()
+            summary = run_day(
+                container, enqueue, send, purchases, wallets, merchants, progress=checked
             )
+            stop.check()
+            return summary
     except _Signalled as stopped:  # everything it started is stopped by now
         raise Interrupted(str(stopped)) from None
