@@ -11,7 +11,9 @@ import contextlib
 import functools
 import logging
 import re
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -46,7 +48,7 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" event issue BEGIN
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            _while_locked(lambda: cur.execute("PRAGMA journal_mode=WAL"))
             cur.execute("PRAGMA busy_timeout=60000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
@@ -65,6 +67,26 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         pool_pre_ping=True,
         isolation_level="READ COMMITTED",
     )
+
+
+def _while_locked(statement: Callable[[], object], seconds: float = 30.0) -> None:
+    """Run `statement`, retrying while SQLite answers "database is locked" without waiting.
+
+    Opening a WAL database can fail at once, the busy timeout never consulted, while another
+    process creates the file, switches it to WAL or cleans up as its last connection closes
+    (SQLite's wal.html, "Sometimes queries return SQLITE_BUSY"): 40 of 900 processes opening a
+    fresh file six at a time hit it on a quiet machine, and CI saw a command fail with it.
+    """
+    deadline, pause = time.monotonic() + seconds, 0.005
+    while True:
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def retry_on_disconnect(work: Callable[[], T]) -> T:
