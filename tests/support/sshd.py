@@ -171,13 +171,13 @@ def start_sshd(
     return host
 
 
-def start_sshd_hosts(base: Path, count: int) -> list[SSHHost]:
-    """Start `count` sshd hosts sharing one generated client key."""
+def start_sshd_hosts(base: Path, count: int, user: str | None = None) -> list[SSHHost]:
+    """Start `count` sshd hosts sharing one generated client key, letting in `user`."""
     client_key = keygen(base / "client" / "id_ed25519")
     hosts: list[SSHHost] = []
     try:
         for index in range(count):
-            hosts.append(start_sshd(base, index, client_key))
+            hosts.append(start_sshd(base, index, client_key, user=user))
     except BaseException:
         stop_all(hosts)
         raise
