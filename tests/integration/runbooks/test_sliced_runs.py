@@ -22,7 +22,9 @@ import pytest
 from sqlalchemy import select
 
 from celery_app.bootstrap import Container
+from celery_app.celery import make_app
 from celery_app.dev.worker_process import WorkerProcess, start_worker
+from celery_app.settings import load_settings
 from runbooks.engine import history, history_slices
 from runbooks.engine.history_tables import OpsRunSlice, writing
 from runbooks.ops_queue.sender import find_run
@@ -208,3 +210,15 @@ def test_a_slice_whose_worker_is_killed_is_taken_over_and_counted_once(
     assert str(parts[0].holder).startswith(survivor.name + ":") and parts[0].attempts == 2
     pings = ops.fast.client().info("commandstats")["cmdstat_ping"]["calls"]
     assert pings == 2  # node-1, finished before its worker died, was not run again
+
+    # kombu restores the dead worker's message once it is older than the visibility timeout
+    # (an hour here): age it, restore it the way the sweep does; its second delivery runs nothing
+    broker = ops.app.redis("broker")
+    for tag in broker.zrange("unacked_index", 0, -1):
+        broker.zadd("unacked_index", {tag: 0})
+    celery = make_app(load_settings(ops.env))
+    with celery.connection_for_write() as conn:
+        conn.default_channel.qos.restore_visible(num=10, interval=1)
+    again = f"'run_id': {run['id']}, 'slices': []"
+    wait_for(lambda: again in survivor.log_text(), 20, "the restored slice to be delivered")
+    assert history.get_run(ops.app.sessions, run["id"]) == run
