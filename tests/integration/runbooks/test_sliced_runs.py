@@ -153,6 +153,14 @@ def test_a_sliced_run_is_one_run_with_every_host_once(
     assert few.returncode == 0, few.stdout + few.stderr
     assert hosts_once(json.loads(few.stdout)) == ["node-1", "node-2"]
 
+    # --slices 1 is today's remote run: one runbook.run task, no slice rows
+    one = invoke(ops.env, "run", "ping", "--env", ENV, "--remote", "--slices", "1", "--wait", "50",
+                 "--json")  # fmt: skip
+    assert one.returncode == 0, one.stdout + one.stderr
+    plain = json.loads(one.stdout)
+    assert "slices" not in plain["arguments"] and hosts_once(plain) == HOSTS
+    assert slices_of(ops.app, plain["arguments"]["request"]) == []
+
 
 def test_a_slice_whose_worker_is_killed_is_taken_over_and_counted_once(
     ops: Ops, workers: list[WorkerProcess]
