@@ -149,6 +149,8 @@ class Settings:
     lock_ttl_ms: int = 10_000
     visibility_timeout: int = 3600
     relay_after_seconds: int = 30
+    # seconds an ops worker's slice of a sliced run stays claimed without a heartbeat
+    ops_slice_lease: int = 30
     key_prefix: str = "maqsafy"
     redis_superuser_url: str | None = field(default=None, repr=False)
     secrets: tuple[str, ...] = field(default=(), repr=False)
@@ -259,6 +261,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         lock_ttl_ms=_int(env, "MAQSAFY_LOCK_TTL_MS", 10_000, 50, 3_600_000),
         visibility_timeout=_int(env, "MAQSAFY_VISIBILITY_TIMEOUT", 3600, 60, 86_400 * 7),
         relay_after_seconds=_int(env, "MAQSAFY_RELAY_AFTER", 30, 0, 86_400),
+        ops_slice_lease=_int(env, "MAQSAFY_OPS_SLICE_LEASE", 30, 3, 3600),
         key_prefix=env.get("MAQSAFY_KEY_PREFIX", "").strip() or "maqsafy",
         redis_superuser_url=superuser,
         notify_webhooks=_variables(env, "MAQSAFY_NOTIFY_WEBHOOKS"),

@@ -47,8 +47,9 @@ def admitted_to_send(app: Container, request: RunRequest) -> str:
     return gate.admit_apart(app.sessions, intent).operator
 
 
-def send_book(request: RunRequest, wait: int, as_json: bool) -> None:
-    """`run BOOK --remote`: send the book to the ops queue; with --wait, show the recorded run."""
+def send_book(request: RunRequest, wait: int, as_json: bool, slices: int = 1) -> None:
+    """`run BOOK --remote`: send the book to the ops queue (as `slices` tasks); with --wait,
+    show the recorded run (one run, however many slices)."""
     from celery_app.celery import make_app
     from runbooks.ops_queue import sender
 
@@ -60,7 +61,7 @@ def send_book(request: RunRequest, wait: int, as_json: bool) -> None:
     celery = make_app(app.settings)
     with operator_errors():
         who = admitted_to_send(app, request)
-        sent = sender.submit(app, celery, request, who, os.environ, wait)
+        sent = sender.submit(app, celery, request, who, os.environ, wait, slices)
     if sent.refused:
         refuse(sent.refused, code=1)
     if sent.gave_up:
@@ -68,7 +69,8 @@ def send_book(request: RunRequest, wait: int, as_json: bool) -> None:
         emit(data, as_json, lambda _: None)
         refuse(sent.gave_up, code=1)
     if sent.run is None:
-        message = f"sent {request.book!r} to the ops queue (request {sent.request_id})"
+        parts = f" as {slices} slices" if slices > 1 else ""
+        message = f"sent {request.book!r} to the ops queue{parts} (request {sent.request_id})"
         emit(
             {"request": sent.request_id, "run": None},
             as_json,
@@ -97,6 +99,8 @@ def send_book(request: RunRequest, wait: int, as_json: bool) -> None:
         "inventory": "the inventory folder (default ./inventory)",
         "remote": "send the run to the ops queue: a worker inside the network runs it",
         "wait": "with --remote: wait up to this many seconds (0 to 86400) for the result",
+        "slices": "with --remote: split the hosts into this many tasks (1 to 64) that any ops "
+        "workers run; one run in the history",
         **JSON_HELP,
         **REASON_HELP,
     },
@@ -115,13 +119,18 @@ def run(
     inventory: str = "",
     remote: bool = False,
     wait: str = "0",
+    slices: str = "",
     reason: str = "",
 ) -> None:
     """Run a runbook on an environment's hosts; live progress, then a recap per host."""
+    from runbooks.ops_queue.requests import MAX_SLICES
     from runbooks.service import RunRequest
 
     rerun = run_id(retry_failed, " for --retry-failed") if retry_failed else None
     seconds = whole(wait, "--wait", 0, 86_400)
+    if slices and not remote:
+        refuse("--slices splits a run across ops workers: add --remote (or drop --slices)")
+    parts = whole(slices, "--slices", 1, MAX_SLICES) if slices else 1
     container()
     request = RunRequest(
         book,
@@ -135,7 +144,7 @@ def run(
         inventory_dir=inventory_dir(inventory),
     )
     if remote:  # on the ops queue
-        send_book(request, seconds, json)
+        send_book(request, seconds, json, parts)
     else:
         run_book(request, json)
 

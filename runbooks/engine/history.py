@@ -41,13 +41,14 @@ from runbooks.engine.history_tables import (
     writing,
 )
 from runbooks.engine.redact import Redactor
-from runbooks.engine.results import RunResult
+from runbooks.engine.results import HostResult, RunResult
 from runbooks.errors import HistoryError, NotFound
 
 # Writing lives here; reading (history_read) and the tables (history_tables) are re-exported,
 # so callers use one module: `history.start_run(...)`, `history.get_run(...)`.
 __all__ = [
-    "CommandRecord", "OpsRequestNonce", "OpsRun", "OpsRunHost", "OpsRunStep", "closing",
+    "CommandRecord", "OpsRequestNonce", "OpsRun", "OpsRunHost", "OpsRunStep", "add_host",
+    "closing",
     "failed_hosts", "finish_command", "finish_run", "get_run", "list_runs", "operator_name",
     "project_version", "record_command", "recording", "schema_metadata", "start_run",
 ]  # fmt: skip
@@ -164,47 +165,52 @@ def finish_run(
         if run is None:
             raise NotFound(f"no run {run_id} in the history")
         for host in result.hosts.values():
-            counts = host.counts()
-            uow.session.add(
-                OpsRunHost(
-                    run_id=run_id,
-                    host=host.host,
-                    status=host.status,
-                    cause=host.cause,
-                    message=redactor.text(host.message),
-                    batch=host.batch,
-                    ok=counts["ok"],
-                    changed=counts["changed"],
-                    skipped=counts["skipped"],
-                    failed=counts["failed"],
-                    rescued=counts["rescued"],
-                    duration=host.duration,
-                )
-            )
-            for step in host.steps:
-                uow.session.add(
-                    OpsRunStep(
-                        run_id=run_id,
-                        host=host.host,
-                        position=step.position,
-                        step=redactor.text(step.step)[:300],
-                        action=step.action,
-                        status=step.status,
-                        message=redactor.text(step.message),
-                        rc=step.rc,
-                        attempts=step.attempts,
-                        rescued=step.rescued,
-                        duration=step.duration,
-                        stdout=_clip(redactor.text(step.stdout)),
-                        stderr=_clip(redactor.text(step.stderr)),
-                        started_at=step.started_at,
-                    )
-                )
+            add_host(uow.session, run_id, host, redactor)
         run.status = result.status
         run.message = redactor.text(result.stopped or "")
         run.ended_at = result.ended_at or utcnow()
         run.duration = result.duration
         uow.commit()
+
+
+def add_host(session: Session, run_id: int, host: HostResult, redactor: Redactor) -> None:
+    """Add one host's row and its steps' rows (redacted) to run `run_id` in `session`."""
+    counts = host.counts()
+    session.add(
+        OpsRunHost(
+            run_id=run_id,
+            host=host.host,
+            status=host.status,
+            cause=host.cause,
+            message=redactor.text(host.message),
+            batch=host.batch,
+            ok=counts["ok"],
+            changed=counts["changed"],
+            skipped=counts["skipped"],
+            failed=counts["failed"],
+            rescued=counts["rescued"],
+            duration=host.duration,
+        )
+    )
+    for step in host.steps:
+        session.add(
+            OpsRunStep(
+                run_id=run_id,
+                host=host.host,
+                position=step.position,
+                step=redactor.text(step.step)[:300],
+                action=step.action,
+                status=step.status,
+                message=redactor.text(step.message),
+                rc=step.rc,
+                attempts=step.attempts,
+                rescued=step.rescued,
+                duration=step.duration,
+                stdout=_clip(redactor.text(step.stdout)),
+                stderr=_clip(redactor.text(step.stderr)),
+                started_at=step.started_at,
+            )
+        )
 
 
 @dataclass

@@ -1,12 +1,14 @@
-"""The run history's tables (migrations 0002, 0004, 0005) and the unit of work that writes them.
+"""The run history's tables (migrations 0002, 0004-0006) and the unit of work that writes them.
 
 `ops_runs` (one row per run: kind, name, environment, operator, the operator who approved it
 and the approval, the project's version, arguments, check mode, status, start, end),
 `ops_run_hosts` (each host's outcome and counters), `ops_run_steps` (each step's outcome, rc,
-duration, redacted output) and `ops_request_nonces` (the signed ops requests a worker has
-accepted: :mod:`runbooks.ops_queue.requests`). They and the access tables
-(:mod:`runbooks.access.tables`) share the app's declarative Base, so :func:`schema_metadata`
-is every table Alembic manages.
+duration, redacted output), `ops_request_nonces` (the signed ops requests a worker has
+accepted: :mod:`runbooks.ops_queue.requests`) and `ops_run_slices` (each slice of a sliced run,
+who holds it and its heartbeat: :mod:`runbooks.engine.history_slices`). A host appears once per
+run (a unique index), so a slice run again after its worker died cannot count a host twice.
+They and the access tables (:mod:`runbooks.access.tables`) share the app's declarative Base, so
+:func:`schema_metadata` is every table Alembic manages.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class OpsRunHost(Base):
     """One host's outcome in a run."""
 
     __tablename__ = "ops_run_hosts"
+    __table_args__ = (Index("uq_ops_run_hosts_run_host", "run_id", "host", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("ops_runs.id", ondelete="CASCADE"), index=True)
@@ -109,6 +112,25 @@ class OpsRequestNonce(Base):
 
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OpsRunSlice(Base):
+    """One slice of a sliced run: which request it belongs to, who holds it, whether it ended.
+
+    The slices' rows are written with their run's row, in one transaction keyed by the request
+    (`request`, `slice`), so slices arriving at once on several workers open one run.
+    """
+
+    __tablename__ = "ops_run_slices"
+
+    request: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slice: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("ops_runs.id", ondelete="CASCADE"), index=True)
+    holder: Mapped[str | None] = mapped_column(String(200), nullable=True)  # node:pid
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # times a worker took it
+    stopped: Mapped[str] = mapped_column(Text, default="")  # why it stopped early, if it did
+    done_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 def schema_metadata() -> MetaData:

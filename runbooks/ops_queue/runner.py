@@ -13,22 +13,28 @@ The worker that serves ``ops`` loads this module itself (the app never imports `
 
     celery -A celery_app worker -Q ops -I runbooks.ops_queue.runner
 
-The task is acknowledged when it starts (not late): a book is not idempotent in general, so a
-worker lost mid-run leaves the run recorded as ``running`` rather than running it twice.
+``runbook.run`` is acknowledged when it starts (not late): a book is not idempotent in
+general, so a worker lost mid-run leaves the run recorded as ``running`` rather than running it
+twice. ``runbook.slice`` (one slice of ``run --remote --slices N``) is acknowledged late and
+requeued when its worker is lost: SQL knows which of its hosts already ran, so a slice taken
+again runs only the rest (:mod:`runbooks.ops_queue.slices` says what happens to a host that was
+mid-step).
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from typing import Any
 
 from celery_app import bootstrap
 from celery_app.celery import app
-from runbooks.engine import history
+from runbooks.engine import history, history_slices
 from runbooks.engine.redact import for_settings
-from runbooks.errors import RunbookError
+from runbooks.errors import NotFound, RunbookError
 from runbooks.ops_queue import requests as ops_requests
-from runbooks.ops_queue.sender import TASK
+from runbooks.ops_queue.sender import SLICE_TASK, TASK
+from runbooks.ops_queue.slices import run_slice
 from runbooks.service import RunRequest, environ_with_dotenv, execute, prepare
 
 
@@ -48,7 +54,7 @@ def run_remote(*args: Any, **kwargs: Any) -> dict[str, Any]:
     except ops_requests.RequestRefused as exc:
         record_refusal(container, message, str(exc))
         return {"refused": str(exc)}
-    run = RunRequest(**envelope.fields)
+    run = RunRequest(**envelope.fields, inventory_dir=ops_requests.inventory_dir(environ))
     try:  # a book or inventory this worker does not have: said in the history, not lost
         prepared = prepare(container, run, environ)
     except RunbookError as exc:
@@ -65,6 +71,61 @@ def run_remote(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return {"run_id": result.run_id, "ok": result.ok}
 
 
+@app.task(name=SLICE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+def run_remote_slice(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Run one slice of a sliced run a signed request names; refuse (and record) anything else.
+
+    A slice may come again (its worker died; the broker restored it): its nonce seen before is
+    not a replay to refuse, and past its age it still runs once its run has started; what is
+    left to run is SQL's to say, so running it again runs only what no one finished.
+    """
+    container = bootstrap.get()
+    environ = environ_with_dotenv(os.environ)
+    message = args[0] if len(args) == 1 and not kwargs else {"args": list(args)[:4]}
+    try:
+        envelope = ops_requests.verify(message, environ, fresh=False)
+        part = envelope.slice
+        if part is None:
+            raise ops_requests.RequestRefused(f"{SLICE_TASK} without a slice")
+        if history_slices.find_run(container.sessions, part.request) is None:
+            too_old = ops_requests.age_refusal(envelope.issued_at)
+            if too_old:
+                raise ops_requests.RequestRefused(too_old)
+        with suppress(ops_requests.RequestRefused):  # delivered again: SQL says what is left
+            ops_requests.consume(container.sessions, envelope.nonce)
+    except ops_requests.RequestRefused as exc:
+        record_refusal(container, message, str(exc))
+        return {"refused": str(exc)}
+    run = RunRequest(**envelope.fields, inventory_dir=ops_requests.inventory_dir(environ))
+    try:
+        prepared = prepare(container, run, environ)
+    except RunbookError as exc:
+        record_refusal(container, message, f"cannot run here: {exc}")
+        return {"refused": str(exc)}
+    arguments = {
+        **run.arguments(),
+        "remote": True,
+        "request": part.request,
+        "slices": part.count,
+        "requested_by": envelope.requested_by,
+    }
+    holder = f"{self.request.hostname or 'worker'}:{os.getpid()}"
+    try:
+        done = run_slice(
+            container,
+            prepared,
+            arguments,
+            envelope.requested_by or "unknown",
+            part,
+            holder,
+            container.settings.ops_slice_lease,
+        )
+    except NotFound as exc:  # --limit names no host of this worker's inventory
+        record_refusal(container, message, f"cannot run here: {exc}")
+        return {"refused": str(exc)}
+    return {"run_id": done.run_id, "slices": [i + 1 for i in done.ran]}
+
+
 def record_refusal(container: Any, message: Any, reason: str) -> None:
     """A refused request is history too: what it claimed to be, and why it did not run."""
     claimed = ops_requests.claimed(message)
@@ -72,7 +133,11 @@ def record_refusal(container: Any, message: Any, reason: str) -> None:
         container.sessions,
         "runbook.refused",
         environment=claimed.get("environment", ""),
-        arguments={**claimed, "request": claimed.get("nonce", ""), "remote": True},
+        arguments={
+            **claimed,
+            "request": claimed.get("run_request") or claimed.get("nonce", ""),
+            "remote": True,
+        },
         status="failed",
         message=reason,
         operator="(unverified)",

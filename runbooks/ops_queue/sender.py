@@ -8,12 +8,17 @@ it; with a wait, it polls the run history until the worker has recorded the run'
     sent = sender.submit(app, celery, RunRequest("facts"), "ana", os.environ, wait=60)
     sent.refused or sent.gave_up or sent.run   # nothing sent / no finished run / the run
 
+With ``slices`` above 1 it sends that many signed ``runbook.slice`` requests instead, sharing
+one request id (each with its own nonce); the workers write them into one run
+(:mod:`runbooks.ops_queue.slices`), which the wait finds by that id like any other.
+
 The worker's side is :mod:`runbooks.ops_queue.runner`.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,7 +38,8 @@ if TYPE_CHECKING:
 
     from celery_app.bootstrap import Container
 
-TASK = "runbook.run"  # the task runbooks.ops_queue.runner registers
+TASK = "runbook.run"  # the tasks runbooks.ops_queue.runner registers
+SLICE_TASK = "runbook.slice"
 
 
 @dataclass(frozen=True)
@@ -55,15 +61,22 @@ def submit(
     requested_by: str,
     environ: Mapping[str, str],
     wait_seconds: float = 0,
+    slices: int = 1,
 ) -> Sent:
-    """Send `request` to the ops queue unless no consumer could run it; wait up to
-    `wait_seconds` (0: do not wait) for the run to end and return it."""
+    """Send `request` to the ops queue (as `slices` slices when above 1) unless no consumer
+    could run it; wait up to `wait_seconds` (0: do not wait) for the run to end, return it."""
     check(request, environ_with_dotenv(environ))  # before asking the workers anything
-    consumers = ops_consumers(celery)
-    refused = refusal(consumers)
+    task = SLICE_TASK if slices > 1 else TASK
+    consumers = ops_consumers(celery, task=task)
+    refused = refusal(consumers, task)
     if refused:
         return Sent(refused=refused)
-    request_id = send(celery, request, requested_by, environ_with_dotenv(environ))
+    if slices > 1:
+        request_id = send_slices(
+            celery, request, requested_by, environ_with_dotenv(environ), slices
+        )
+    else:
+        request_id = send(celery, request, requested_by, environ_with_dotenv(environ))
     if not wait_seconds:
         return Sent(request_id)
     seen = wait(app.sessions, request_id, wait_seconds)
@@ -85,27 +98,49 @@ def check(request: RunRequest, environ: Mapping[str, str]) -> None:
     ops_requests.signing_key(environ)
 
 
+def _fields(request: RunRequest) -> dict[str, Any]:
+    return {
+        "book": request.book,
+        "environment": request.environment,
+        "limit": request.limit,
+        "tags": split(request.tags),
+        "skip_tags": split(request.skip_tags),
+        "check": request.check,
+    }
+
+
 def send(celery: Celery, request: RunRequest, requested_by: str, environ: Mapping[str, str]) -> str:
     """Check the request, sign it, send it to ops; return its request id."""
     check(request, environ)
-    signed = ops_requests.sign(
-        {
-            "book": request.book,
-            "environment": request.environment,
-            "limit": request.limit,
-            "tags": split(request.tags),
-            "skip_tags": split(request.skip_tags),
-            "check": request.check,
-        },
-        requested_by,
-        environ,
-    )
+    signed = ops_requests.sign(_fields(request), requested_by, environ)
     celery.send_task(TASK, args=[signed], queue=OPS_QUEUE, retry_policy={"max_retries": 2})
     return str(signed["body"]["nonce"])
 
 
-def ops_consumers(celery: Celery, timeout: float = 1.0) -> dict[str, bool]:
-    """Each worker node that consumes `ops` -> whether it has the runbook task registered.
+def send_slices(
+    celery: Celery, request: RunRequest, requested_by: str, environ: Mapping[str, str], count: int
+) -> str:
+    """Check the request, sign `count` slices of it (all signed before any is sent), send them
+    to ops; return the run's request id, which every slice names."""
+    check(request, environ)
+    if not 1 < count <= ops_requests.MAX_SLICES:
+        raise ValueError(f"slices must be 2..{ops_requests.MAX_SLICES}, got {count}")
+    run = uuid.uuid4().hex
+    signed = [
+        ops_requests.sign(
+            _fields(request), requested_by, environ, part=ops_requests.SliceRef(run, i, count)
+        )
+        for i in range(count)
+    ]
+    for message in signed:
+        celery.send_task(
+            SLICE_TASK, args=[message], queue=OPS_QUEUE, retry_policy={"max_retries": 2}
+        )
+    return run
+
+
+def ops_consumers(celery: Celery, timeout: float = 1.0, task: str = TASK) -> dict[str, bool]:
+    """Each worker node that consumes `ops` -> whether it has the runbook `task` registered.
 
     A node consuming `ops` without the task (started without ``-I runbooks.ops_queue.runner``)
     discards a request as unregistered, so the sender asks first.
@@ -119,15 +154,15 @@ def ops_consumers(celery: Celery, timeout: float = 1.0) -> dict[str, bool]:
         registered = inspect.registered() or {}
     except (OSError, BrokerError) as exc:
         raise ServiceUnavailable(f"broker did not answer: {exc} (is Redis up?)") from exc
-    return {n: any(t.split()[0] == TASK for t in registered.get(n, [])) for n in nodes}
+    return {n: any(t.split()[0] == task for t in registered.get(n, [])) for n in nodes}
 
 
-def refusal(consumers: Mapping[str, bool]) -> str:
+def refusal(consumers: Mapping[str, bool], task: str = TASK) -> str:
     """Why a request should not be sent ('' when a consumer can run it)."""
     if consumers and not any(consumers.values()):
         return (
             f"{', '.join(consumers)} consume{'s' if len(consumers) == 1 else ''} the ops queue "
-            f"without the {TASK} task and would discard the request: restart "
+            f"without the {task} task and would discard the request: restart "
             f"{'it' if len(consumers) == 1 else 'them'} with `-I {OPS_RUNNER}` "
             "(invoke workers.restart does), nothing was sent"
         )
