@@ -72,7 +72,7 @@ def signed_in(page: Page) -> Endpoint:
             else:
                 response = refused(request, None, 401, "sign in first")
             if request.cookies.get(auth.COOKIE):
-                response.delete_cookie(auth.COOKIE, path="/")
+                response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="strict")
             return response
         if request.method == "POST":
             form = await request.form()

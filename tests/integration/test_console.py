@@ -368,6 +368,8 @@ def test_runs_list_and_one_run_with_hosts_and_steps(stack: Stack, tmp_path: Path
     assert b.get("/runs", params={"before": str(run_id)}).status_code == 200
     assert f'id="run-{run_id}"' not in b.get("/runs", params={"before": str(run_id)}).text
     assert b.get("/runs", params={"before": "nope"}).status_code == 400
+    # the failed-task page's banner names only its own actions' records
+    assert 'id="done"' not in b.get("/failed", params={"run": str(run_id)}).text
 
 
 def test_invoke_console_refuses_without_accounts_and_serves_with_them(

@@ -23,6 +23,7 @@ from runbooks.engine import history
 
 PAGE = 50
 FILTERS = ("queue", "task", "since")
+ACTIONS = ("failed.retry", "failed.forget")  # the records this page's buttons close
 
 
 def failed_id(request: Request) -> int:
@@ -34,14 +35,16 @@ def failed_id(request: Request) -> int:
 
 
 def banner(console: wiring.Console, request: Request) -> dict[str, Any] | None:
-    """The history record an action just closed (?run=N), to say what it did."""
+    """The history record an action of this page just closed (?run=N), to say what it did;
+    None for any other run."""
     text = request.query_params.get("run")
     if not text:
         return None
     try:
-        return history.get_run(console.app.sessions, record_id(text, "run", "the history"))
+        run = history.get_run(console.app.sessions, record_id(text, "run", "the history"))
     except (InvalidRequest, history.NotFound):
         return None
+    return run if run["name"] in ACTIONS else None
 
 
 async def list_failed(request: Request, viewer: Viewer) -> Response:

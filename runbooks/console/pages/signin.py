@@ -82,7 +82,7 @@ async def submit(request: Request) -> Response:
         secure=_cookie_secure(request),
         path="/",
     )
-    response.delete_cookie(csrf.SIGNIN_COOKIE, path="/signin")
+    response.delete_cookie(csrf.SIGNIN_COOKIE, path="/signin", httponly=True, samesite="strict")
     return response
 
 
@@ -96,5 +96,5 @@ async def sign_out(request: Request, viewer: Viewer) -> Response:
     """End the session (a POST with the CSRF token)."""
     await run_in_threadpool(auth.sign_out, wiring.of(request), viewer)
     response = RedirectResponse("/signin", status_code=303)
-    response.delete_cookie(auth.COOKIE, path="/")
+    response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="strict")
     return response
