@@ -28,6 +28,7 @@ from runbooks.console import app as web
 from runbooks.console import serve, wiring
 from runbooks.console.wiring import Console
 from runbooks.engine import history
+from runbooks.errors import AccessDenied
 from runbooks.service import run_steps
 from tests.support.cli import clean_environ, start_invoke
 from tests.support.console import Browser, Served
@@ -133,8 +134,8 @@ def stack(
 sqlite_only = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 
 
-def has_headers(response: object) -> None:
-    headers = response.headers  # type: ignore[attr-defined]
+def has_headers(response: httpx.Response) -> None:
+    headers = response.headers
     for name, start in HEADERS.items():
         assert headers.get(name, "").startswith(start), (name, dict(headers))
     assert "frame-ancestors 'none'" in headers["content-security-policy"]
@@ -377,7 +378,16 @@ def test_invoke_console_refuses_without_accounts_and_serves_with_them(
 ) -> None:
     """The command itself: no operator account, one line; with one, it serves on 127.0.0.1."""
     bare = app_env(tmp_path / "bare", redis_server.url)
-    migrated_app(bare).engine.dispose()
+    empty = migrated_app(bare)
+    # a console session never falls back to the local operator, even with no account left
+    with (
+        signed_in_as("ghost", "failed.forget", {"ids": "1"}),
+        pytest.raises(AccessDenied, match="ghost"),
+        history.recording(empty.sessions, "failed.forget", environment="local"),
+    ):
+        pass
+    assert history.list_runs(empty.sessions) == []
+    empty.engine.dispose()
     ready = app_env(tmp_path / "ready", redis_server.url)
     app = migrated_app(ready)
     operators.add(app.sessions, "root", "admin", password("root"), "test")
