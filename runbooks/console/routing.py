@@ -11,7 +11,6 @@ Blocking work (Redis, SQL, the broker) runs in Starlette's thread pool.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode
 
@@ -25,7 +24,6 @@ from runbooks.console.templating import render
 
 Page = Callable[[Request, Viewer], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
-log = logging.getLogger("runbooks.console")
 
 
 def safe_next(target: str | None) -> str:

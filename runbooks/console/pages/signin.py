@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -12,6 +13,10 @@ from runbooks.console import auth, csrf, errors, wiring
 from runbooks.console.auth import Viewer
 from runbooks.console.routing import error_page, safe_next
 from runbooks.console.templating import render
+
+# Refusals and lockouts on `invoke console`'s stderr (the address only: a name field sometimes
+# holds a password typed in the wrong box).
+log = logging.getLogger("runbooks.console")
 
 
 def _cookie_secure(request: Request) -> bool:
@@ -64,6 +69,8 @@ async def submit(request: Request) -> Response:
     except errors.HANDLED as exc:
         status = errors.status_of(exc)
         if status in (403, 429):
+            what = "refused" if status == 403 else "locked out"
+            log.warning("console sign-in %s for a client at %s", what, address)
             said = errors.message_of(exc, "")
             response = _form(request, 401 if status == 403 else 429, said, name, target)
             if status == 429:
