@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -24,6 +25,12 @@ from runbooks.console.templating import render
 
 Page = Callable[[Request, Viewer], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+async def read_form(request: Request) -> FormData:
+    """The request's form, small as the console's forms are (no files, a few short fields;
+    beyond that Starlette answers 400), read once and kept on the request."""
+    return await request.form(max_files=0, max_fields=16, max_part_size=16 * 1024)
 
 
 def safe_next(target: str | None) -> str:
@@ -73,7 +80,7 @@ def signed_in(page: Page) -> Endpoint:
                 response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="strict")
             return response
         if request.method == "POST":
-            form = await request.form()
+            form = await read_form(request)
             if not csrf.matches(form.get(csrf.FIELD), viewer.csrf):
                 return refused(request, viewer, 403, "the form's CSRF token is missing or wrong")
         try:

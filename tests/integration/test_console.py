@@ -195,6 +195,8 @@ def test_sign_in_session_cookie_and_sign_out(stack: Stack) -> None:
     wrong = {"name": "ana", "password": password("ana"), "next": "/"}
     assert b.http.post("/signin", data={**wrong, "csrf": "forged"}).status_code == 403
     assert b.http.post("/signin", data=wrong).status_code == 403  # no token at all
+    huge = b.http.post("/signin", data={**wrong, "csrf": token.group(1), "name": "a" * 20_000})
+    assert huge.status_code == 400  # a form is a few short fields
     refused = b.sign_in("ana", "not-her-password")
     assert refused.status_code == 401 and "sign-in refused" in refused.text
 

@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 
 from runbooks.console import auth, csrf, errors, wiring
 from runbooks.console.auth import Viewer
-from runbooks.console.routing import error_page, safe_next
+from runbooks.console.routing import error_page, read_form, safe_next
 from runbooks.console.templating import render
 
 # Refusals and lockouts on `invoke console`'s stderr (the address only: a name field sometimes
@@ -57,7 +57,7 @@ async def show_form(request: Request) -> Response:
 
 async def submit(request: Request) -> Response:
     """Check the sign-in form; on success, the session cookie and back where the operator was."""
-    form = await request.form()
+    form = await read_form(request)
     name, password = str(form.get("name", "")), str(form.get("password", ""))
     target = safe_next(str(form.get("next", "/")))
     if not csrf.matches(form.get(csrf.FIELD), request.cookies.get(csrf.SIGNIN_COOKIE)):
