@@ -12,6 +12,7 @@ from runbooks.cli import (
     audit,
     books,
     cache,
+    console,
     db,
     demo,
     deploy,
@@ -31,7 +32,7 @@ from runbooks.cli import (
 from runbooks.cli.program import start
 
 COMMANDS = (  # no namespace
-    books.run, books.list_books, demo.demo, demo.stop, status.status,
+    books.run, books.list_books, console.console, demo.demo, demo.stop, status.status,
     operators.login, operators.logout, approvals.approve, approvals.deny,
 )  # fmt: skip
 # each module's own `ns`

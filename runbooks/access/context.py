@@ -1,6 +1,7 @@
-"""What the command line tells the access gate, kept light (no SQL import, so loading tasks.py
+"""What the entry points tell the access gate, kept light (no SQL import, so loading tasks.py
 stays quick): the command being run and its arguments, the approval `approvals.run` grants,
-and where this process's API token comes from."""
+and who is acting: the command line's API token (where this process's token comes from), or
+an operator the console signed in (:func:`signed_in_as`, for one request)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ class Invocation:
 
 invocation: ContextVar[Invocation | None] = ContextVar("invocation", default=None)
 grant: ContextVar[int | None] = ContextVar("grant", default=None)
+# The operator a console session names (its password was checked at sign-in); None: use the token.
+signed_in: ContextVar[str | None] = ContextVar("signed_in", default=None)
 _token_source: list[Callable[[], str | None]] = [lambda: None]
 
 
@@ -58,3 +61,17 @@ def granted(approval_id: int) -> Iterator[None]:
         yield
     finally:
         grant.reset(reset)
+
+
+@contextmanager
+def signed_in_as(operator: str, command: str, arguments: Mapping[str, Any]) -> Iterator[None]:
+    """Run the block as `operator`, signed in to the console, doing `command` with
+    `arguments` (named as the command line names them): the gate judges them like a token's
+    operator running that command, and never as the local operator."""
+    reset_who = signed_in.set(operator)
+    reset_what = invocation.set(Invocation(command, dict(arguments)))
+    try:
+        yield
+    finally:
+        invocation.reset(reset_what)
+        signed_in.reset(reset_who)

@@ -9,9 +9,12 @@ without it:
   ask); a book or environment *declared* `approval: required` is refused, saying to create
   accounts: the declaration asks for two people, and one person cannot be two.
 - **Accounts exist**: the token the command line holds (:func:`use_token`; `invoke login`)
-  must be live; the operator's role must allow the record (:mod:`runbooks.access.roles`);
+  must be live, or the operator the console signed in (:func:`context.signed_in_as`) still
+  enabled; the operator's role must allow the record (:mod:`runbooks.access.roles`);
   a record that needs approval spends the approval `approvals.run` grants (:func:`granted`),
   or else becomes an approval request (:class:`ApprovalPending`) and nothing runs.
+
+An operator signed in to the console is never the local operator, even with no account left.
 
 The command line says which command is running (:func:`runbooks.access.context.invoking`, from
 every task call) so that a request can be run again exactly, and gives the token source once
@@ -31,8 +34,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from runbooks.access import approvals, context, rules
 from runbooks.access.context import Invocation
-from runbooks.access.operators import active_count, authenticate
+from runbooks.access.operators import active_count, authenticate, signed_in
 from runbooks.access.roles import allows, needed_role
+from runbooks.access.tables import Operator
 from runbooks.errors import AccessDenied, ApprovalPending
 
 log = logging.getLogger("runbooks.access")
@@ -90,12 +94,23 @@ def may(sessions: sessionmaker[Session], name: str) -> Admitted:
     """Who is acting, if they may open the record `name` (the record's own admission judges
     again): for a command to refuse before it asks anything (a password, a decision)."""
     with sessions() as session, session.begin():
-        if active_count(session) == 0:
+        if _local(session):
             return Admitted(os_user(), local=True)
-        operator = authenticate(session, context.token())
+        operator = _acting(session)
         invocation = context.invocation.get()
         _check_role(operator.name, operator.role, name, invocation.command if invocation else None)
         return Admitted(operator.name)
+
+
+def _local(session: Session) -> bool:
+    """Whether the one local operator acts: no accounts, and nobody signed in to the console."""
+    return context.signed_in.get() is None and active_count(session) == 0
+
+
+def _acting(session: Session) -> Operator:
+    """The operator acting: the one the console signed in, else the token's."""
+    name = context.signed_in.get()
+    return signed_in(session, name) if name is not None else authenticate(session, context.token())
 
 
 def _check_role(who: str, role: str, name: str, command: str | None) -> None:
@@ -130,7 +145,7 @@ def admit(sessions: sessionmaker[Session], session: Session, intent: Intent) -> 
         why = intent.approval or rules.needs_approval(
             intent.name, intent.environment, intent.arguments
         )
-    if active_count(session) == 0:
+    if _local(session):
         if intent.approval:
             raise AccessDenied(
                 f"{intent.approval}, and approvals need operator accounts: add them with "
@@ -146,7 +161,7 @@ def admit(sessions: sessionmaker[Session], session: Session, intent: Intent) -> 
         admitted = Admitted(os_user(), local=True)
         _admitted.set(admitted)
         return admitted
-    operator = authenticate(session, context.token())
+    operator = _acting(session)
     _check_role(operator.name, operator.role, intent.name, command)
     admitted = Admitted(operator.name)
     if why:

@@ -155,15 +155,22 @@ def disable(sessions: sessionmaker[Session], name: str) -> str:
     return f"disabled operator {name}; its tokens are revoked"
 
 
+def verify(session: Session, name: str, password: str) -> Operator:
+    """The enabled operator `name` if `password` is theirs; AccessDenied (one wording, the same
+    time taken whether or not the name exists) otherwise."""
+    row = session.scalar(select(Operator).where(Operator.name == name))
+    stored = row.password_hash if row is not None else _dummy_hash()  # same time taken
+    if not verify_password(password, stored) or row is None or row.disabled:
+        raise AccessDenied("login refused: unknown operator, wrong password or disabled")
+    return row
+
+
 def login(
     sessions: sessionmaker[Session], name: str, password: str, days: int = DEFAULT_DAYS
 ) -> tuple[str, dt.datetime]:
     """A new token for `name` if `password` is theirs; AccessDenied (one wording) otherwise."""
     with UnitOfWork(sessions) as uow:
-        row = uow.session.scalar(select(Operator).where(Operator.name == name))
-        stored = row.password_hash if row is not None else _dummy_hash()  # same time taken
-        if not verify_password(password, stored) or row is None or row.disabled:
-            raise AccessDenied("login refused: unknown operator, wrong password or disabled")
+        row = verify(uow.session, name, password)
         token = new_token()
         expires = utcnow() + dt.timedelta(days=days)
         uow.session.add(
@@ -188,6 +195,17 @@ def logout(sessions: sessionmaker[Session], token: str) -> bool:
         )
         uow.commit()
     return bool(getattr(done, "rowcount", 0))
+
+
+def signed_in(session: Session, name: str) -> Operator:
+    """The enabled operator `name`, who signed in elsewhere (the console checked the password
+    and holds the session); AccessDenied when the account is gone or disabled since."""
+    operator = session.scalar(select(Operator).where(Operator.name == name))
+    if operator is None or operator.disabled:
+        raise AccessDenied(f"operator {shown(name)} is disabled or gone: sign in again")
+    if operator.role not in ROLES:
+        raise AccessDenied(f"operator {operator.name} has an unknown role {operator.role!r}")
+    return operator
 
 
 def authenticate(session: Session, token: str | None) -> Operator:

@@ -15,10 +15,16 @@ from runbooks.engine.history_tables import OpsRun, OpsRunHost, OpsRunStep, writi
 from runbooks.errors import NotFound
 
 
-def list_runs(sessions: sessionmaker[Session], limit: int = 20) -> list[dict[str, Any]]:
-    """The newest runs first, as plain dicts."""
+def list_runs(
+    sessions: sessionmaker[Session], limit: int = 20, before: int | None = None
+) -> list[dict[str, Any]]:
+    """The newest runs first, as plain dicts; `before`: only runs with a lower id (the next
+    page, walked on the primary key like failed tasks are)."""
+    query = select(OpsRun)
+    if before is not None:
+        query = query.where(OpsRun.id < before)
     with writing(sessions) as uow:
-        rows = uow.session.scalars(select(OpsRun).order_by(OpsRun.id.desc()).limit(limit)).all()
+        rows = uow.session.scalars(query.order_by(OpsRun.id.desc()).limit(limit)).all()
         return [_run_dict(row) for row in rows]
 
 

@@ -180,6 +180,10 @@ REPROS = [
     (["metrics.serve", "--host", "../../etc/passwd"], "--host: expected a host name or IP"),
     (["metrics.serve", "--host", "0"], "error: --host '0' binds every address"),
     (["metrics.serve", "--host", "*"], "error: --host '*' binds every address"),
+    (["console", "--port", "0"], "error: --port: expected a whole number from 1 to 65535"),
+    (["console", "--port", "http"], "error: --port: expected a whole number from 1 to 65535"),
+    (["console", "--host", "../../etc/passwd"], "--host: expected a host name or IP"),
+    (["console", "--host", "no-such-host.invalid"], "--host 'no-such-host.invalid': cannot"),
     # empty is refused, never taken as the default
     (["cache.clear", "--env", ""], "error: cache.clear: --env is empty"),
     (["failed.show", " "], "error: failed.show: ID is empty; give a value (invoke"),

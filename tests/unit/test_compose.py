@@ -24,6 +24,7 @@ def test_the_whole_stack_is_there() -> None:
         "worker",
         "ops-runner",
         "beat",
+        "console",
     }
 
 
@@ -76,3 +77,17 @@ def test_each_long_running_process_is_its_own_redis_user() -> None:
     assert "MAQSAFY_OPS_SIGNING_KEY" in services["ops-runner"]["environment"]
     assert "MAQSAFY_OPS_SIGNING_KEY" not in services["worker"]["environment"]
     assert services["redis-acl"]["command"] == ["invoke", "redis.acl", "--apply"]
+
+
+def test_the_console_is_published_on_loopback_only_and_signs_in_as_the_admin_tool() -> None:
+    doc = compose()
+    console = doc["services"]["console"]
+    assert console["command"][:2] == ["invoke", "console"]
+    assert console["ports"] == ["127.0.0.1:8400:8400"], "never on the host's other addresses"
+    assert re.match(r"redis://maqsafy-admin:\$\{", console["environment"]["REDIS_URL"])
+    needs = console["depends_on"]
+    assert needs["migrate"]["condition"] == "service_completed_successfully"
+    assert needs["redis-acl"]["condition"] == "service_completed_successfully"
+    assert "backend" in console["networks"]
+    for name in ("redis", "postgres"):  # the data stores stay on the internal network alone
+        assert doc["services"][name]["networks"] == ["backend"]

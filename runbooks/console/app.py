@@ -1,0 +1,51 @@
+"""The console's routes and middleware.
+
+Every route is signed in (:func:`runbooks.console.routing.signed_in`) except those in
+:data:`PUBLIC`: the health check, the sign-in form and the stylesheet. The security headers
+wrap everything, unknown paths and errors included.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from runbooks.console.headers import SecurityHeaders
+from runbooks.console.pages import failed, overview, runs, signin
+from runbooks.console.routing import signed_in
+from runbooks.console.wiring import Console
+
+PUBLIC = ("/healthz", "/signin", "/static")  # served without a session; nothing else is
+
+
+async def healthz(request: Request) -> Response:
+    """The process answers (no service is asked: a load balancer learns nothing else)."""
+    return PlainTextResponse("ok")
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/signin", signin.show_form, methods=["GET"]),
+        Route("/signin", signin.submit, methods=["POST"]),
+        Mount("/static", StaticFiles(packages=[("runbooks.console", "static")]), name="static"),
+        Route("/signout", signed_in(signin.sign_out), methods=["POST"]),
+        Route("/", signed_in(overview.overview), methods=["GET"]),
+        Route("/failed", signed_in(failed.list_failed), methods=["GET"]),
+        Route("/failed/{id}", signed_in(failed.show), methods=["GET"]),
+        Route("/failed/{id}/retry", signed_in(failed.retry), methods=["POST"]),
+        Route("/failed/{id}/forget", signed_in(failed.forget), methods=["POST"]),
+        Route("/runs", signed_in(runs.list_runs), methods=["GET"]),
+        Route("/runs/{id}", signed_in(runs.show), methods=["GET"]),
+    ]
+
+
+def build(console: Console) -> Starlette:
+    """The ASGI app serving `console`."""
+    app = Starlette(routes=routes(), middleware=[Middleware(SecurityHeaders)])
+    app.state.console = console
+    return app

@@ -1,0 +1,70 @@
+"""What every page works on, built once by the entry point and kept on the Starlette app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from celery_app.stores.login import ACCOUNT_POLICY, ADDRESS_POLICY, LoginGuard, LoginPolicy
+from celery_app.stores.sessions import SessionPolicy, SessionStore
+from runbooks.engine.redact import Redactor, for_settings
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from starlette.requests import Request
+
+    from celery_app.bootstrap import Container
+    from celery_app.ops.failed_tasks import Send
+    from celery_app.ops.status import Status
+
+
+@dataclass(frozen=True)
+class Console:
+    """The app (SQL, Redis roles), a Celery app to talk to workers and send tasks, the
+    platform's session store and login guard, and the redactor of what pages show."""
+
+    app: Container
+    celery: Celery
+    sessions: SessionStore
+    guard: LoginGuard
+    redactor: Redactor
+    workers_timeout: float = 1.0  # how long the overview waits for workers to answer a ping
+
+    def status(self) -> Status:
+        """The `invoke status` screen's value."""
+        from celery_app.ops import status as health
+
+        return health.collect(self.app, health.workers_reader(self.celery, self.workers_timeout))
+
+    def sender(self) -> Send:
+        """How `failed.retry` sends a task again (the command's own sender)."""
+        from celery_app.ops import failed_tasks
+
+        return failed_tasks.sender(self.celery)
+
+
+def wire(
+    app: Container,
+    celery: Celery,
+    *,
+    account: LoginPolicy = ACCOUNT_POLICY,
+    address: LoginPolicy = ADDRESS_POLICY,
+    session: SessionPolicy | None = None,
+    workers_timeout: float = 1.0,
+) -> Console:
+    """The console over `app`: sessions on its `sessions` Redis role, sign-in attempts counted
+    on its `ratelimit` role (the platform's own stores, with their default policies)."""
+    return Console(
+        app=app,
+        celery=celery,
+        sessions=SessionStore.from_container(app, session),
+        guard=LoginGuard.from_container(app, account, address),
+        redactor=for_settings(app.settings),
+        workers_timeout=workers_timeout,
+    )
+
+
+def of(request: Request) -> Console:
+    """The console a request is served by."""
+    console: Console = request.app.state.console
+    return console

@@ -1,0 +1,78 @@
+"""The ops console served for real (uvicorn on a loopback port, in a thread) and a browser-like
+HTTP client that keeps its cookies, reads the CSRF token from the page, and never follows
+redirects by itself (tests look at each one).
+
+Browser tests would plug in here: a `Browser` whose methods drive headless Chromium through
+selenium with Debian's chromium-driver against the same served `url`, using the same `Served`
+fixture; the HTTP-level tests stay as they are.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+
+from runbooks.console import serve
+from tests.support.services import wait_for
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+class Served:
+    """`app` on 127.0.0.1, a free port, with the console's own uvicorn settings."""
+
+    def __init__(self, app: Starlette) -> None:
+        sock = serve.bind("127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        self.server = serve.server(app)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, daemon=True
+        )
+        self.thread.start()
+        wait_for(lambda: self.server.started, 10, "the console to start")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+class Browser:
+    """One person's browser: cookies kept, redirects not followed."""
+
+    def __init__(self, url: str) -> None:
+        self.http = httpx.Client(base_url=url, follow_redirects=False, timeout=30)
+        self.csrf = ""
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.http.get(path, **kwargs)
+
+    def post(
+        self, path: str, data: dict[str, str] | None = None, csrf: str | None = None
+    ) -> httpx.Response:
+        """POST `data` with the session's CSRF token (or `csrf` instead; "" sends none)."""
+        token = self.csrf if csrf is None else csrf
+        form = {**(data or {}), **({"csrf": token} if token else {})}
+        return self.http.post(path, data=form)
+
+    def sign_in(self, name: str, password: str, next: str = "/") -> httpx.Response:
+        """Open the sign-in form and submit it; on success, keep the session's CSRF token."""
+        form = self.get("/signin")
+        token = CSRF.search(form.text)
+        assert form.status_code == 200 and token, form.text[:300]
+        done = self.http.post(
+            "/signin",
+            data={"csrf": token.group(1), "name": name, "password": password, "next": next},
+        )
+        if done.status_code == 303:
+            page = self.get("/runs")
+            found = CSRF.search(page.text)
+            assert found, page.text[:300]
+            self.csrf = found.group(1)
+        return done
+
+    def close(self) -> None:
+        self.http.close()
