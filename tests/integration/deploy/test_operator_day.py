@@ -101,6 +101,10 @@ def test_the_operators_day(
         # A runbook through the ops queue, answered by a deployed worker.
         remote = op.json("run", "facts", "--remote", "--wait", "60")
         assert remote["status"] == "ok" and remote["arguments"]["remote"] is True
+        # The same book sliced in two: either deployed worker takes a slice; one run, host once.
+        sliced = op.json("run", "facts", "--remote", "--slices", "2", "--wait", "60")
+        assert sliced["status"] == "ok" and sliced["id"] != remote["id"]
+        assert [h["host"] for h in sliced["hosts"]] == [h["host"] for h in remote["hosts"]]
 
         # A task fails on purpose; the operator looks at it on an app host and retries it.
         send = failed_tasks.sender(control)
