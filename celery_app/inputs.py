@@ -20,7 +20,9 @@ error tree, so both the app and runbooks/ use it.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 from collections.abc import Iterable
 
 from celery_app.errors import InvalidRequest, MaqsafyError
@@ -121,3 +123,28 @@ def node_names(text: str, what: str = "--nodes") -> list[str]:
             f"-; a bare number would be read as a node count), got {shown(bad[0] if bad else text)}"
         )
     return names
+
+
+HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def listen_addresses(host: str) -> list[IPAddress]:
+    """The addresses a `--host` to listen on resolves to, in resolver order; InvalidRequest for
+    what is neither a host name nor an IP address, or does not resolve."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not HOST_NAME.fullmatch(host):
+            got = shown(host) if host else "an empty value"
+            raise InvalidRequest(
+                f"--host: expected a host name or IP address such as 127.0.0.1, got {got}"
+            ) from None
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise InvalidRequest(f"--host {shown(host)}: cannot resolve it ({exc})") from None
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]

@@ -8,9 +8,6 @@ Alert rules over these names ship in ``deploy/prometheus/alerts.yml``.
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from celery_app.errors import InvalidRequest
-from celery_app.inputs import shown
+from celery_app.inputs import listen_addresses, shown
 from celery_app.ops.findings import EXIT_CODES
 from celery_app.ops.redis_facts import Endpoint
 from celery_app.ops.status import Status
@@ -139,12 +136,6 @@ class StatusCollector(Collector):
         yield duration
 
 
-HOST_NAME = re.compile(
-    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
-)
-
-
 def listen_host(host: str) -> bool:
     """Check where the exporter may listen; True when `host` is loopback only.
 
@@ -158,19 +149,7 @@ def listen_host(host: str) -> bool:
     )
     if host == "*":
         raise wildcard
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if not HOST_NAME.fullmatch(host):
-            got = shown(host) if host else "an empty value"
-            raise InvalidRequest(
-                f"--host: expected a host name or IP address such as 127.0.0.1, got {got}"
-            ) from None
-    try:
-        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        raise InvalidRequest(f"--host {shown(host)}: cannot resolve it ({exc})") from None
-    addresses = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found}
+    addresses = set(listen_addresses(host))
     if any(address.is_unspecified for address in addresses):
         raise wildcard
     return all(address.is_loopback for address in addresses)

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from typing import TYPE_CHECKING
 
@@ -22,8 +21,7 @@ from starlette.applications import Starlette
 from celery_app.bootstrap import Container
 from celery_app.errors import InvalidRequest
 from celery_app.infra.boundary import redis_errors
-from celery_app.inputs import shown
-from celery_app.ops.metrics import HOST_NAME
+from celery_app.inputs import listen_addresses
 
 if TYPE_CHECKING:
     import uvicorn
@@ -37,19 +35,7 @@ NO_ACCOUNTS = (
 def listen_address(host: str) -> tuple[str, bool]:
     """The address `host` names, and whether it is loopback only; InvalidRequest for what
     is neither a host name nor an address, or does not resolve."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if not HOST_NAME.fullmatch(host):
-            got = shown(host) if host else "an empty value"
-            raise InvalidRequest(
-                f"--host: expected a host name or IP address such as 127.0.0.1, got {got}"
-            ) from None
-    try:
-        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        raise InvalidRequest(f"--host {shown(host)}: cannot resolve it ({exc})") from None
-    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
+    addresses = listen_addresses(host)
     return str(addresses[0]), all(a.is_loopback for a in addresses)
 
 

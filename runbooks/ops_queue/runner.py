@@ -24,6 +24,7 @@ mid-step).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any
 
@@ -54,18 +55,10 @@ def run_remote(*args: Any, **kwargs: Any) -> dict[str, Any]:
     except ops_requests.RequestRefused as exc:
         record_refusal(container, message, str(exc))
         return {"refused": str(exc)}
-    run = RunRequest(**envelope.fields, inventory_dir=ops_requests.inventory_dir(environ))
-    try:  # a book or inventory this worker does not have: said in the history, not lost
-        prepared = prepare(container, run, environ)
-    except RunbookError as exc:
-        record_refusal(container, message, f"cannot run here: {exc}")
-        return {"refused": str(exc)}
-    arguments = {
-        **run.arguments(),
-        "remote": True,
-        "request": envelope.nonce,
-        "requested_by": envelope.requested_by,
-    }
+    ready = prepared_or_refused(container, message, envelope, environ, request=envelope.nonce)
+    if isinstance(ready, dict):
+        return ready
+    prepared, arguments = ready
     # who signed the request is vouched for by the ops key: the record names them
     result = execute(container, prepared, arguments, operator=envelope.requested_by or "unknown")
     return {"run_id": result.run_id, "ok": result.ok}
@@ -96,19 +89,12 @@ def run_remote_slice(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     except ops_requests.RequestRefused as exc:
         record_refusal(container, message, str(exc))
         return {"refused": str(exc)}
-    run = RunRequest(**envelope.fields, inventory_dir=ops_requests.inventory_dir(environ))
-    try:
-        prepared = prepare(container, run, environ)
-    except RunbookError as exc:
-        record_refusal(container, message, f"cannot run here: {exc}")
-        return {"refused": str(exc)}
-    arguments = {
-        **run.arguments(),
-        "remote": True,
-        "request": part.request,
-        "slices": part.count,
-        "requested_by": envelope.requested_by,
-    }
+    ready = prepared_or_refused(
+        container, message, envelope, environ, request=part.request, slices=part.count
+    )
+    if isinstance(ready, dict):
+        return ready
+    prepared, arguments = ready
     holder = f"{self.request.hostname or 'worker'}:{os.getpid()}"
     try:
         done = run_slice(
@@ -124,6 +110,27 @@ def run_remote_slice(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         record_refusal(container, message, f"cannot run here: {exc}")
         return {"refused": str(exc)}
     return {"run_id": done.run_id, "slices": [i + 1 for i in done.ran]}
+
+
+def prepared_or_refused(
+    container: Any, message: Any, envelope: Any, environ: Mapping[str, str], **said: Any
+) -> tuple[Any, dict[str, Any]] | dict[str, str]:
+    """The verified request made ready to run here, with the arguments its record keeps
+    (`said`: the request id, the slices); or, for a book or inventory this worker does not
+    have, the refusal, said in the history rather than lost."""
+    run = RunRequest(**envelope.fields, inventory_dir=ops_requests.inventory_dir(environ))
+    try:
+        prepared = prepare(container, run, environ)
+    except RunbookError as exc:
+        record_refusal(container, message, f"cannot run here: {exc}")
+        return {"refused": str(exc)}
+    arguments = {
+        **run.arguments(),
+        "remote": True,
+        **said,
+        "requested_by": envelope.requested_by,
+    }
+    return prepared, arguments
 
 
 def record_refusal(container: Any, message: Any, reason: str) -> None:
