@@ -15,7 +15,16 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from runbooks.console.headers import SecurityHeaders
-from runbooks.console.pages import failed, overview, runs, signin
+from runbooks.console.pages import (
+    approvals,
+    deploys,
+    failed,
+    overview,
+    queues,
+    runs,
+    signin,
+    workers,
+)
 from runbooks.console.routing import signed_in
 from runbooks.console.wiring import Console
 
@@ -41,6 +50,12 @@ def routes() -> list[BaseRoute]:
         Route("/failed/{id}/forget", signed_in(failed.forget), methods=["POST"]),
         Route("/runs", signed_in(runs.list_runs), methods=["GET"]),
         Route("/runs/{id}", signed_in(runs.show), methods=["GET"]),
+        Route("/approvals", signed_in(approvals.list_approvals), methods=["GET"]),
+        Route("/approvals/{id}/approve", signed_in(approvals.approve), methods=["POST"]),
+        Route("/approvals/{id}/deny", signed_in(approvals.deny), methods=["POST"]),
+        Route("/deploys", signed_in(deploys.deploy_log), methods=["GET"]),
+        Route("/queues", signed_in(queues.queue_sizes), methods=["GET"]),
+        Route("/workers", signed_in(workers.worker_status), methods=["GET"]),
     ]
 
 
