@@ -10,9 +10,11 @@
     errors.py     the project's errors as HTTP statuses and one line for people
     headers.py    the security headers on every response
     templating.py the Jinja2 environment (autoescape) and rendering
-    pages/        overview, failed tasks, runs, sign-in
+    pages/        overview, failed tasks, runs, approvals, deploys, queues, workers, sign-in
     templates/ static/  the HTML and the CSS (no JavaScript)
 
 Pages call the functions the commands call (`celery_app.ops.status.collect`,
-`celery_app.ops.failed_tasks`, `runbooks.engine.history`), so the two never disagree.
+`celery_app.ops.failed_tasks`, `runbooks.engine.history`, `runbooks.access.approvals`,
+`runbooks.deploy.log`, `celery_app.ops.queues`, `celery_app.ops.workers`), so the two never
+disagree.
 """

@@ -57,3 +57,20 @@ def test_no_script_may_run_and_no_page_be_framed() -> None:
 def test_a_listen_host_that_names_nothing_is_refused(host: str) -> None:
     with pytest.raises(InvalidRequest, match="--host"):
         serve.listen_address(host)
+
+
+def test_an_approval_request_s_age_as_people_read_it() -> None:
+    import datetime as dt
+
+    from runbooks.console.pages.approvals import age
+
+    now = dt.datetime(2026, 12, 1, 12, 0, 0, tzinfo=dt.UTC)
+    for seconds, shown in [
+        (0, "0 s"),
+        (59, "59 s"),
+        (60, "1 min"),
+        (7_199, "1 h"),
+        (2 * 86_400, "2 d"),
+    ]:
+        assert age((now - dt.timedelta(seconds=seconds)).isoformat(), now) == shown
+    assert age((now + dt.timedelta(seconds=5)).isoformat(), now) == "0 s"  # a clock ahead
