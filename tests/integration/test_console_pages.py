@@ -9,20 +9,27 @@ decision goes through the console, as another operator would click it.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from celery_app.dev.worker_process import start_worker
 from celery_app.ops import queues
 from runbooks.access import approvals
 from runbooks.access.context import granted, signed_in_as
-from runbooks.console import acting
+from runbooks.console import acting, auth
+from runbooks.console import app as web
 from runbooks.console.auth import Viewer
 from runbooks.engine import history
 from runbooks.errors import AccessDenied, ApprovalPending
 from tests.integration.test_console import SECRET, Stack, sqlite_only, stack
 from tests.support.broker import producer, send
+from tests.support.console import Browser, Served
+from tests.support.redis_app import app_env
 
 __all__ = ["stack"]  # the module-scoped fixture, one per database for this module
 
@@ -172,3 +179,25 @@ def test_queues_page_shows_a_waiting_message_and_workers_page_answers(stack: Sta
     assert workers.status_code == 200 and "no worker answered" in workers.text
     for path in ("/approvals", "/deploys", "/queues", "/workers"):
         assert f'<a href="{path}">' in workers.text  # in the layout's navigation
+
+
+@sqlite_only
+def test_workers_page_shows_a_real_worker(stack: Stack, tmp_path: Path) -> None:
+    """A worker on the stack's broker (its own SQL: the page asks only over the broker), read
+    by the console with the command's 1 s wait (the stack's 0.2 s is for pages without one)."""
+    env = {**app_env(tmp_path, stack.redis.url), "PATH": os.environ["PATH"]}
+    worker = start_worker("pages1@test", tmp_path / "w.log", queues="ops", concurrency=1, env=env)
+    served = Served(web.build(dataclasses.replace(stack.console, workers_timeout=1.0)))
+    b = Browser(served.url)
+    b.http.cookies.set(auth.COOKIE, stack.signed_in("val").http.cookies[auth.COOKIE])
+    try:
+        worker.wait_ready()
+        page = b.get("/workers")
+    finally:
+        b.close()
+        served.stop()
+        worker.kill()  # it ran nothing: no warm shutdown to wait for
+    assert page.status_code == 200
+    row = re.search(r"<tr><td>pages1@test</td>(.*?)</tr>", page.text, re.S)
+    assert row, page.text
+    assert "<td>ops</td>" in row.group(1) and "<td>1</td>" in row.group(1)
