@@ -73,6 +73,12 @@ def chromium(window: tuple[int, int] = WINDOW) -> Iterator[WebDriver]:
         )
         try:
             driver.set_page_load_timeout(30)
+            # --window-size is the window; the page's viewport is made exactly `window` too
+            # (screenshots are that size), through the DevTools protocol, not page script.
+            driver.execute_cdp_cmd(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": window[0], "height": window[1], "deviceScaleFactor": 1, "mobile": False},
+            )
             yield driver
         finally:
             driver.quit()
