@@ -2,9 +2,8 @@
 HTTP client that keeps its cookies, reads the CSRF token from the page, and never follows
 redirects by itself (tests look at each one).
 
-Browser tests would plug in here: a `Browser` whose methods drive headless Chromium through
-selenium with Debian's chromium-driver against the same served `url`, using the same `Served`
-fixture; the HTTP-level tests stay as they are.
+The browser tests serve the console with the same `Served` and drive headless Chromium at its
+`url` (tests/support/browser.py); the HTTP-level tests stay as they are.
 """
 
 from __future__ import annotations
