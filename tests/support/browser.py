@@ -29,7 +29,7 @@ from tests.support.services import require
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 WINDOW = (1280, 800)
-WAIT = 10.0  # seconds a page condition may take before the test fails naming it
+WAIT = 30.0  # seconds a page condition may take before the test fails naming it (a loaded CI)
 
 
 def installed() -> str | None:
