@@ -124,7 +124,8 @@ def test_retry_all_of_a_queue_needs_its_box_ticked(stack: Stack) -> None:
     before = stack.runs()
     unconfirmed = b.post("/failed/retry", {"scope": "all", "queue": "ops"})
     assert unconfirmed.status_code == 400 and "tick the box" in unconfirmed.text
-    assert b.post("/failed/retry", {"scope": "all", "confirm": "all", "queue": "x"}).status_code == 400
+    unknown = b.post("/failed/retry", {"scope": "all", "confirm": "all", "queue": "x"})
+    assert unknown.status_code == 400 and "unknown queue" in unknown.text
     assert stack.runs() == before and all(stack.exists(r) for r in ops)
 
     done = b.post("/failed/retry", {"scope": "all", "confirm": "all", "queue": "ops"})
