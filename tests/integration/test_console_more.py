@@ -12,9 +12,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from runbooks.console import app as web
+from runbooks.console import wiring
 from runbooks.engine import history
 from tests.integration.test_console import Stack, serving
-from tests.support.console import Browser
+from tests.support.console import Browser, Served
+from tests.support.redis_app import app_env, build_app
+from tests.support.services import free_port
 
 REDIS_SECRET = "redis-pw-never-on-a-page"
 
@@ -135,3 +139,25 @@ def test_retry_all_of_a_queue_needs_its_box_ticked(stack: Stack) -> None:
     run = history.get_run(stack.app.sessions, int(done.headers["location"].rsplit("=", 1)[1]))
     assert (run["arguments"]["ids"], run["arguments"]["queue"]) == ("all", "ops")
     assert run["operator"] == "ana" and run["arguments"]["via"] == "console"
+
+
+def test_a_redis_that_is_down_is_a_finding_not_an_error(stack: Stack) -> None:
+    """The cache role on a port nothing listens on: the page still answers, that server is
+    CRITICAL with its causes, and the keyspace says it could not be read."""
+    dead = free_port()
+    env = app_env(stack.app.settings.var_dir.parent, stack.redis.url)
+    app = build_app({**env, "REDIS_CACHE_URL": f"redis://127.0.0.1:{dead}/0"})
+    served = Served(web.build(wiring.wire(app, stack.console.celery)))
+    val = stack.signed_in("val")  # the same SQL and sessions Redis: her cookie works there
+    try:
+        with httpx.Client(base_url=served.url, cookies=val.http.cookies) as http:
+            page = http.get("/redis")
+    finally:
+        served.stop()
+        app.engine.dispose()
+    assert page.status_code == 200, page.text[:500]
+    assert 'id="level">CRITICAL<' in page.text
+    assert f'redis://127.0.0.1:{dead}/0 <span class="level critical">' in page.text
+    assert "roles: cache (<code>REDIS_CACHE_URL</code>)" in page.text
+    assert 'id="keyspace-problem">not read: keyspace report (Redis) failed' in page.text
+    assert REDIS_SECRET not in page.text
