@@ -94,10 +94,11 @@ def _measure(client: redis.Redis, usage: dict[str, RoleUsage]) -> None:
             role.sampled += 1
 
 
-def report(app: Any, sample: int = 50) -> KeyspaceReport:
-    """Report the keyspace of every distinct Redis the container's roles point at."""
+def report(app: Any, sample: int = 50, max_keys: int = 200_000) -> KeyspaceReport:
+    """Report the keyspace of every distinct Redis the container's roles point at (scanning at
+    most `max_keys` keys of each; beyond that the counts are estimated)."""
     first_role_per_url: dict[str, str] = {}
     for role in ROLES:
         first_role_per_url.setdefault(app.settings.redis_url(role), role)
     clients = [app.redis(role) for role in first_role_per_url.values()]
-    return scan_keyspace(clients, app.keyspace, sample=sample)
+    return scan_keyspace(clients, app.keyspace, sample=sample, max_keys=max_keys)

@@ -138,6 +138,7 @@ class RedisFacts:
     aof_last_write_ok: bool
     loading: bool
     config: dict[str, str] | None  # None: CONFIG GET was denied to this user
+    used_memory_peak: int = 0  # the most used_memory has been since the server started
 
     @property
     def memory_ratio(self) -> float | None:
@@ -202,6 +203,7 @@ def parse_info(info: dict[str, Any], config: dict[str, str] | None) -> RedisFact
         aof_last_write_ok=str(info.get("aof_last_write_status", "ok")) == "ok",
         loading=bool(int(_number(info, "loading"))),
         config=config,
+        used_memory_peak=int(_number(info, "used_memory_peak")),
     )
 
 

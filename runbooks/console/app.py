@@ -21,6 +21,7 @@ from runbooks.console.pages import (
     failed,
     overview,
     queues,
+    redis,
     runs,
     signin,
     workers,
@@ -45,6 +46,7 @@ def routes() -> list[BaseRoute]:
         Route("/signout", signed_in(signin.sign_out), methods=["POST"]),
         Route("/", signed_in(overview.overview), methods=["GET"]),
         Route("/failed", signed_in(failed.list_failed), methods=["GET"]),
+        Route("/failed/retry", signed_in(failed.retry_many), methods=["POST"]),
         Route("/failed/{id}", signed_in(failed.show), methods=["GET"]),
         Route("/failed/{id}/retry", signed_in(failed.retry), methods=["POST"]),
         Route("/failed/{id}/forget", signed_in(failed.forget), methods=["POST"]),
@@ -56,6 +58,7 @@ def routes() -> list[BaseRoute]:
         Route("/deploys", signed_in(deploys.deploy_log), methods=["GET"]),
         Route("/queues", signed_in(queues.queue_sizes), methods=["GET"]),
         Route("/workers", signed_in(workers.worker_status), methods=["GET"]),
+        Route("/redis", signed_in(redis.redis_health), methods=["GET"]),
     ]
 
 

@@ -27,10 +27,13 @@ Page = Callable[[Request, Viewer], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+MAX_FIELDS = 64  # the most a console form has: a page of failed-task checkboxes (50) and a few
+
+
 async def read_form(request: Request) -> FormData:
-    """The request's form, small as the console's forms are (no files, a few short fields;
-    beyond that Starlette answers 400), read once and kept on the request."""
-    return await request.form(max_files=0, max_fields=16, max_part_size=16 * 1024)
+    """The request's form, small as the console's forms are (no files, short fields, at most
+    MAX_FIELDS; beyond that Starlette answers 400), read once and kept on the request."""
+    return await request.form(max_files=0, max_fields=MAX_FIELDS, max_part_size=16 * 1024)
 
 
 def safe_next(target: str | None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,15 +102,14 @@ class Stack:
             return int(s.scalar(select(func.count()).select_from(history.OpsRun)) or 0)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp(f"console-{request.param}")
-    redis = start_redis(tmp / "redis")
+@contextmanager
+def serving(tmp: Path, database: str, redis_password: str | None = None) -> Iterator[Stack]:
+    """A console on `database` (sqlite or postgres) and a new redis-server (with a password in
+    every role's URL when `redis_password` is given), its four accounts made."""
+    redis = start_redis(tmp / "redis", password=redis_password)
     drop = None
     extra = {}
-    if request.param == "postgres":
+    if database == "postgres":
         url, drop = create_pg_database()
         extra["DATABASE_URL"] = url
     app = migrated_app(app_env(tmp, redis.url, **extra))
@@ -129,6 +129,14 @@ def stack(
     redis.stop()
     if drop:
         drop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    with serving(tmp_path_factory.mktemp(f"console-{request.param}"), request.param) as stack:
+        yield stack
 
 
 sqlite_only = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
@@ -179,7 +187,7 @@ def test_signed_out_every_page_redirects_and_every_post_is_401(stack: Stack) -> 
                 done = b.post(url, csrf="anything")
                 assert done.status_code == 401, (url, done.status_code)
             has_headers(done)
-    assert checked == 14
+    assert checked == 16
     # a forged or stale session cookie is the same as none
     b.http.cookies.set("maqsafy_console", "x" * 43)
     assert b.get("/").status_code == 303

@@ -1,4 +1,6 @@
-"""Failed tasks: the list (filters, keyset pages), one record, retry and forget.
+"""Failed tasks: the list (filters, keyset pages), one record, retry and forget; retry of the
+ticked rows or of all (of one queue or every one), as `invoke failed.retry 12,13` and
+`invoke failed.retry all [--queue Q]`.
 
 The same functions `invoke failed.list|show|retry|forget` call, in the same order: the ids
 are checked before anything is recorded, then the action runs recorded as the command.
@@ -10,6 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -18,6 +21,7 @@ from celery_app.inputs import record_id
 from celery_app.ops import failed_tasks as ft
 from runbooks.console import acting, wiring
 from runbooks.console.auth import Viewer
+from runbooks.console.routing import read_form
 from runbooks.console.templating import render
 from runbooks.engine import history
 
@@ -82,6 +86,8 @@ async def list_failed(request: Request, viewer: Viewer) -> Response:
         older=older,
         newest=newest,
         done=done,
+        retry_all=not (given["task"] or given["since"]),  # the command's all takes --queue only
+        page_size=PAGE,
         can_retry=acting.may(viewer, "failed.retry"),
         can_forget=acting.may(viewer, "failed.forget"),
     )
@@ -140,6 +146,50 @@ async def forget(request: Request, viewer: Viewer) -> Response:
             lambda: ft.forget(console.app.uow, chosen),
             lambda deleted: f"forgot {deleted} failed tasks",
             ids=chosen,
+        )
+
+    outcome = await run_in_threadpool(run)
+    return RedirectResponse(f"/failed?run={outcome.run_id}", status_code=303)
+
+
+def selection(form: FormData) -> tuple[list[int] | None, str | None]:
+    """The bulk form's choice: (ids, None) for the ticked rows (one page's worth at most), or
+    (None, queue or None) for all, which the form's box must confirm (the command's `all`).
+    InvalidRequest (400) for anything else, before anything is read or recorded."""
+    ticked = [str(v) for v in form.getlist("ids")]
+    if form.get("scope") == "all":
+        if ticked:
+            raise InvalidRequest("retry the ticked rows or all of them, not both")
+        if form.get("confirm") != "all":
+            raise InvalidRequest("tick the box that says all, to retry every matching task")
+        queue = str(form.get("queue") or "").strip()
+        return None, queue or None
+    if not ticked:
+        raise InvalidRequest("tick at least one failed task to retry")
+    if len(ticked) > PAGE:
+        raise InvalidRequest(f"at most {PAGE} failed tasks at once (a page), got {len(ticked)}")
+    return ft.parse_ids(ticked), None
+
+
+async def retry_many(request: Request, viewer: Viewer) -> Response:
+    """Send the ticked tasks again, or all of them (of one queue), recorded once (failed.retry)."""
+    console = wiring.of(request)
+    chosen, queue = selection(await read_form(request))
+
+    def run() -> acting.Outcome:
+        ft.check(console.app.uow, chosen, queue)  # refused: nothing written, not even history
+        every = chosen is None
+        return acting.act(
+            console,
+            viewer,
+            "failed.retry",
+            {"ids": "all" if every else ",".join(map(str, chosen or [])), "queue": queue},
+            lambda: ft.retry(
+                console.app.uow, console.sender(), chosen, all_rows=every, queue=queue
+            ),
+            lambda r: f"retried {len(r.retried)} failed tasks",
+            ids=chosen or "all",
+            queue=queue,
         )
 
     outcome = await run_in_threadpool(run)
