@@ -138,6 +138,19 @@ def typed(context: Any) -> str | None:
     return min(names, key=len) if names else None
 
 
+def show_help_instead(context: Any) -> None:
+    """`invoke run --help` (help where a positional goes): run `invoke --help run` instead.
+
+    Invoke would take the flag as the value of BOOK; an operator asked for help. The same
+    program is started again with the core flags typed before the task, and the task's help.
+    """
+    argv = sys.argv[1:]
+    names = {context.name, *context.aliases}
+    at = next(i for i, word in enumerate(argv) if word in names)
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "invoke", *argv[:at], "--help", argv[at]])
+
+
 def refuse_a_bad_command_line(ns: Collection) -> None:
     """Every refusal, Invoke's own included, is one `error:` line and exit code 2.
 
@@ -147,7 +160,8 @@ def refuse_a_bad_command_line(ns: Collection) -> None:
     tasks' parse is run here first, with Invoke's parser on what the running program left
     unparsed; a ParseError becomes `error: ...` (Exit, which Invoke prints and exits with).
     The same pass refuses an empty value for any flag or positional ("" would silently mean
-    the default) and a `-h` taken as a positional value (`history.show -h`). Imported any
+    the default) and shows the task's help for a `-h` taken as a positional value
+    (`history.show -h`). Imported any
     other way (tests, Fabric), this does nothing.
     """
     from invoke.exceptions import ParseError
@@ -173,6 +187,4 @@ def refuse_a_bad_command_line(ns: Collection) -> None:
                 leave = "" if arg.positional else " or leave the flag out"
                 refuse(f"{name}: {shown_as} is empty; give a value{leave} (invoke --help {name})")
             if arg.positional and given in ("-h", "--help"):
-                refuse(
-                    f"{name}: {given} came where {shown_as} goes; for help: invoke --help {name}"
-                )
+                show_help_instead(context)
