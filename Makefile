@@ -32,9 +32,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # What a deploy to this machine started (its worker, var/run) goes before the Redis it uses.
+# The Redis goes even when stopping the workers was refused (say, a login is needed first).
 stop: $(STAMP)
-	$(BIN)/invoke workers.stop
-	$(BIN)/invoke stop
+	$(BIN)/invoke workers.stop; workers=$$?; $(BIN)/invoke stop && exit $$workers
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

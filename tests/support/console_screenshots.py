@@ -116,6 +116,8 @@ def shoot(directory: Path) -> list[Path]:
                 save("failed-record", f"/failed/{ids['failed']}", "#traceback")
                 save("runs", "/runs", "#runs")
                 save("run", f"/runs/{ids['run']}", "#steps")
+                for name in ("approvals", "deploys", "queues", "workers", "redis"):
+                    save(name, f"/{name}", "main")
         finally:
             served.stop()
             celery.close()
