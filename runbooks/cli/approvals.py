@@ -52,7 +52,9 @@ def list_approvals(c: Context, status: str = "", json: bool = False) -> None:
     from runbooks.cli.output import emit
 
     if status and status not in STATUSES:
-        refuse(f"--status: expected one of {', '.join(STATUSES)}")
+        from celery_app.inputs import shown
+
+        refuse(f"--status: expected one of {', '.join(STATUSES)}, got {shown(status)}")
     app = container()
     with operator_errors():
         rows = approvals.list_approvals(app.sessions, status or None)

@@ -164,6 +164,7 @@ REPROS = [
     (["deploy.rollback", "--serial", "١"], "--serial: expected a host count from 1"),
     (["deploy.log", "--last", "0"], "--last: expected a whole number from 1 to 10000, got '0'"),
     (["deploy.log", "--env", "../etc"], "environment '../etc': expected a name like staging"),
+    (["approvals", "--status", "nope"], "--status: expected one of pending, approved, denied"),
     # Celery reads a bare number as a node count (and then hangs)
     (["workers.start", "--nodes", "2"], "read as a node count), got '2'"),
     (["workers.start", "--nodes", "0"], "--nodes takes node names like w1,w2"),
