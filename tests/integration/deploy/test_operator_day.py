@@ -3,7 +3,9 @@
 Two loopback sshd hosts, PostgreSQL and a private Redis; every command is the real `invoke`
 run from a checkout (the test repo: v1, then v2 with a migration), the way README's Deploying
 section walks through it. Purchases are submitted the whole day; at the end each posted exactly
-once, nothing is pending, and the history names every step with its operator and outcome.
+once, nothing is pending, and the history names every step with its operator and outcome; then
+the first operator account is made and the console, started from the same checkout, shows the
+day's deploys and runs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
@@ -21,10 +24,11 @@ from celery_app.infra import migrate
 from celery_app.money import settlement
 from celery_app.ops import failed_tasks, workers
 from celery_app.settings import load_settings
-from tests.support.cli import clean_environ, run_invoke
+from tests.support.cli import INVOKE, clean_environ, run_invoke
+from tests.support.console import Browser
 from tests.support.deploy import Fleet, make_fleet
 from tests.support.money import MoneyEnv, start_shopping
-from tests.support.services import RedisServer, wait_for
+from tests.support.services import RedisServer, free_port, wait_for
 from tests.support.sshd import SSHHost
 
 pytestmark = pytest.mark.ssh
@@ -178,5 +182,44 @@ def test_the_operators_day(
             assert name in by_name, f"{name} missing from history: {sorted(by_name)}"
             assert all(r["operator"] and r["status"] == "ok" for r in by_name[name]), by_name[name]
         assert len(by_name["deploy"]) == 2
+
+        # Evening, from the browser: the first account, then the console over the same day.
+        console_sees_the_day(op, v1, v2)
     finally:
         fleet.kill_workers()
+
+
+def console_sees_the_day(op: Operator, v1: str, v2: str) -> None:
+    """The console, started from the checkout, shows what the command line did today."""
+    password = "journey-console-password"
+    added = subprocess.run(
+        [*INVOKE, "operators.add", "root", "--role", "admin"],
+        cwd=op.repo, env=op.env, input=password, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    port = free_port()
+    console = subprocess.Popen(
+        [*INVOKE, "console", "--port", str(port)],
+        cwd=op.repo, env=op.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    browser = Browser(f"http://127.0.0.1:{port}")
+    try:
+        wait_for(lambda: _answers(browser), 60, "the console to answer /healthz")
+        assert browser.sign_in("root", password).status_code == 303
+        deploys = browser.get("/deploys", params={"env": "day"})
+        assert deploys.status_code == 200 and v1 in deploys.text and v2 in deploys.text
+        runs = browser.get("/runs")
+        assert runs.status_code == 200 and "workers-restart" in runs.text, runs.text[:500]
+        assert browser.get("/failed").status_code == 200
+    finally:
+        browser.close()
+        console.terminate()
+        _, err = console.communicate(timeout=30)
+    assert "Traceback" not in err, err
+
+
+def _answers(browser: Browser) -> bool:
+    try:
+        return browser.get("/healthz").status_code == 200
+    except httpx.HTTPError:
+        return False
