@@ -132,6 +132,7 @@ def pages(failed: int, runs: int) -> list[tuple[str, str]]:
         ("failed /failed", "/failed"),
         ("failed ?queue=payments", "/failed?queue=payments"),
         (f"failed ?task={console_seed.RARE_TASK}", f"/failed?task={console_seed.RARE_TASK}"),
+        ("failed ?task=notify.deliver (none)", "/failed?task=notify.deliver"),
         ("failed ?before=middle", f"/failed?before={failed // 2}"),
         ("failed record /failed/ID", f"/failed/{failed // 2}"),
         ("runs /runs", "/runs"),
