@@ -16,7 +16,8 @@ The deploy notifications carry the same entry (:func:`entry_for`).
 from __future__ import annotations
 
 import subprocess
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,33 @@ from runbooks.engine.history_tables import OpsRun, OpsRunHost, writing
 
 NAMES = {"deploy": "deploy", "deploy.rollback": "rollback"}
 MAX_COMMITS = 200
+KEPT = 1024  # ranges whose commits are kept (a few hundred KB at most)
+KNOWN: OrderedDict[tuple[str, str, str], list[str]] = OrderedDict()
+_lock = threading.Lock()
 
 
 def commits_between(repo: Path, old: str, new: str) -> list[str] | None:
     """``<short sha> <subject>`` of each commit in `old`..`new`, newest first (at most
-    :data:`MAX_COMMITS`); None when `repo` does not know one of them."""
+    :data:`MAX_COMMITS`); None when `repo` does not know one of them.
+
+    A range's commits never change, so a found list is kept (:data:`KNOWN`, at most
+    :data:`KEPT` ranges): the log's page runs `git log` once per range, not once per view (50
+    processes took ~300 ms a page). "Not known" is not kept: a fetch may bring the commit."""
+    key = (str(repo), old, new)
+    with _lock:
+        if key in KNOWN:
+            KNOWN.move_to_end(key)
+            return list(KNOWN[key])
+    found = _git_log(repo, old, new)
+    if found is not None:
+        with _lock:
+            KNOWN[key] = found
+            while len(KNOWN) > KEPT:
+                KNOWN.popitem(last=False)
+    return found
+
+
+def _git_log(repo: Path, old: str, new: str) -> list[str] | None:
     done = subprocess.run(
         ["git", "-C", str(repo), "log", f"-n{MAX_COMMITS}", "--format=%h %s", f"{old}..{new}"],
         capture_output=True,
@@ -61,23 +84,47 @@ def _release_of(run: dict[str, Any], hosts: list[dict[str, Any]]) -> str:
     return Counter(names).most_common(1)[0][0] if names else ""
 
 
+Row = tuple[dict[str, Any], list[dict[str, Any]]]  # a run's fields and its hosts
+CHUNK = 200  # deploy rows read at a time, newest first, until the page's entries are known
+
+
 def _rows(
-    sessions: sessionmaker[Session], environment: str | None
-) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    sessions: sessionmaker[Session],
+    environment: str | None,
+    before: int | None = None,
+    newest: int | None = None,
+) -> list[Row]:
+    """Deploy and rollback rows oldest first: all, or the `newest` of those below `before`."""
     import json
 
     with writing(sessions) as uow:
-        query = select(OpsRun).where(
-            OpsRun.kind == "command", OpsRun.name.in_(NAMES), OpsRun.check_mode.is_(False)
-        )
+        # the columns an entry uses, not whole rows: every deploy ever is read (for each
+        # entry's previous release), and building ORM objects for them cost more than the query
+        query = select(
+            OpsRun.id,
+            OpsRun.name,
+            OpsRun.environment,
+            OpsRun.operator,
+            OpsRun.arguments,
+            OpsRun.status,
+            OpsRun.message,
+            OpsRun.started_at,
+            OpsRun.duration,
+        ).where(OpsRun.kind == "command", OpsRun.name.in_(NAMES), OpsRun.check_mode.is_(False))
         if environment:
             query = query.where(OpsRun.environment == environment)
-        runs = uow.session.scalars(query.order_by(OpsRun.id)).all()
+        if before is not None:
+            query = query.where(OpsRun.id < before)
+        if newest is None:
+            runs = list(uow.session.execute(query.order_by(OpsRun.id)).all())
+        else:
+            runs = list(uow.session.execute(query.order_by(OpsRun.id.desc()).limit(newest)))
+            runs.reverse()
         ids = [r.id for r in runs]
         hosts: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
         for start in range(0, len(ids), 500):
-            for h in uow.session.scalars(
-                select(OpsRunHost)
+            for h in uow.session.execute(
+                select(OpsRunHost.run_id, OpsRunHost.host, OpsRunHost.status, OpsRunHost.message)
                 .where(OpsRunHost.run_id.in_(ids[start : start + 500]))
                 .order_by(OpsRunHost.id)
             ):
@@ -116,9 +163,14 @@ def deploy_log(
 ) -> list[dict[str, Any]]:
     """Every deploy and rollback (of `environment`, else all), newest first, at most `limit`
     (only run `run_id`, when given). `git log` runs only for the entries returned."""
+    rows = (
+        _rows(sessions, environment)
+        if run_id is not None
+        else _window(sessions, environment, limit)
+    )
     live: dict[str, str] = {}  # environment -> the release its last successful entry put live
     entries = []
-    for run, hosts in _rows(sessions, environment):
+    for run, hosts in rows:
         release = _release_of(run, hosts)
         previous = live.get(run["environment"], "")
         if run["status"] == "ok" and release:
@@ -148,6 +200,36 @@ def deploy_log(
     for entry in chosen:
         entry["commits"], entry["commits_note"] = _commits(entry, repo)
     return chosen
+
+
+def _window(sessions: sessionmaker[Session], environment: str | None, limit: int) -> list[Row]:
+    """The newest rows, oldest first, reaching back far enough that each of the newest `limit`
+    has its previous release in them: read :data:`CHUNK` at a time until every environment
+    among those `limit` has an older successful entry that switched a release (or the history
+    ends). The page then costs the same after 1,000 deploys as after 10."""
+    rows: list[Row] = []
+    while True:
+        before = rows[0][0]["run_id"] if rows else None
+        chunk = _rows(sessions, environment, before, CHUNK)
+        rows = chunk + rows
+        if len(chunk) < CHUNK or _reaches_back(rows, limit):
+            return rows
+
+
+def _reaches_back(rows: list[Row], limit: int) -> bool:
+    """Whether, for each environment among the newest `limit` rows, an older successful row
+    of it that switched a release is in `rows` (oldest first)."""
+    first = max(0, len(rows) - limit)
+    oldest: dict[str, int] = {}  # environment -> index of its oldest row among the newest
+    for index in range(len(rows) - 1, first - 1, -1):
+        oldest[rows[index][0]["environment"]] = index
+    for env, index in oldest.items():
+        if not any(
+            run["environment"] == env and run["status"] == "ok" and _release_of(run, hosts)
+            for run, hosts in rows[:index]
+        ):
+            return False
+    return True
 
 
 def _commits(entry: dict[str, Any], repo: Path) -> tuple[list[str], str]:

@@ -1,4 +1,4 @@
-"""The run history's tables (migrations 0002, 0004-0006) and the unit of work that writes them.
+"""The run history's tables (migrations 0002, 0004-0007) and the unit of work that writes them.
 
 `ops_runs` (one row per run: kind, name, environment, operator, the operator who approved it
 and the approval, the project's version, arguments, check mode, status, start, end),
@@ -41,7 +41,10 @@ class OpsRun(Base):
     """One run of a runbook or one recorded ops command."""
 
     __tablename__ = "ops_runs"
-    __table_args__ = (Index("ix_ops_runs_started_at", "started_at"),)
+    __table_args__ = (
+        Index("ix_ops_runs_started_at", "started_at"),
+        Index("ix_ops_runs_name_id", "name", "id"),  # the deploy log reads deploys by name
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # runbook | command
