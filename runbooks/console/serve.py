@@ -84,4 +84,7 @@ def server(app: Starlette) -> uvicorn.Server:
 
 def serve(app: Starlette, sock: socket.socket) -> None:
     """Serve `app` on the bound `sock` until interrupted (Ctrl-C, SIGTERM)."""
-    server(app).run(sockets=[sock])
+    try:
+        server(app).run(sockets=[sock])
+    finally:
+        app.state.console.close()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from celery_app.stores.login import ACCOUNT_POLICY, ADDRESS_POLICY, LoginGuard, LoginPolicy
 from celery_app.stores.sessions import SessionPolicy, SessionStore
+from runbooks.console.watch import Latest
 from runbooks.engine.redact import Redactor, for_settings
 
 if TYPE_CHECKING:
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
     from celery_app.bootstrap import Container
     from celery_app.ops.failed_tasks import Send
     from celery_app.ops.status import Status
+    from celery_app.ops.workers import NodeStatus
 
 
 @dataclass(frozen=True)
@@ -28,13 +31,31 @@ class Console:
     sessions: SessionStore
     guard: LoginGuard
     redactor: Redactor
-    workers_timeout: float = 1.0  # how long the overview waits for workers to answer a ping
+    workers_timeout: float = 1.0  # how long a ping waits for workers to answer
+    workers_every: float = 5.0  # how often the workers are pinged (pages show the last answer)
+    watch: Latest[list[NodeStatus]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        from celery_app.ops import workers
+
+        def ping() -> list[NodeStatus]:
+            return workers.status(self.celery, self.workers_timeout)
+
+        object.__setattr__(self, "watch", Latest(ping, self.workers_every))
+
+    def workers(self) -> tuple[list[NodeStatus], dt.datetime]:
+        """The workers as they last answered a ping, and when (at most `workers_every` ago)."""
+        return self.watch.get(wait=self.workers_timeout + 30)
 
     def status(self) -> Status:
-        """The `invoke status` screen's value."""
+        """The `invoke status` screen's value, with the workers as they last answered."""
         from celery_app.ops import status as health
 
-        return health.collect(self.app, health.workers_reader(self.celery, self.workers_timeout))
+        return health.collect(self.app, lambda: [n.as_dict() for n in self.workers()[0]])
+
+    def close(self) -> None:
+        """Stop what the console runs in the background."""
+        self.watch.close()
 
     def sender(self) -> Send:
         """How `failed.retry` sends a task again (the command's own sender)."""

@@ -30,6 +30,7 @@ from tests.integration.test_console import SECRET, Stack, sqlite_only, stack
 from tests.support.broker import producer, send
 from tests.support.console import Browser, Served
 from tests.support.redis_app import app_env
+from tests.support.services import wait_for
 
 __all__ = ["stack"]  # the module-scoped fixture, one per database for this module
 
@@ -201,3 +202,38 @@ def test_workers_page_shows_a_real_worker(stack: Stack, tmp_path: Path) -> None:
     row = re.search(r"<tr><td>pages1@test</td>(.*?)</tr>", page.text, re.S)
     assert row, page.text
     assert "<td>ops</td>" in row.group(1) and "<td>1</td>" in row.group(1)
+
+
+def heard(page: str) -> str:
+    found = re.search(r'<span id="heard">at ([0-9:]+ UTC)</span>', page)
+    assert found, page
+    return found.group(1)
+
+
+@sqlite_only
+def test_workers_are_pinged_in_the_background_and_pages_show_the_last_answer(
+    stack: Stack,
+) -> None:
+    """A page never waits out a ping: views within the interval show one answer, and a newer
+    one arrives on its own (no worker here: the answer is that none replied)."""
+    cookie = stack.signed_in("val").http.cookies[auth.COOKIE]
+    for every, same in ((60.0, True), (0.3, False)):
+        console = dataclasses.replace(stack.console, workers_every=every)
+        served = Served(web.build(console))
+        b = Browser(served.url)
+        b.http.cookies.set(auth.COOKIE, cookie)
+        try:
+            first = heard(b.get("/workers").text)
+            assert "no worker answered" in b.get("/").text
+            if same:
+                assert heard(b.get("/workers").text) == first
+            else:
+                wait_for(
+                    lambda b=b, first=first: heard(b.get("/workers").text) != first,
+                    10,
+                    "a newer ping's answer",
+                )
+        finally:
+            b.close()
+            served.stop()
+        assert console.watch._thread is not None and not console.watch._thread.is_alive()

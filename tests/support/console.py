@@ -25,6 +25,7 @@ class Served:
     """`app` on 127.0.0.1, a free port, with the console's own uvicorn settings."""
 
     def __init__(self, app: Starlette) -> None:
+        self.app = app
         sock = serve.bind("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         self.server = serve.server(app)
@@ -37,6 +38,7 @@ class Served:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+        self.app.state.console.close()  # its background worker ping
 
 
 class Browser:
