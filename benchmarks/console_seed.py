@@ -21,14 +21,14 @@ from sqlalchemy import Engine, text
 ROOT = Path(__file__).resolve().parents[1]
 RARE_TASK = "settlement.run_daily"
 
-# Dialect-specific pieces: the row source, the timestamp of row i, a per-row token, and the
+# Dialect-specific pieces: the row source, the timestamp of row i, a per-row hex value, and the
 # release name a deploy's hosts report (`release 20261201T101500Z-abc1234`).
 PG = {
     "rows": "FROM generate_series(1, :n) AS g(i)",
     "with": "",
     "ago_s": "now() - make_interval(secs => :n - i)",
     "ago_m": "now() - make_interval(mins => :n - i)",
-    "token": "md5(i::text)",
+    "hex": "md5(i::text)",
     "stamp": "to_char(r.started_at AT TIME ZONE 'UTC', 'YYYYMMDD\"T\"HH24MISS\"Z\"')",
     "sha": "CAST(r.arguments AS json)->>'sha'",
     "pick_sha": "(CAST(:shas AS text[]))[1 + (i / 100) % :nshas]",
@@ -38,7 +38,7 @@ SQLITE = {
     "with": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :n) ",
     "ago_s": "strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (:n - i) || ' seconds')",
     "ago_m": "strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (:n - i) || ' minutes')",
-    "token": "hex(randomblob(16))",
+    "hex": "hex(randomblob(16))",
     "stamp": "strftime('%Y%m%dT%H%M%SZ', r.started_at)",
     "sha": "json_extract(r.arguments, '$.sha')",
     "pick_sha": "json_extract(:shas, '$[' || ((i / 100) % :nshas) || ']')",
@@ -59,7 +59,7 @@ SELECT 'c0ffee-' || i,
             ELSE 'runbook.run' END,
        '[' || i || ', "m-' || (i % 500) || '"]',
        '{{"amount": ' || (i % 9000 + 100) || ', "currency": "SAR", "callback_token": "'
-         || {token} || '"}}',
+         || {hex} || '"}}',
        'RuntimeError: gateway timeout after 30s (request ' || i || ')',
        {traceback},
        {ago_s}
@@ -78,7 +78,7 @@ SELECT CASE WHEN i % 10 = 0 AND i % 100 <> 0 THEN 'runbook' ELSE 'command' END,
             THEN '{{"ref": "main", "sha": "' || {pick_sha} || '", "hosts": 3}}'
             WHEN i % 10 = 0
             THEN '{{"limit": null, "tags": ["app"], "extra_vars": {{"db_password": "pw-'
-                 || {token} || '"}}}}'
+                 || {hex} || '"}}}}'
             ELSE '{{"ids": "' || i || '", "queue": null, "via": "console"}}' END,
        {false}, CASE WHEN i % 17 = 0 THEN 'failed' ELSE 'ok' END,
        CASE WHEN i % 17 = 0 THEN 'step restart failed on 1 host' ELSE '' END,
