@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from celery_app.errors import InvalidRequest
+from celery_app.inputs import record_id
 from runbooks.access import roles
 from runbooks.access.context import signed_in_as
 from runbooks.console.auth import Viewer
@@ -63,3 +65,17 @@ def act(
         value = work()
         record.message = said(value)
     return Outcome(record.run_id, record.message)
+
+
+def banner(
+    console: Console, run_text: str | None, actions: tuple[str, ...]
+) -> dict[str, Any] | None:
+    """The history record an action of a page just closed (`?run=N`), to say what it did;
+    None for any other run (a crafted `?run=` names no record of another page's actions)."""
+    if not run_text:
+        return None
+    try:
+        run = history.get_run(console.app.sessions, record_id(run_text, "run", "the history"))
+    except (InvalidRequest, history.NotFound):
+        return None
+    return run if run["name"] in actions else None

@@ -24,7 +24,6 @@ from runbooks.access.context import signed_in_as
 from runbooks.console import acting, wiring
 from runbooks.console.auth import Viewer
 from runbooks.console.templating import render
-from runbooks.engine import history
 from runbooks.errors import AccessDenied
 
 STATUSES = ("pending", "approved", "denied", "used", "expired")  # as `approvals --status`
@@ -64,18 +63,6 @@ def view(console: wiring.Console, rows: list[dict[str, Any]]) -> list[dict[str, 
     ]
 
 
-def banner(console: wiring.Console, request: Request) -> dict[str, Any] | None:
-    """The decision this page just recorded (?run=N); None for any other run."""
-    text = request.query_params.get("run")
-    if not text:
-        return None
-    try:
-        run = history.get_run(console.app.sessions, record_id(text, "run", "the history"))
-    except (InvalidRequest, history.NotFound):
-        return None
-    return run if run["name"] in ACTIONS else None
-
-
 async def list_approvals(request: Request, viewer: Viewer) -> Response:
     """The pending requests (or `?status=`), newest first: who asked for what and why."""
     return await page(request, viewer)
@@ -90,7 +77,7 @@ async def page(request: Request, viewer: Viewer, status: int = 200, problem: str
 
     def read() -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         rows = approvals.list_approvals(console.app.sessions, chosen)
-        return view(console, rows), banner(console, request)
+        return view(console, rows), acting.banner(console, request.query_params.get("run"), ACTIONS)
 
     rows, done = await run_in_threadpool(read)
     return render(

@@ -23,7 +23,6 @@ from runbooks.console import acting, wiring
 from runbooks.console.auth import Viewer
 from runbooks.console.routing import read_form
 from runbooks.console.templating import render
-from runbooks.engine import history
 
 PAGE = 50
 FILTERS = ("queue", "task", "since")
@@ -38,19 +37,6 @@ def failed_id(request: Request) -> int:
         raise NotFound(str(exc)) from None
 
 
-def banner(console: wiring.Console, request: Request) -> dict[str, Any] | None:
-    """The history record an action of this page just closed (?run=N), to say what it did;
-    None for any other run."""
-    text = request.query_params.get("run")
-    if not text:
-        return None
-    try:
-        run = history.get_run(console.app.sessions, record_id(text, "run", "the history"))
-    except (InvalidRequest, history.NotFound):
-        return None
-    return run if run["name"] in ACTIONS else None
-
-
 async def list_failed(request: Request, viewer: Viewer) -> Response:
     """Failed tasks, newest first, filtered by queue, task and time; older pages by id."""
     console = wiring.of(request)
@@ -58,7 +44,7 @@ async def list_failed(request: Request, viewer: Viewer) -> Response:
     chosen = {k: v or None for k, v in given.items()}
 
     def read() -> tuple[ft.Page | None, str, dict[str, Any] | None]:
-        done = banner(console, request)
+        done = acting.banner(console, request.query_params.get("run"), ACTIONS)
         try:
             before_text = request.query_params.get("before")
             before = None if not before_text else record_id(before_text, "page", "this page")
