@@ -147,6 +147,8 @@ class Settings:
     cache_driver: str = "redis"
     session_driver: str = "redis"
     lock_ttl_ms: int = 10_000
+    # most payment requests one posting transaction takes (1: each message posts only its own)
+    post_batch: int = 32
     visibility_timeout: int = 3600
     relay_after_seconds: int = 30
     # seconds an ops worker's slice of a sliced run stays claimed without a heartbeat
@@ -259,6 +261,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         cache_driver=_driver(env, "CACHE_DRIVER"),
         session_driver=_driver(env, "SESSION_DRIVER"),
         lock_ttl_ms=_int(env, "MAQSAFY_LOCK_TTL_MS", 10_000, 50, 3_600_000),
+        post_batch=_int(env, "MAQSAFY_POST_BATCH", 32, 1, 500),
         visibility_timeout=_int(env, "MAQSAFY_VISIBILITY_TIMEOUT", 3600, 60, 86_400 * 7),
         relay_after_seconds=_int(env, "MAQSAFY_RELAY_AFTER", 30, 0, 86_400),
         ops_slice_lease=_int(env, "MAQSAFY_OPS_SLICE_LEASE", 30, 3, 3600),

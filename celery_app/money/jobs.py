@@ -42,7 +42,12 @@ def _post(task: Task, request_id: Any, wallet: Any) -> dict[str, Any]:
         )
     except TRANSIENT as exc:
         raise task.retry(exc=exc, countdown=min(2**task.request.retries, 30) * 0.1) from exc
-    return {"request_id": outcome.request_id, "result": outcome.result, "status": outcome.status}
+    return {
+        "request_id": outcome.request_id,
+        "result": outcome.result,
+        "status": outcome.status,
+        "batched": outcome.batched,
+    }
 
 
 @app.task(name="wallet.top_up", bind=True, max_retries=8)

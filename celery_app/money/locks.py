@@ -7,7 +7,11 @@ that account (see :mod:`celery_app.money.posting`). A holder that stalled past i
 carries a token lower than its successor's and is refused.
 
 A grant costs one Redis round trip (one script: SET NX PX and INCR of the counter) and its
-release none of its own: :meth:`FencedLocks.hold` sends the release script without waiting for
+release none of its own. A grant may take other resources' locks in the same call, best effort
+(:meth:`FencedLocks.hold` with `also`): each that is free is set to the same owner value and
+shares the grant's token. Sharing is safe for fencing: every later grant on any of those
+resources draws a higher token from the same counter. The release sends one script for all of
+them: :meth:`FencedLocks.hold` sends the release script without waiting for
 its answer, on a connection this thread keeps, and the answer is read before that connection's
 next command. Redis runs the release as soon as it arrives, so the lock is free at once; if the
 answer says it was no longer ours, or the connection broke, nothing is lost: the lock expires
@@ -34,29 +38,42 @@ import redis
 
 from celery_app.errors import LockError, ServiceUnavailable
 
-# KEYS: lock, counter. ARGV: owner, ttl_ms. Returns {status, token_or_pttl}:
-# status 1 granted, 0 held by another (pttl), -1 counter missing (seed it first).
+# KEYS: counter, the lock, then other locks to take if free. ARGV: owner, ttl_ms.
+# Returns {1, token, i...} granted (i: 1-based positions among the other locks also taken),
+# {0, pttl} held by another, {-1, 0} counter missing (seed it first).
 # Tokens stay below 2**53 (Lua numbers are doubles): microseconds since 1970 do until 2255.
 _ACQUIRE = """
-if redis.call('exists', KEYS[2]) == 0 then return {-1, 0} end
-if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {1, redis.call('incr', KEYS[2])}
+if redis.call('exists', KEYS[1]) == 0 then return {-1, 0} end
+if not redis.call('set', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {0, redis.call('pttl', KEYS[2])}
 end
-return {0, redis.call('pttl', KEYS[1])}
+local out = {1, redis.call('incr', KEYS[1])}
+for i = 3, #KEYS do
+  if redis.call('set', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) then out[#out + 1] = i - 2 end
+end
+return out
 """
+# KEYS: the grant's locks. ARGV: owner. Deletes those still ours; returns how many.
 _RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('get', KEYS[i]) == ARGV[1] then n = n + redis.call('del', KEYS[i]) end
+end
+return n
 """
 
 
 @dataclass(frozen=True)
 class Grant:
-    """A held lock: its key, fencing token and the value that proves ownership."""
+    """A held lock: its key, fencing token and the value that proves ownership.
+
+    `also` are the other resources whose locks the same call took (same token, same value).
+    """
 
     key: str
     token: int
     value: str
+    also: tuple[str, ...] = ()
 
 
 class _Line:
@@ -125,8 +142,8 @@ class FencedLocks:
             line = self._local.line = _Line(self._client)
         return line
 
-    def _run_acquire(self, key: str, owner: str) -> Any:
-        args = (2, key, self._counter, owner, self.ttl_ms)
+    def _run_acquire(self, keys: list[str], owner: str) -> Any:
+        args = (len(keys) + 1, self._counter, *keys, owner, self.ttl_ms)
         try:
             return self._line().call("EVALSHA", self._acquire.sha, *args)
         except redis.exceptions.NoScriptError:
@@ -138,29 +155,34 @@ class FencedLocks:
         self._client.set(self._counter, seed, nx=True)
         return seed
 
-    def try_acquire(self, resource: str) -> Grant | None:
-        """Take the lock once; return the grant, or None when another holds it."""
+    def try_acquire(self, resource: str, also: tuple[str, ...] = ()) -> Grant | None:
+        """Take the lock once (and those of `also` that are free); None when another holds it."""
         key = self._lock_key(resource)
         owner = uuid.uuid4().hex
+        keys = [key, *(self._lock_key(r) for r in also)]
         try:
             for _ in range(3):
-                status, value = self._run_acquire(key, owner)
+                status, value, *taken = self._run_acquire(keys, owner)
                 if status == -1:
                     self.seed()
                     continue
                 if status == 1:
-                    return Grant(key=key, token=int(value), value=owner)
+                    held = tuple(also[int(i) - 1] for i in taken)
+                    return Grant(key=key, token=int(value), value=owner, also=held)
                 return None
         except redis.RedisError as exc:
             raise ServiceUnavailable(f"lock service (Redis) failed: {exc}") from exc
         raise LockError(f"could not seed the fencing counter {self._counter}")
 
-    def acquire(self, resource: str, wait: float = 10.0) -> Grant:
-        """Take the lock, waiting up to `wait` seconds with backoff; raise LockError after."""
+    def acquire(self, resource: str, wait: float = 10.0, also: tuple[str, ...] = ()) -> Grant:
+        """Take the lock, waiting up to `wait` seconds with backoff; raise LockError after.
+
+        The locks of `also` are taken with it where free, never waited for.
+        """
         deadline = time.monotonic() + wait
         pause = 0.002
         while True:
-            grant = self.try_acquire(resource)
+            grant = self.try_acquire(resource, also)
             if grant is not None:
                 return grant
             if time.monotonic() >= deadline:
@@ -171,18 +193,24 @@ class FencedLocks:
     def release(self, grant: Grant) -> bool:
         """Release the lock if it is still ours; return whether it was."""
         try:
-            return bool(self._line().call("EVAL", _RELEASE, 1, grant.key, grant.value))
+            return bool(self._line().call("EVAL", _RELEASE, *self._release_args(grant)))
         except redis.RedisError:
             return False  # it expires by itself; SQL's fence check is the guarantee
 
     def release_unanswered(self, grant: Grant) -> None:
         """Release the lock if it is still ours, without waiting for Redis to answer."""
-        self._line().send("EVAL", _RELEASE, 1, grant.key, grant.value)
+        self._line().send("EVAL", _RELEASE, *self._release_args(grant))
+
+    def _release_args(self, grant: Grant) -> tuple[Any, ...]:
+        keys = (grant.key, *(self._lock_key(r) for r in grant.also))
+        return (len(keys), *keys, grant.value)
 
     @contextmanager
-    def hold(self, resource: str, wait: float = 10.0) -> Iterator[Grant]:
-        """Hold the lock for the block; its release costs no wait (see the module's text)."""
-        grant = self.acquire(resource, wait)
+    def hold(
+        self, resource: str, wait: float = 10.0, also: tuple[str, ...] = ()
+    ) -> Iterator[Grant]:
+        """Hold the lock (and those of `also` it got) for the block; the release costs no wait."""
+        grant = self.acquire(resource, wait, also)
         try:
             yield grant
         finally:

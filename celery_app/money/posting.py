@@ -1,26 +1,36 @@
 """Post a payment request to the ledger exactly once, under its wallet's fenced lock.
 
-A posting is three round trips: take the wallet's lock (one Redis call, which also draws the
-fencing token), run the posting (one statement on PostgreSQL, see
-:mod:`celery_app.money.posting_sql`), release the lock (one Redis call). The database checks,
-on rows it holds locked, that the request is still pending, that the wallet is the request's,
+A message starts with one read (:data:`posting_sql.LOOK`): its request's status and wallet and,
+while the request is pending, the oldest other pending requests. A request no longer pending is
+a duplicate and ends there: that is how duplicate deliveries, and the messages of requests an
+earlier batch posted, are absorbed without a lock or a write. Otherwise one Redis call takes the
+wallet's lock and, where free, the locks of up to ``MAQSAFY_POST_BATCH - 1`` other pending
+requests' wallets (one request per wallet), all under one fencing token; one transaction (one
+statement on PostgreSQL, see :mod:`celery_app.money.posting_sql`) posts each of them under its
+own checks, and the release goes out without waiting for its answer. The database checks, on
+rows it holds locked, that each request is still pending, that the wallet is the request's,
 that the token is not stale and that the wallet can pay; then it writes a balanced posting
-(``posted``) or records the business outcome (``rejected``: insufficient funds). A request
-that is no longer pending is a no-op: that is how duplicate deliveries are absorbed.
+(``posted``) or records the business outcome (``rejected``: insufficient funds). A request that
+fails its checks does not stop the others; one fenced out stays pending for its own message.
+
+With ``MAQSAFY_POST_BATCH=1`` a message that carries its wallet skips the read: lock, one
+statement, release.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
-from sqlalchemy import Connection, case, func, insert, select, update
+from sqlalchemy import Connection, Row, case, func, insert, select, update
 
 from celery_app.bootstrap import Container
 from celery_app.errors import InvalidRequest, StaleFence
 from celery_app.infra.db import kept_connections
-from celery_app.infra.models import Account, LedgerEntry, PaymentRequest, Posting
+from celery_app.infra.models import Account, LedgerEntry, Posting
 from celery_app.money import ledger, posting_sql
 from celery_app.money.locks import FencedLocks, Grant
 
@@ -33,6 +43,17 @@ class Outcome:
     result: str
     status: str
     reason: str | None = None
+    batched: int = 0  # other requests the same transaction finalised (posted or rejected)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A payment request as a plain read saw it (no lock): its status and wallet."""
+
+    request_id: int
+    status: str
+    reason: str | None
+    wallet: int
 
 
 @functools.lru_cache(maxsize=8)
@@ -57,40 +78,54 @@ def wallet_of(kind: str, debit: int, credit: int) -> int:
     return posting_sql.wallet_of(kind, debit, credit)
 
 
-def peek(container: Container, request_id: int) -> tuple[str, str | None, int]:
-    """Return the request's status, reason and wallet: one read, no transaction, no lock.
+def look(container: Container, request_id: int, more: int) -> tuple[Seen, list[Seen]]:
+    """Read request `request_id` and, while it is pending, the oldest `more` other pending ones.
 
-    Only for a message that does not carry its wallet (sent before the wallet travelled with
-    it); the posting itself checks the status again under its locks.
+    One read, no lock; the posting checks every status again under its row locks.
     """
-    with container.engine.connect() as conn:
-        row = conn.execute(
-            select(
-                PaymentRequest.status,
-                PaymentRequest.reason,
-                PaymentRequest.kind,
-                PaymentRequest.debit_account_id,
-                PaymentRequest.credit_account_id,
-            ).where(PaymentRequest.id == request_id)
-        ).first()
-        conn.rollback()
-    if row is None:
+    rows = kept_connections(container.engine).run(_look, request_id, more)
+    seen = [
+        Seen(r.id, r.status, r.reason, wallet_of(r.kind, r.debit_account_id, r.credit_account_id))
+        for r in rows
+    ]
+    own = next((s for s in seen if s.request_id == request_id), None)
+    if own is None:
         raise InvalidRequest(f"no payment request with id {request_id}")
-    return row.status, row.reason, wallet_of(row.kind, row.debit_account_id, row.credit_account_id)
+    return own, [s for s in seen if s.request_id != request_id]
+
+
+def _look(conn: Connection, request_id: int, more: int) -> Sequence[Row[Any]]:
+    params = {"id": request_id, "more": more}
+    if conn.dialect.name == "postgresql":  # autocommit: a plain read, no transaction
+        return conn.execute(posting_sql.LOOK, params).all()
+    with conn.begin():
+        return conn.execute(posting_sql.LOOK, params).all()
+
+
+def peek(container: Container, request_id: int) -> tuple[str, str | None, int]:
+    """Return the request's status, reason and wallet: one read, no lock."""
+    own, _ = look(container, request_id, 0)
+    return own.status, own.reason, own.wallet
 
 
 def post_request(
     container: Container, request_id: int, lock_service: FencedLocks, wallet: int | None = None
 ) -> Outcome:
-    """Post request `request_id` once; later calls return a duplicate outcome.
+    """Post request `request_id` once, with other pending requests; later calls are duplicates.
 
-    `wallet` is the request's wallet as its message carries it: the lock is taken on it and the
-    database verifies it. A wrong one costs a second try on the right one; none costs a read.
+    `wallet` is the request's wallet as its message carries it. In a batch the read gives the
+    wallet; alone (``MAQSAFY_POST_BATCH=1``) the lock is taken on the message's wallet and the
+    database verifies it: a wrong one costs a second try on the right one, none costs a read.
     """
-    if wallet is None:
-        status, reason, wallet = peek(container, request_id)
-        if status != "pending":
-            return Outcome(request_id, "duplicate", status, reason)
+    more = container.settings.post_batch - 1
+    others: list[Seen] = []
+    if wallet is None or more:
+        own, others = look(container, request_id, more)
+        if own.status != "pending":
+            return Outcome(request_id, "duplicate", own.status, own.reason)
+        wallet = own.wallet
+    if others:
+        return _post_batch(container, request_id, wallet, others, lock_service)
     for _ in range(2):
         with lock_service.hold(f"account:{wallet}") as grant:
             verdict = _commit(container, request_id, grant, wallet)
@@ -98,6 +133,37 @@ def post_request(
             break
         wallet = verdict.wallet
     return _outcome(request_id, verdict, grant)
+
+
+def _post_batch(
+    container: Container,
+    request_id: int,
+    wallet: int,
+    others: list[Seen],
+    lock_service: FencedLocks,
+) -> Outcome:
+    """Post the request and those of `others` whose wallets' locks one Redis call could take."""
+    along: dict[str, tuple[int, int]] = {}  # lock resource -> (request, wallet): one per wallet
+    for other in others:
+        resource = f"account:{other.wallet}"
+        if other.wallet != wallet and resource not in along:
+            along[resource] = (other.request_id, other.wallet)
+    with lock_service.hold(f"account:{wallet}", also=tuple(along)) as grant:
+        wanted = [(request_id, wallet), *(along[r] for r in grant.also)]
+        post = (
+            posting_sql.post_batch_pg
+            if container.engine.dialect.name == "postgresql"
+            else posting_sql.post_batch_sqlite
+        )
+        verdicts = kept_connections(container.engine).run(post, wanted, grant.token)
+    batched = sum(
+        1 for r, v in verdicts.items() if r != request_id and v.result in ("posted", "rejected")
+    )
+    verdict = verdicts[request_id]
+    if verdict.result == "raced":  # finalised by another transaction as this one started
+        status, reason, _ = peek(container, request_id)
+        return Outcome(request_id, "duplicate", status, reason, batched)
+    return replace(_outcome(request_id, verdict, grant), batched=batched)
 
 
 def commit_request(
