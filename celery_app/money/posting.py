@@ -1,7 +1,7 @@
 """Post a payment request to the ledger exactly once, under its wallet's fenced lock.
 
 A message starts with one read (:data:`posting_sql.LOOK`): its request's status and wallet and,
-while the request is pending, the oldest other pending requests. A request no longer pending is
+while the request is pending, the newest other pending requests. A request no longer pending is
 a duplicate and ends there: that is how duplicate deliveries, and the messages of requests an
 earlier batch posted, are absorbed without a lock or a write. Otherwise one Redis call takes the
 wallet's lock and, where free, the locks of up to ``MAQSAFY_POST_BATCH - 1`` other pending
@@ -79,7 +79,7 @@ def wallet_of(kind: str, debit: int, credit: int) -> int:
 
 
 def look(container: Container, request_id: int, more: int) -> tuple[Seen, list[Seen]]:
-    """Read request `request_id` and, while it is pending, the oldest `more` other pending ones.
+    """Read request `request_id` and, while it is pending, the newest `more` other pending ones.
 
     One read, no lock; the posting checks every status again under its row locks.
     """

@@ -18,7 +18,7 @@ fence and the balance of an account change in the same UPDATE.
 A batch (:func:`post_batch_pg`, :func:`post_batch_sqlite`) is the same decisions for several
 requests in one transaction, each request under its own checks: one that is short of funds or
 fenced out is recorded or left pending while the others post. :data:`LOOK` is the read a
-message starts with: its own request's status and, only while that is pending, the oldest other
+message starts with: its own request's status and, only while that is pending, the newest other
 pending requests to take along.
 """
 
@@ -129,8 +129,11 @@ def post_pg(conn: Connection, request_id: int, wallet: int, token: int) -> Verdi
     return Verdict("posted", "posted", None, real_wallet)
 
 
-# The request's own row, and while it is still pending the oldest `more` other pending ones.
-# No lock and no write: on PostgreSQL a plain read on the kept autocommit connection.
+# The request's own row, and while it is still pending the newest `more` other pending ones:
+# the oldest are the messages at the head of the queue, which other worker processes are
+# taking right now (taking their wallets' locks would make those processes wait), while the
+# newest have their messages furthest back. No lock and no write: on PostgreSQL a plain read
+# on the kept autocommit connection.
 LOOK = text(
     """
     SELECT id, kind, debit_account_id, credit_account_id, status, reason
@@ -141,7 +144,7 @@ LOOK = text(
         FROM payment_requests
         WHERE status = 'pending' AND id <> :id
           AND EXISTS (SELECT 1 FROM payment_requests WHERE id = :id AND status = 'pending')
-        ORDER BY id
+        ORDER BY id DESC
         LIMIT :more
     ) AS others
     """
