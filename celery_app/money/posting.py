@@ -150,12 +150,7 @@ def _post_batch(
             along[resource] = (other.request_id, other.wallet)
     with lock_service.hold(f"account:{wallet}", also=tuple(along)) as grant:
         wanted = [(request_id, wallet), *(along[r] for r in grant.also)]
-        post = (
-            posting_sql.post_batch_pg
-            if container.engine.dialect.name == "postgresql"
-            else posting_sql.post_batch_sqlite
-        )
-        verdicts = kept_connections(container.engine).run(post, wanted, grant.token)
+        verdicts = commit_batch(container, wanted, grant)
     batched = sum(
         1 for r, v in verdicts.items() if r != request_id and v.result in ("posted", "rejected")
     )
@@ -173,6 +168,21 @@ def commit_request(
     if wallet is None:
         wallet = peek(container, request_id)[2]
     return _outcome(request_id, _commit(container, request_id, grant, wallet), grant)
+
+
+def commit_batch(
+    container: Container, wanted: Sequence[tuple[int, int]], grant: Grant
+) -> dict[int, posting_sql.Verdict]:
+    """Post each (request, wallet) of `wanted` it can in one transaction under `grant`'s token.
+
+    The caller holds the lock of every wallet in `wanted` (one request per wallet).
+    """
+    post = (
+        posting_sql.post_batch_pg
+        if container.engine.dialect.name == "postgresql"
+        else posting_sql.post_batch_sqlite
+    )
+    return kept_connections(container.engine).run(post, wanted, grant.token)
 
 
 def _commit(

@@ -308,7 +308,14 @@ def post_batch_sqlite(
     ones left; a second request of a wallet already fenced with this token is refused as stale.
     """
     with conn.begin():
-        return {r: _post_sqlite(conn, r, wallet, token) for r, wallet in wanted}
+        return post_each_sqlite(conn, wanted, token)
+
+
+def post_each_sqlite(
+    conn: Connection, wanted: Sequence[tuple[int, int]], token: int
+) -> dict[int, Verdict]:
+    """The batch's work inside the caller's transaction (which commits or rolls back)."""
+    return {r: _post_sqlite(conn, r, wallet, token) for r, wallet in wanted}
 
 
 def _post_sqlite(conn: Connection, request_id: int, wallet: int, token: int) -> Verdict:

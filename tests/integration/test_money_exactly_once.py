@@ -7,19 +7,9 @@ import threading
 
 import pytest
 
-from celery_app.money import posting, settlement, submit
-from tests.support.money import MoneyEnv
+from celery_app.money import posting, submit
+from tests.support.money import MoneyEnv, assert_exactly_once, fund
 from tests.support.services import RedisServer, wait_for
-
-
-def fund(money: MoneyEnv, wallets: int, amount: int) -> None:
-    """Top up every wallet directly through the service layer (no worker needed)."""
-    locks = posting.locks(money.container)
-    for i in range(wallets):
-        sent = submit.submit_top_up(
-            money.container, f"seed-{i}", f"wallet:{i}", amount, lambda *_: None
-        )
-        posting.post_request(money.container, sent.request_id, locks)
 
 
 def submit_purchases(money: MoneyEnv, count: int, wallets: int, seed: int = 7) -> None:
@@ -33,16 +23,6 @@ def submit_purchases(money: MoneyEnv, count: int, wallets: int, seed: int = 7) -
             rng.randrange(100, 900),
             money.enqueue,
         )
-
-
-def assert_exactly_once(money: MoneyEnv, requests: int) -> None:
-    per_request = money.postings_per_request()
-    assert max(per_request.values(), default=1) == 1, "a request was posted twice"
-    statuses = money.statuses()
-    assert statuses.get("pending", 0) == 0
-    assert sum(statuses.values()) == requests
-    assert statuses.get("posted", 0) == len(per_request)
-    assert settlement.reconcile(money.container).balanced
 
 
 def test_same_key_twice_posts_once_and_conflicting_reuse_is_refused(money: MoneyEnv) -> None:

@@ -15,7 +15,7 @@ from celery_app.celery import make_app, make_enqueue
 from celery_app.dev.worker_process import WorkerProcess, start_worker
 from celery_app.infra import migrate
 from celery_app.infra.models import LedgerEntry, PaymentRequest, Posting
-from celery_app.money import submit
+from celery_app.money import posting, settlement, submit
 from celery_app.settings import load_settings
 from tests.support.services import wait_for
 
@@ -81,6 +81,26 @@ class MoneyEnv:
             worker.kill()
         bootstrap.reset()
         self.container.engine.dispose()
+
+
+def fund(money: MoneyEnv, wallets: int, amount: int) -> None:
+    """Top up every wallet directly through the service layer (no worker needed)."""
+    locks = posting.locks(money.container)
+    for i in range(wallets):
+        sent = submit.submit_top_up(
+            money.container, f"seed-{i}", f"wallet:{i}", amount, lambda *_: None
+        )
+        posting.post_request(money.container, sent.request_id, locks)
+
+
+def assert_exactly_once(money: MoneyEnv, requests: int) -> None:
+    per_request = money.postings_per_request()
+    assert max(per_request.values(), default=1) == 1, "a request was posted twice"
+    statuses = money.statuses()
+    assert statuses.get("pending", 0) == 0
+    assert sum(statuses.values()) == requests
+    assert statuses.get("posted", 0) == len(per_request)
+    assert settlement.reconcile(money.container).balanced
 
 
 def money_env(tmp_path: Path, redis_url: str, database_url: str, **extra: str) -> MoneyEnv:
