@@ -38,7 +38,8 @@ import redis
 
 from celery_app.errors import LockError, ServiceUnavailable
 
-# KEYS: counter, the lock, then other locks to take if free. ARGV: owner, ttl_ms.
+# KEYS: counter, the lock, then other locks to take if free. ARGV: owner, ttl_ms, how many of
+# the others to take at most (the first free ones in order).
 # Returns {1, token, i...} granted (i: 1-based positions among the other locks also taken),
 # {0, pttl} held by another, {-1, 0} counter missing (seed it first).
 # Tokens stay below 2**53 (Lua numbers are doubles): microseconds since 1970 do until 2255.
@@ -48,7 +49,9 @@ if not redis.call('set', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {0, redis.call('pttl', KEYS[2])}
 end
 local out = {1, redis.call('incr', KEYS[1])}
+local most = tonumber(ARGV[3]) + 2
 for i = 3, #KEYS do
+  if #out == most then break end
   if redis.call('set', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) then out[#out + 1] = i - 2 end
 end
 return out
@@ -142,8 +145,8 @@ class FencedLocks:
             line = self._local.line = _Line(self._client)
         return line
 
-    def _run_acquire(self, keys: list[str], owner: str) -> Any:
-        args = (len(keys) + 1, self._counter, *keys, owner, self.ttl_ms)
+    def _run_acquire(self, keys: list[str], owner: str, most: int) -> Any:
+        args = (len(keys) + 1, self._counter, *keys, owner, self.ttl_ms, most)
         try:
             return self._line().call("EVALSHA", self._acquire.sha, *args)
         except redis.exceptions.NoScriptError:
@@ -155,14 +158,21 @@ class FencedLocks:
         self._client.set(self._counter, seed, nx=True)
         return seed
 
-    def try_acquire(self, resource: str, also: tuple[str, ...] = ()) -> Grant | None:
-        """Take the lock once (and those of `also` that are free); None when another holds it."""
+    def try_acquire(
+        self, resource: str, also: tuple[str, ...] = (), most: int | None = None
+    ) -> Grant | None:
+        """Take the lock once; None when another holds it.
+
+        With it, the first `most` (default: all) of `also` whose locks are free.
+        """
         key = self._lock_key(resource)
         owner = uuid.uuid4().hex
         keys = [key, *(self._lock_key(r) for r in also)]
         try:
             for _ in range(3):
-                status, value, *taken = self._run_acquire(keys, owner)
+                status, value, *taken = self._run_acquire(
+                    keys, owner, len(also) if most is None else most
+                )
                 if status == -1:
                     self.seed()
                     continue
@@ -174,15 +184,22 @@ class FencedLocks:
             raise ServiceUnavailable(f"lock service (Redis) failed: {exc}") from exc
         raise LockError(f"could not seed the fencing counter {self._counter}")
 
-    def acquire(self, resource: str, wait: float = 10.0, also: tuple[str, ...] = ()) -> Grant:
+    def acquire(
+        self,
+        resource: str,
+        wait: float = 10.0,
+        also: tuple[str, ...] = (),
+        most: int | None = None,
+    ) -> Grant:
         """Take the lock, waiting up to `wait` seconds with backoff; raise LockError after.
 
-        The locks of `also` are taken with it where free, never waited for.
+        The first `most` (default: all) of `also` whose locks are free are taken with it,
+        never waited for.
         """
         deadline = time.monotonic() + wait
         pause = 0.002
         while True:
-            grant = self.try_acquire(resource, also)
+            grant = self.try_acquire(resource, also, most)
             if grant is not None:
                 return grant
             if time.monotonic() >= deadline:
@@ -207,10 +224,14 @@ class FencedLocks:
 
     @contextmanager
     def hold(
-        self, resource: str, wait: float = 10.0, also: tuple[str, ...] = ()
+        self,
+        resource: str,
+        wait: float = 10.0,
+        also: tuple[str, ...] = (),
+        most: int | None = None,
     ) -> Iterator[Grant]:
         """Hold the lock (and those of `also` it got) for the block; the release costs no wait."""
-        grant = self.acquire(resource, wait, also)
+        grant = self.acquire(resource, wait, also, most)
         try:
             yield grant
         finally:

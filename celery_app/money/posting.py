@@ -3,12 +3,14 @@
 A message starts with one read (:data:`posting_sql.LOOK`): its request's status and wallet and,
 while the request is pending, the newest other pending requests. A request no longer pending is
 a duplicate and ends there: that is how duplicate deliveries, and the messages of requests an
-earlier batch posted, are absorbed without a lock or a write. Otherwise one Redis call takes the
-wallet's lock and, where free, the locks of up to ``MAQSAFY_POST_BATCH - 1`` other pending
-requests' wallets (one request per wallet), all under one fencing token; one transaction (one
-statement on PostgreSQL, see :mod:`celery_app.money.posting_sql`) posts each of them under its
-own checks, and the release goes out without waiting for its answer. The database checks, on
-rows it holds locked, that each request is still pending, that the wallet is the request's,
+earlier batch posted, are absorbed without a lock or a write (and without the read for the
+requests this process's own batches finalised in the last minute: :class:`Finalised`).
+Otherwise one Redis call takes the wallet's lock and the locks of the first
+``MAQSAFY_POST_BATCH - 1`` other pending requests' wallets that are free (one request per
+wallet), all under one fencing token; one transaction (one statement on PostgreSQL, see
+:mod:`celery_app.money.posting_sql`) posts each of them under its own checks, and the release
+goes out without waiting for its answer. The database checks,
+on rows it holds locked, that each request is still pending, that the wallet is the request's,
 that the token is not stale and that the wallet can pay; then it writes a balanced posting
 (``posted``) or records the business outcome (``rejected``: insufficient funds). A request that
 fails its checks does not stop the others; one fenced out stays pending for its own message.
@@ -21,6 +23,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -33,6 +38,11 @@ from celery_app.infra.db import kept_connections
 from celery_app.infra.models import Account, LedgerEntry, Posting
 from celery_app.money import ledger, posting_sql
 from celery_app.money.locks import FencedLocks, Grant
+
+# How many pending requests a message reads per place in its batch: worker processes that look
+# at the same moment read nearly the same newest requests, and the one whose Redis call comes
+# second takes the next free wallets instead of none.
+CANDIDATES = 3
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,43 @@ def locks(container: Container) -> FencedLocks:
         sql_floor,
         container.settings.lock_ttl_ms,
     )
+
+
+class Finalised:
+    """The requests this process's own transactions finalised lately: their later messages
+    end as duplicates without a read.
+
+    ``posted`` and ``rejected`` are final, and an entry is written only after the commit that
+    wrote it returned, so it can only disagree with SQL if the database is put back to an
+    earlier state (a restore); entries are forgotten after `seconds`, after which the relay's
+    message for such a request is judged by SQL again.
+    """
+
+    def __init__(self, seconds: float = 60.0, most: int = 20_000) -> None:
+        self.seconds, self.most = seconds, most
+        self._seen: OrderedDict[int, tuple[float, str, str | None]] = OrderedDict()
+        self._guard = threading.Lock()
+
+    def add(self, request_id: int, status: str, reason: str | None) -> None:
+        with self._guard:
+            self._seen[request_id] = (time.monotonic(), status, reason)
+            self._seen.move_to_end(request_id)
+            while len(self._seen) > self.most:
+                self._seen.popitem(last=False)
+
+    def get(self, request_id: int) -> tuple[str, str | None] | None:
+        with self._guard:
+            found = self._seen.get(request_id)
+            if found is None or time.monotonic() - found[0] > self.seconds:
+                return None
+            return found[1], found[2]
+
+
+@functools.lru_cache(maxsize=8)
+def finalised(container: Container) -> Finalised:
+    """The container's memory of the requests this process finalised (each worker process
+    builds its own container after the fork)."""
+    return Finalised()
 
 
 def wallet_of(kind: str, debit: int, credit: int) -> int:
@@ -119,13 +166,16 @@ def post_request(
     """
     more = container.settings.post_batch - 1
     others: list[Seen] = []
+    known = finalised(container).get(request_id) if more else None
+    if known is not None:
+        return Outcome(request_id, "duplicate", *known)
     if wallet is None or more:
-        own, others = look(container, request_id, more)
+        own, others = look(container, request_id, CANDIDATES * more)
         if own.status != "pending":
             return Outcome(request_id, "duplicate", own.status, own.reason)
         wallet = own.wallet
     if others:
-        return _post_batch(container, request_id, wallet, others, lock_service)
+        return _post_batch(container, request_id, wallet, others, more, lock_service)
     for _ in range(2):
         with lock_service.hold(f"account:{wallet}") as grant:
             verdict = _commit(container, request_id, grant, wallet)
@@ -140,17 +190,22 @@ def _post_batch(
     request_id: int,
     wallet: int,
     others: list[Seen],
+    more: int,
     lock_service: FencedLocks,
 ) -> Outcome:
-    """Post the request and those of `others` whose wallets' locks one Redis call could take."""
+    """Post the request and up to `more` of `others` whose wallets' locks were free."""
     along: dict[str, tuple[int, int]] = {}  # lock resource -> (request, wallet): one per wallet
     for other in others:
         resource = f"account:{other.wallet}"
         if other.wallet != wallet and resource not in along:
             along[resource] = (other.request_id, other.wallet)
-    with lock_service.hold(f"account:{wallet}", also=tuple(along)) as grant:
+    with lock_service.hold(f"account:{wallet}", also=tuple(along), most=more) as grant:
         wanted = [(request_id, wallet), *(along[r] for r in grant.also)]
         verdicts = commit_batch(container, wanted, grant)
+    memory = finalised(container)
+    for r, v in verdicts.items():
+        if v.result in ("posted", "rejected"):
+            memory.add(r, v.status, v.reason)
     batched = sum(
         1 for r, v in verdicts.items() if r != request_id and v.result in ("posted", "rejected")
     )
