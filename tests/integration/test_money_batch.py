@@ -152,3 +152,31 @@ def test_batch_killed_before_its_commit_posts_nothing_then_each_posts_once(
     money.wait_settled()
     assert [balances(money)[f"wallet:{i}"] for i in range(4)] == [900, 800, 700, 600]
     assert_exactly_once(money, requests=8)
+
+
+def test_batches_of_one_post_each_message_alone_and_once(
+    tmp_path: Path, redis_server: RedisServer, database_url: str
+) -> None:
+    money = money_env(tmp_path, redis_server.url, database_url, MAQSAFY_POST_BATCH="1")
+    try:
+        money.open_wallets(3)
+        fund(money, 3, 1000)
+        ids = purchases(money, [100, 200, 1500])
+        wallets = [posting.peek(money.container, r)[2] for r in ids]
+        locks = posting.locks(money.container)
+        pairs = list(zip(ids, wallets, strict=True))
+        first = [posting.post_request(money.container, r, locks, w) for r, w in pairs]
+        again = [posting.post_request(money.container, r, locks, w) for r, w in pairs]
+        assert [(o.result, o.batched) for o in first] == [
+            ("posted", 0),
+            ("posted", 0),
+            ("rejected", 0),
+        ]
+        assert [(o.result, o.status) for o in again] == [
+            ("duplicate", "posted"),
+            ("duplicate", "posted"),
+            ("duplicate", "rejected"),
+        ]
+        assert_exactly_once(money, requests=6)
+    finally:
+        money.close()
