@@ -139,7 +139,8 @@ for n in $NODES; do
   while kill -0 "$pid" 2>/dev/null; do
     case "$(ps -o stat= -p "$pid" 2>/dev/null)" in Z*) break ;; esac  # exited, not reaped
     if [ "$waited" -ge "$((TIMEOUT * 5))" ]; then
-      echo "$n (pid $pid) still running after ${TIMEOUT}s: tasks in flight$(in_flight "$n"); not restarted" >&2
+      busy="tasks in flight$(in_flight "$n")"
+      echo "$n (pid $pid) still running after ${TIMEOUT}s: $busy; not restarted" >&2
       exit 1
     fi
     sleep 0.2; waited=$((waited + 1))
