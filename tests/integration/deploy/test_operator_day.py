@@ -55,6 +55,7 @@ class Operator:
         return json.loads(self.ok(*args, "--json", timeout=timeout))
 
 
+@pytest.mark.timeout(900)  # the whole day end to end: ~100 s on a quiet machine, 300 s at load 8
 def test_the_operators_day(
     tmp_path: Path,
     sshd_hosts: list[SSHHost],
@@ -204,7 +205,7 @@ def console_sees_the_day(op: Operator, v1: str, v2: str) -> None:
     )  # fmt: skip
     browser = Browser(f"http://127.0.0.1:{port}")
     try:
-        wait_for(lambda: _answers(browser), 60, "the console to answer /healthz")
+        wait_for(lambda: _answers(browser, console), 60, "the console to answer /healthz")
         assert browser.sign_in("root", password).status_code == 303
         deploys = browser.get("/deploys", params={"env": "day"})
         assert deploys.status_code == 200 and v1 in deploys.text and v2 in deploys.text
@@ -218,7 +219,10 @@ def console_sees_the_day(op: Operator, v1: str, v2: str) -> None:
     assert "Traceback" not in err, err
 
 
-def _answers(browser: Browser) -> bool:
+def _answers(browser: Browser, console: subprocess.Popen[str]) -> bool:
+    if console.poll() is not None:
+        _, err = console.communicate()
+        pytest.fail(f"invoke console exited {console.returncode}: {err[-2000:]}")
     try:
         return browser.get("/healthz").status_code == 200
     except httpx.HTTPError:
