@@ -104,7 +104,7 @@ class RunEvents:
         """Run `run_id`'s events after entry id `after` (all from the first without), oldest
         first; raises redis errors (the reader decides what a lost store means)."""
         start = f"({after}" if after else "-"
-        entries = self.client.xrange(self.key(run_id), start, "+", count=count)
+        entries: Any = self.client.xrange(self.key(run_id), start, "+", count=count)
         return [Event(_text(entry_id), json.loads(fields[b"e"])) for entry_id, fields in entries]
 
 
@@ -167,14 +167,15 @@ class EventWriter:
 
 def writer(app: Any, run_id: int, redactor: Redactor) -> EventWriter:
     """The event writer of run `run_id` on `app`'s store (one client per process)."""
-    return EventWriter(_store(app), run_id, redactor)
+    return EventWriter(store(app), run_id, redactor)
 
 
 _stores: dict[tuple[str, str], RunEvents] = {}
 _stores_lock = threading.Lock()
 
 
-def _store(app: Any) -> RunEvents:
+def store(app: Any) -> RunEvents:
+    """`app`'s event store (one client per broker URL in a process)."""
     where = (app.settings.redis_url("broker"), app.keyspace.prefix)
     with _stores_lock:
         store = _stores.get(where)

@@ -147,7 +147,8 @@ def has_headers(response: httpx.Response) -> None:
     for name, start in HEADERS.items():
         assert headers.get(name, "").startswith(start), (name, dict(headers))
     assert "frame-ancestors 'none'" in headers["content-security-policy"]
-    assert "script-src" not in headers["content-security-policy"]
+    assert "script-src 'self';" in headers["content-security-policy"]  # files, never inline
+    assert "unsafe-inline" not in headers["content-security-policy"]
     assert "server" not in headers
 
 
