@@ -74,17 +74,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "steps:\n  - name: hello\n    shell: {cmd: echo hello, read_only: true}\n"
     )
     env = app_env(tmp, redis.url, MAQSAFY_OPS_SIGNING_KEY=KEY, MAQSAFY_OPS_BOOKS_DIR=str(books))
-    app = migrated_app(env)
-    celery = make_app(app.settings)
-    for name, role in ACCOUNTS.items():
-        operators.add(app.sessions, name, role, password(name), "test")
-    served = Served(web.build(wiring.wire(app, celery, workers_timeout=0.2, environ=env)))
     try:
-        yield Stack(app, redis, served, tmp, env)
+        app = migrated_app(env)
+        celery = make_app(app.settings)
+        for name, role in ACCOUNTS.items():
+            operators.add(app.sessions, name, role, password(name), "test")
+        served = Served(web.build(wiring.wire(app, celery, workers_timeout=0.2, environ=env)))
+        try:
+            yield Stack(app, redis, served, tmp, env)
+        finally:
+            served.stop()
+            celery.close()
+            app.engine.dispose()
     finally:
-        served.stop()
-        celery.close()
-        app.engine.dispose()
         redis.stop()
 
 
