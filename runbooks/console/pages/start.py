@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -79,15 +79,7 @@ def wanted(form: Mapping[str, Any], offered: Choice) -> RunRequest:
 
 def send(console: Console, viewer: Viewer, request: RunRequest) -> sender.Sent:
     """Send `request` to the ops queue as `viewer`, judged as `invoke run --remote` is."""
-    request = RunRequest(
-        request.book,
-        environment=request.environment,
-        limit=request.limit,
-        tags=request.tags,
-        skip_tags=request.skip_tags,
-        check=request.check,
-        books_dir=ops_requests.books_dir(console.environ),
-    )
+    request = replace(request, books_dir=ops_requests.books_dir(console.environ))
     with signed_in_as(viewer.name, "run", {**request.arguments(), "remote": True}):
         who = sender.admitted(console.app, request)
         return sender.submit(console.app, console.celery, request, who, console.environ)
