@@ -12,7 +12,6 @@ import base64
 import datetime as dt
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +28,10 @@ from runbooks.console import app as web
 from runbooks.console import wiring
 from runbooks.engine import history
 from runbooks.engine.redact import MASK
-from runbooks.engine.results import RunResult
 from runbooks.service import run_steps
-from tests.support.console import Browser, Served
+from tests.support.console import Browser, Held, Served, hold
 from tests.support.redis_app import app_env, build_app, migrated_app
-from tests.support.services import RedisServer, free_port, start_redis, wait_for
+from tests.support.services import RedisServer, free_port, start_redis
 
 PASSWORD = "live-events-redis-pw-51c0"  # in every role's URL: the redactor masks it
 KEY = "k" * 16 + "ops-signing-key-for-tests-0000000"
@@ -90,48 +88,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         redis.stop()
 
 
-@dataclass
-class Held:
-    """A run held at its gate: its id, the gate file, and the thread running it."""
-
-    run_id: int
-    gate: Path
-    thread: threading.Thread
-    result: dict[str, RunResult]
-
-    def release(self) -> RunResult:
-        self.gate.touch()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-        return self.result["run"]
-
-
 def held_run(stack: Stack, name: str) -> Held:
-    """A local run (`name`) whose first step prints a secret and whose second waits for a file."""
-    gate = stack.tmp / f"{name}.gate"
-    steps = [
-        {"name": "before the gate", "shell": f"echo 'redis password={PASSWORD}'"},
-        {"name": "at the gate", "shell": f"while [ ! -e {gate} ]; do sleep 0.05; done"},
-    ]
-    result: dict[str, RunResult] = {}
-
-    def run() -> None:
-        with signed_in_as("ana", "run", {}):
-            result["run"], _ = run_steps(
-                stack.app, name, steps, environment="local", environ={"HOME": str(stack.tmp)}
-            )
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-
-    def started() -> int | None:
-        found = [r for r in history.list_runs(stack.app.sessions, 5) if r["name"] == name]
-        return int(found[0]["id"]) if found else None
-
-    wait_for(lambda: started() is not None, 30, f"run {name} to be recorded")
-    run_id = started()
-    assert run_id is not None
-    return Held(run_id, gate, thread, result)
+    """A local run (`name`) whose first step prints a secret and whose second waits."""
+    first = {"name": "before the gate", "shell": f"echo 'redis password={PASSWORD}'"}
+    return hold(stack.app, name, [first], stack.tmp, "ana")
 
 
 def frames(response: httpx.Response) -> Iterator[dict[str, Any]]:
@@ -165,7 +125,7 @@ def test_a_running_runs_events_stream_as_they_happen_masked_and_end_with_it(
         assert not held.gate.exists()
         assert step["event"] == "step" and "before the gate" in step["data"]["line"]
         assert step["data"]["status"] == "changed"
-        assert f"redis password={MASK}" in step["data"]["output"]
+        assert f"redis password={MASK}" in step["data"]["line"]
 
         page = ana.get(f"/runs/{held.run_id}")  # the page shows what came so far, then streams
         assert page.status_code == 200 and "before the gate" in page.text

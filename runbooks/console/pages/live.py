@@ -67,6 +67,8 @@ def shown(event: Event) -> dict[str, Any]:
     """What the page gets of an event: its line, status and the step's output."""
     data = event.data
     output = "\n".join(str(data.get(k) or "").rstrip("\n") for k in ("stdout", "stderr")).strip()
+    if output == str(data.get("message") or ""):  # one line of output is the step's message
+        output = ""
     return {
         "id": event.id,
         "kind": event.kind,
