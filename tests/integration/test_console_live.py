@@ -169,6 +169,27 @@ def test_the_stream_is_signed_in_only_and_refuses_bad_ids(stack: Stack) -> None:
         held.release()
 
 
+def test_a_console_told_to_exit_ends_its_open_streams(stack: Stack) -> None:
+    """A running run's stream does not hold the server until the run ends (Ctrl-C works)."""
+    console = stack.served.app.state.console
+    served = Served(web.build(console))
+    held = held_run(stack, "live-shutdown")
+    try:
+        b = Browser(served.url)
+        assert b.sign_in("ana", password("ana")).status_code == 303
+        with b.http.stream("GET", f"/runs/{held.run_id}/events") as response:
+            seen = frames(response)
+            assert next(seen)["event"] == "batch"
+            served.server.should_exit = True
+            served.thread.join(10)
+            assert not served.thread.is_alive(), "the open stream held the server"
+            assert [f["event"] for f in seen] in (["step"], [])  # ended, with no `end`
+        assert history.run_status(stack.app.sessions, held.run_id) == "running"
+        b.close()
+    finally:
+        held.release()
+
+
 def test_a_run_whose_event_store_is_gone_runs_and_is_recorded(
     stack: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -4,7 +4,8 @@
 run_events`), each with its stream id, so a browser that reconnects sends ``Last-Event-ID`` and
 gets only what it missed (`?after=ID` does the same for the first connection: the page already
 shows what came before). The stream ends with the run's `end` event; when the event store lost
-the end (or everything), SQL says the run is over and a last `end` is made from its row.
+the end (or everything), SQL says the run is over and a last `end` is made from its row; and
+when the server is told to exit (the browser then reconnects to the next server).
 run_live.js (static, no inline script) appends each event's line to the page and reloads it at
 the end, when the page shows the history SQL recorded.
 """
@@ -15,7 +16,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import redis
@@ -109,14 +110,21 @@ async def stream(request: Request, viewer: Viewer, run_id: int) -> Response:
     if after and not EVENT_ID.fullmatch(after):
         raise InvalidRequest(f"bad event id {after[:40]!r}: expected what the stream sent")
     await run_in_threadpool(_status, console, run_id)  # NotFound (404) before any stream
+    server = getattr(request.app.state, "server", None)  # uvicorn's, set by serve.server
+
+    def stopping() -> bool:
+        return bool(getattr(server, "should_exit", False))
+
     return StreamingResponse(
-        _events(console, run_id, after or None),
+        _events(console, run_id, after or None, stopping),
         media_type="text/event-stream",
         headers={"x-accel-buffering": "no"},
     )
 
 
-async def _events(console: Console, run_id: int, after: str | None) -> AsyncIterator[str]:
+async def _events(
+    console: Console, run_id: int, after: str | None, stopping: Callable[[], bool]
+) -> AsyncIterator[str]:
     yield "retry: 2000\n\n"
     store = console.events()
     looked = said = time.monotonic()
@@ -144,6 +152,8 @@ async def _events(console: Console, run_id: int, after: str | None) -> AsyncIter
             if status != "running":
                 ended = status
                 continue
+        if stopping():  # the server is shutting down: the browser reconnects to the next one
+            return
         if now - said >= KEEP_ALIVE:
             said = now
             yield ": still running\n\n"
