@@ -22,6 +22,7 @@ import pytest
 
 from celery_app.bootstrap import Container
 from celery_app.celery import make_app
+from celery_app.dev.worker_process import start_worker
 from runbooks.access import operators
 from runbooks.access.context import signed_in_as
 from runbooks.console import app as web
@@ -311,3 +312,30 @@ def test_run_for_real_only_a_fresh_ok_check_of_ones_own(stack: Stack) -> None:
         False,
         "ana",
     )
+    again = ana.post(f"/runs/{good}/real", same)  # once per check: a double click sends one
+    assert again.status_code == 409 and "run for real already" in again.text
+    assert stack.queued() == 0
+
+
+def test_no_ops_worker_that_could_run_it_refuses_in_one_line_and_sends_nothing(
+    stack: Stack,
+) -> None:
+    """A node consuming `ops` without the runbook task would discard the request: the form
+    and Run for real refuse as `run --remote` does, nothing is sent, the check stays usable."""
+    stack.redis.client().delete("ops")
+    bare = start_worker("bare@live", stack.tmp / "bare.log", queues="ops", env=stack.env)
+    try:
+        bare.wait_ready()
+        ana = stack.browser("ana")
+        good = checked(stack)
+        for path, data in (
+            ("/runs/new", {"book": BOOK, "env": "local"}),
+            (f"/runs/{good}/real", {"book": BOOK, "env": "local", "limit": ""}),
+            (f"/runs/{good}/real", {"book": BOOK, "env": "local", "limit": ""}),  # not spent
+        ):
+            done = ana.post(path, data)
+            assert done.status_code == 503, (path, done.text)
+            assert "without the runbook.run task" in done.text and "nothing was sent" in done.text
+        assert stack.queued() == 0
+    finally:
+        bare.kill()

@@ -11,7 +11,8 @@
 - `POST /runs/<id>/real`: the check run `id`, and the book, environment and limit it names,
   sent again for real, when :func:`why_not_real` finds nothing wrong: a check run sent to
   the ops queue, of that book, environment and limit, that ended ok, started by this operator
-  less than :data:`FRESH` ago. Anything else is a one-line 4xx page and nothing is sent.
+  less than :data:`FRESH` ago; and once per check (a double click sends one real run).
+  Anything else is a one-line 4xx page and nothing is sent.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from celery_app.errors import InvalidRequest
+from celery_app.infra.boundary import redis_errors
 from runbooks.access.context import signed_in_as
 from runbooks.console import wiring
 from runbooks.console.auth import Viewer
@@ -162,5 +164,31 @@ async def run_for_real(request: Request, viewer: Viewer, run_id: int) -> Respons
     problem = why_not_real(run, viewer.name, dt.datetime.now(dt.UTC), form)
     if problem:
         return refused(request, viewer, 403 if run["operator"] != viewer.name else 409, problem)
-    sent = await run_in_threadpool(send, console, viewer, real_request(run))
+    sent = await run_in_threadpool(send_once, console, viewer, run_id, real_request(run))
+    if sent is None:
+        return refused(
+            request, viewer, 409, f"run {run_id} was run for real already: check again first"
+        )
     return await _sent(request, viewer, sent)
+
+
+def send_once(
+    console: Console, viewer: Viewer, run_id: int, request: RunRequest
+) -> sender.Sent | None:
+    """Send check run `run_id`'s real run unless it was sent already (None): a claim on the
+    locks Redis for as long as a check stays fresh, given back when nothing was sent."""
+    key = console.app.keyspace.lock(f"run-for-real:{run_id}")
+    locks = console.app.redis("locks")
+    with redis_errors("the locks Redis"):
+        if not locks.set(key, viewer.name, nx=True, ex=int(FRESH.total_seconds())):
+            return None
+    try:
+        sent = send(console, viewer, request)
+    except BaseException:
+        with redis_errors("the locks Redis"):
+            locks.delete(key)
+        raise
+    if sent.refused:
+        with redis_errors("the locks Redis"):
+            locks.delete(key)
+    return sent
