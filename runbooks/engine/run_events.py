@@ -36,10 +36,12 @@ from runbooks.engine.results import HostResult, StepResult
 
 log = logging.getLogger("runbooks.engine.run_events")
 
-MAX_EVENTS = 10_000  # per run: a thousand hosts of ten steps
+# Bounded because the broker's Redis keeps queues under `noeviction`: at most ~10 MB a run.
+MAX_EVENTS = 5_000  # per run (the oldest trimmed): five hundred hosts of ten steps
 KEEP = 6 * 3600  # seconds a run's stream outlives its last event
 BACKOFF = 30.0  # seconds the store is left alone after it failed
-OUTPUT = 4_000  # characters of a step's stdout and stderr an event carries (SQL keeps more)
+OUTPUT = 1_000  # last characters of a step's stdout and of its stderr an event carries (SQL
+# keeps 16,000 of each when the host ends)
 TIMEOUT = 1.0
 EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")  # a stream entry id, as Last-Event-ID sends it back
 
