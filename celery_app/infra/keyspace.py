@@ -60,6 +60,11 @@ class Keyspace:
     def lock(self, resource: str) -> str:
         return f"{self.prefix}:lock:{resource}"
 
+    def run_events(self, run_id: int | str) -> str:
+        """A runbook run's live progress (a stream, runbooks.engine.run_events); it lives on the
+        broker's Redis, which every ops worker and the console reach, and counts as broker."""
+        return f"{self.prefix}:runevents:{run_id}"
+
     @property
     def fence_counter(self) -> str:
         return f"{self.prefix}:fence:seq"
@@ -89,6 +94,7 @@ class Keyspace:
             "rl": "ratelimit",
             "lock": "locks",
             "fence": "locks",
+            "runevents": "broker",
         }
         if segment in by_segment:
             return by_segment[segment]

@@ -43,6 +43,7 @@ SCRIPT = "+eval +evalsha"
 BINDINGS = "+sadd +smembers"
 CONTROL = "+sadd +srem +smembers +zadd +zrangebyscore +zrem +exists +del"
 NODE = "+llen +del +exists +pexpire +rpop"
+EVENTS = "+xadd +expire +xrange"  # a run's live events: written by whoever runs it, read by all
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ OPS = RoleUser(
     "ops",
     "maqsafy-ops",
     "MAQSAFY_REDIS_OPS_PASSWORD",
-    "the ops runner: consume ops (its own unacked keys); answer remote control",
+    "the ops runner: consume ops (its own unacked keys); runs' live events; answer remote control",
     OPS_UNACKED_KEYS,
 )
 ADMIN = RoleUser(
@@ -216,6 +217,7 @@ def _ops(scope: Scope) -> list[str]:
         _selector(_keys(_lists("ops")), CONSUME),
         _selector(_keys(OPS.unacked), f"{UNACKED} {SCRIPT}"),
         _selector(_keys(binding_keys("ops")), BINDINGS),
+        _selector(_keys([scope.keyspace.run_events("*")]), EVENTS),
         *control,
     ]
 
@@ -242,6 +244,7 @@ def _admin(scope: Scope) -> list[str]:
         _selector(_keys(ADMIN.unacked), f"{UNACKED} {SCRIPT}"),
         _selector(_keys(tables), f"{CONTROL} {SCRIPT}"),
         _selector(_keys(_lists(REPLY_QUEUES)), "+brpop +rpop +llen +del +exists +pexpire"),
+        _selector(_keys([scope.keyspace.run_events("*")]), EVENTS),
     ]
 
 

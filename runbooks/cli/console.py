@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from invoke import Context
@@ -44,6 +45,6 @@ def console(c: Context, port: str = "8400", host: str = "127.0.0.1") -> None:
     where = f"[{address}]" if ":" in address else address
     print(f"serving the console on http://{where}:{number}/ (Ctrl-C stops)", flush=True)
     try:
-        serve.serve(web.build(wiring.wire(app, celery)), sock)
+        serve.serve(web.build(wiring.wire(app, celery, environ=os.environ)), sock)
     finally:
         celery.close()

@@ -24,6 +24,7 @@ from runbooks.console.pages import (
     redis,
     runs,
     signin,
+    start,
     workers,
 )
 from runbooks.console.routing import signed_in
@@ -51,7 +52,12 @@ def routes() -> list[BaseRoute]:
         Route("/failed/{id}/retry", signed_in(failed.retry), methods=["POST"]),
         Route("/failed/{id}/forget", signed_in(failed.forget), methods=["POST"]),
         Route("/runs", signed_in(runs.list_runs), methods=["GET"]),
+        Route("/runs/new", signed_in(start.new_form), methods=["GET"]),
+        Route("/runs/new", signed_in(start.start), methods=["POST"]),
+        Route("/runs/sent/{request}", signed_in(start.waiting), methods=["GET"]),
         Route("/runs/{id}", signed_in(runs.show), methods=["GET"]),
+        Route("/runs/{id}/events", signed_in(runs.events), methods=["GET"]),
+        Route("/runs/{id}/real", signed_in(runs.run_for_real), methods=["POST"]),
         Route("/approvals", signed_in(approvals.list_approvals), methods=["GET"]),
         Route("/approvals/{id}/approve", signed_in(approvals.approve), methods=["POST"]),
         Route("/approvals/{id}/deny", signed_in(approvals.deny), methods=["POST"]),

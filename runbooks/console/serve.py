@@ -26,6 +26,8 @@ from celery_app.inputs import listen_addresses
 if TYPE_CHECKING:
     import uvicorn
 
+SHUTDOWN_GRACE = 3  # seconds
+
 NO_ACCOUNTS = (
     "the console signs in with operator accounts and this database has none: create one with "
     "`invoke operators.add NAME --role admin`, then start the console again"
@@ -68,7 +70,9 @@ def bind(address: str, port: int) -> socket.socket:
 
 def server(app: Starlette) -> uvicorn.Server:
     """uvicorn serving `app`: no Server header, no proxy headers trusted (the client address
-    the login guard counts is the peer's), no access log (a page's URL may hold filters)."""
+    the login guard counts is the peer's), no access log (a page's URL may hold filters); on
+    shutdown, open responses get SHUTDOWN_GRACE seconds (a running run's event stream would
+    otherwise hold the server until the run ends; the browser reconnects to the next one)."""
     import uvicorn
 
     config = uvicorn.Config(
@@ -78,8 +82,11 @@ def server(app: Starlette) -> uvicorn.Server:
         server_header=False,
         proxy_headers=False,
         lifespan="off",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
-    return uvicorn.Server(config)
+    served = uvicorn.Server(config)
+    app.state.server = served  # open event streams end when it is told to exit
+    return served
 
 
 def serve(app: Starlette, sock: socket.socket) -> None:

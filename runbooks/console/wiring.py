@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,12 +20,14 @@ if TYPE_CHECKING:
     from celery_app.ops.failed_tasks import Send
     from celery_app.ops.status import Status
     from celery_app.ops.workers import NodeStatus
+    from runbooks.engine.run_events import RunEvents
 
 
 @dataclass(frozen=True)
 class Console:
     """The app (SQL, Redis roles), a Celery app to talk to workers and send tasks, the
-    platform's session store and login guard, and the redactor of what pages show."""
+    platform's session store and login guard, the redactor of what pages show, and the
+    environment books are sent to the ops queue with (the ops signing key, the books folder)."""
 
     app: Container
     celery: Celery
@@ -33,6 +36,7 @@ class Console:
     redactor: Redactor
     workers_timeout: float = 1.0  # how long a ping waits for workers to answer
     workers_every: float = 5.0  # how often the workers are pinged (pages show the last answer)
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     watch: Latest[list[NodeStatus]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -57,6 +61,12 @@ class Console:
         """Stop what the console runs in the background."""
         self.watch.close()
 
+    def events(self) -> RunEvents:
+        """Runs' live events (the broker's Redis, where the runs write them)."""
+        from runbooks.engine import run_events
+
+        return run_events.store(self.app)
+
     def sender(self) -> Send:
         """How `failed.retry` sends a task again (the command's own sender)."""
         from celery_app.ops import failed_tasks
@@ -72,9 +82,13 @@ def wire(
     address: LoginPolicy = ADDRESS_POLICY,
     session: SessionPolicy | None = None,
     workers_timeout: float = 1.0,
+    environ: Mapping[str, str] | None = None,
 ) -> Console:
     """The console over `app`: sessions on its `sessions` Redis role, sign-in attempts counted
-    on its `ratelimit` role (the platform's own stores, with their default policies)."""
+    on its `ratelimit` role (the platform's own stores, with their default policies); books
+    are sent to the ops queue with `environ` over the `.env` file (default: none)."""
+    from runbooks.service import environ_with_dotenv
+
     return Console(
         app=app,
         celery=celery,
@@ -82,6 +96,7 @@ def wire(
         guard=LoginGuard.from_container(app, account, address),
         redactor=for_settings(app.settings),
         workers_timeout=workers_timeout,
+        environ=environ_with_dotenv(environ or {}),
     )
 
 

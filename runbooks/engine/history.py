@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from celery_app.infra.models import utcnow
 from runbooks.access import approvals, gate
-from runbooks.engine.history_read import failed_hosts, get_run, list_runs
+from runbooks.engine.history_read import failed_hosts, get_run, list_runs, run_status
 from runbooks.engine.history_tables import (
     OpsRequestNonce,
     OpsRun,
@@ -50,7 +50,8 @@ __all__ = [
     "CommandRecord", "OpsRequestNonce", "OpsRun", "OpsRunHost", "OpsRunStep", "add_host",
     "closing",
     "failed_hosts", "finish_command", "finish_run", "get_run", "list_runs", "operator_name",
-    "project_version", "record_command", "recording", "schema_metadata", "start_run",
+    "project_version", "record_command", "recording", "run_status", "schema_metadata",
+    "start_run",
 ]  # fmt: skip
 
 OUTPUT_LIMIT = 16_000

@@ -215,6 +215,28 @@ def test_the_producer_is_refused_everything_outside_its_role(applied: RedisServe
     assert refused(as_role(applied, "admin"), "FLUSHDB")
 
 
+def test_runs_live_events_are_written_by_who_runs_books_and_read_by_the_console(
+    applied: RedisServer,
+) -> None:
+    """The ops runner and the operator's tool (local runs, the console) write a run's events;
+    the console (the admin user) reads them; no other role touches them."""
+    from celery_app.infra.keyspace import Keyspace
+    from runbooks.engine.run_events import RunEvents
+
+    keyspace = Keyspace()
+    for role, run_id in (("ops", 1), ("admin", 2)):
+        writer = RunEvents(as_role(applied, role), keyspace)
+        writer.append(run_id, {"kind": "end", "status": "ok"})
+        assert writer._down_until == 0.0, role  # nothing was refused
+    console = RunEvents(as_role(applied, "admin"), keyspace)
+    assert [e.data["status"] for r in (1, 2) for e in console.read(r)] == ["ok", "ok"]
+    assert 0 < applied.client().ttl(keyspace.run_events(1)) <= 6 * 3600
+    for role in ("producer", "worker"):
+        assert refused(as_role(applied, role), "XADD", keyspace.run_events(3), "*", "e", "x")
+        assert refused(as_role(applied, role), "XRANGE", keyspace.run_events(1), "-", "+")
+    assert refused(as_role(applied, "ops"), "XADD", "maqsafy:cache:x", "*", "e", "x")
+
+
 def test_the_producer_uses_its_stores(applied: RedisServer, tmp_path: Path) -> None:
     require_system_redis(SETINFO)
     app = migrated_app(app_env(tmp_path, url(applied, "producer")))

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 from starlette.applications import Starlette
 
+from celery_app.bootstrap import Container
+from runbooks.access.context import signed_in_as
 from runbooks.console import serve
+from runbooks.engine import history
+from runbooks.engine.results import RunResult
+from runbooks.service import run_steps
 from tests.support.services import wait_for
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -77,3 +84,48 @@ class Browser:
 
     def close(self) -> None:
         self.http.close()
+
+
+@dataclass
+class Held:
+    """A run held at its gate: its history id, the gate file, the thread running it."""
+
+    run_id: int
+    gate: Path
+    thread: threading.Thread
+    result: dict[str, RunResult]
+
+    def release(self) -> RunResult:
+        """Create the gate; the run ends (its result)."""
+        self.gate.touch()
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "the held run did not end"
+        return self.result["run"]
+
+
+def hold(
+    app: Container, name: str, steps: list[dict[str, Any]], home: Path, operator: str = "root"
+) -> Held:
+    """A local run (`name`, as `operator`) of `steps`, then one that waits for a file: it stays
+    `running` until :meth:`Held.release`, so what a page shows of it is shown while it runs."""
+    gate = home / f"{name}.gate"
+    waiting = {"name": "at the gate", "shell": f"while [ ! -e {gate} ]; do sleep 0.05; done"}
+    result: dict[str, RunResult] = {}
+
+    def run() -> None:
+        with signed_in_as(operator, "run", {}):
+            result["run"], _ = run_steps(
+                app, name, [*steps, waiting], environment="local", environ={"HOME": str(home)}
+            )
+
+    newest = history.list_runs(app.sessions, 1)
+    before = int(newest[0]["id"]) if newest else 0
+    thread = threading.Thread(target=run, name=f"held-{name}", daemon=True)
+    thread.start()
+
+    def started() -> int | None:
+        found = [r for r in history.list_runs(app.sessions, 5) if r["name"] == name]
+        return int(found[0]["id"]) if found and found[0]["id"] > before else None
+
+    wait_for(lambda: started() is not None, 30, f"run {name} to be recorded")
+    return Held(started() or 0, gate, thread, result)
