@@ -14,11 +14,14 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from celery_app.bootstrap import Container
 from celery_app.celery import make_app
+from celery_app.ops import queue_samples
 from celery_app.ops.failed_tasks import record_failure
+from celery_app.ops.queues import QueueStats
 from runbooks.access import operators
 from runbooks.access.context import signed_in_as
 from runbooks.console import app as web
@@ -80,6 +83,22 @@ def sample(app: Container, home: Path) -> dict[str, int]:
     return ids
 
 
+def queue_history(app: Container, hours: int = 6) -> None:
+    """Samples of the last `hours` for the Queues chart: a lunch rush on payments, a sampler
+    that was down for a quarter of an hour (the console's sampler writes the same way)."""
+    now = time.time()
+    for minute in range(hours * 60, 0, -1):
+        if 200 <= minute < 215:
+            continue
+        rush = max(0.0, 40 - abs(minute - 120) / 2)
+        stats = [
+            QueueStats("payments", True, int(rush), min(2, int(rush)), rush * 1.5, 3.0, True),
+            QueueStats("maintenance", False, int(300 <= minute < 310), 0, None, None, True),
+            QueueStats("ops", False, 0, int(60 <= minute < 90), None, 20.0, True),
+        ]
+        queue_samples.write(app.redis("broker"), app.keyspace, stats, now - 60 * minute)
+
+
 def shoot(directory: Path) -> list[Path]:
     saved: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="maqsafy-screens-") as tmp:
@@ -90,6 +109,7 @@ def shoot(directory: Path) -> list[Path]:
         served = Served(web.build(wiring.wire(app, celery, workers_timeout=0.2)))
         try:
             ids = sample(app, root)
+            queue_history(app)
             with chromium() as driver:
                 page = Page(driver, served.url)
 

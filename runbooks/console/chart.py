@@ -1,0 +1,149 @@
+"""Line charts drawn on the server as SVG geometry: no script, no inline style (the CSP allows
+neither); templates/_chart.html draws a :class:`Chart` with presentation attributes and the
+stylesheet's classes.
+
+A chart spans a fixed window ending now, so a quiet hour is a flat line and an hour the sampler
+did not run is a gap: a line breaks where two samples are more than :data:`GAP` apart or a value
+is unknown, never bridging what nobody saw.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+WIDTH, HEIGHT = 720, 170
+LEFT, RIGHT, TOP, BOTTOM = 64, 12, 10, 24  # margins for the axes' labels
+GAP = 150.0  # seconds: samples further apart than this are not joined (one is taken a minute)
+COUNT_STEPS = [m * 10**e for e in range(0, 9) for m in (1, 2, 5)]
+AGE_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 3 * 3600, 6 * 3600]
+AGE_STEPS += [12 * 3600, 86_400, 2 * 86_400, 7 * 86_400]
+HOUR_STEPS = [600, 1800, 3600, 2 * 3600, 3 * 3600, 6 * 3600]  # x ticks: at most ~8 a chart
+
+Point = tuple[float, float | None]  # (epoch seconds, value or None for unknown)
+
+
+@dataclass(frozen=True)
+class Tick:
+    at: float  # pixels along the axis
+    label: str
+
+
+@dataclass(frozen=True)
+class Line:
+    """One series: its name, its CSS class, the polylines it is drawn as ("x,y x,y ..."), the
+    lone points (a segment of one sample, drawn as a dot) and its last value as people read it."""
+
+    name: str
+    css: str
+    polylines: list[str]
+    dots: list[tuple[float, float]]
+    last: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    id: str
+    title: str
+    lines: list[Line]
+    x_ticks: list[Tick]
+    y_ticks: list[Tick]
+    width: int = WIDTH
+    height: int = HEIGHT
+    left: int = LEFT
+    right: int = WIDTH - RIGHT
+    top: int = TOP
+    bottom: int = HEIGHT - BOTTOM
+
+
+def duration(seconds: float) -> str:
+    """An age or interval as people read it: 45 s, 12 min, 1.5 h, 2 d."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            value = seconds / size
+            return (
+                f"{value:.0f} {unit}"
+                if value >= 10 or value == int(value)
+                else f"{value:.1f} {unit}"
+            )
+    raise AssertionError("unreachable")
+
+
+def count(value: float) -> str:
+    return f"{value:.0f}" if value < 10_000 else f"{value / 1000:.0f}k"
+
+
+def step_for(top: float, steps: Sequence[float], most: int = 4) -> float:
+    """The smallest step from `steps` that covers `top` in at most `most` intervals."""
+    for step in steps:
+        if step * most >= top:
+            return step
+    return steps[-1] * math.ceil(top / (steps[-1] * most))
+
+
+def segments(points: Sequence[Point]) -> list[list[tuple[float, float]]]:
+    """The runs of known values whose samples are at most GAP apart."""
+    runs: list[list[tuple[float, float]]] = []
+    previous: float | None = None
+    for at, value in points:
+        if value is None:
+            previous = None
+            continue
+        if previous is None or at - previous > GAP:
+            runs.append([])
+        runs[-1].append((at, value))
+        previous = at
+    return runs
+
+
+def chart(
+    id: str,
+    title: str,
+    series: Sequence[tuple[str, Sequence[Point]]],
+    start: float,
+    end: float,
+    label: Callable[[float], str],
+    steps: Sequence[float],
+) -> Chart:
+    """`series` (name, points) drawn over [start, end] (epoch seconds), the y axis from 0 to a
+    round value above the highest point, labelled by `label`; one CSS class per series
+    (`s0`, `s1`, ...) in the order given."""
+    left, right, top, bottom = LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM
+    highest = max((v for _, pts in series for _, v in pts if v is not None), default=0.0)
+    step = step_for(max(highest, 1.0), steps)
+    y_max = step * max(1, math.ceil(highest / step))
+
+    def x(at: float) -> float:
+        return round(left + (at - start) / (end - start) * (right - left), 1)
+
+    def y(value: float) -> float:
+        return round(bottom - value / y_max * (bottom - top), 1)
+
+    lines = []
+    for i, (name, points) in enumerate(series):
+        shown = [(at, v) for at, v in points if start <= at <= end]
+        runs = segments(shown)
+        known = [v for _, v in shown if v is not None]
+        lines.append(
+            Line(
+                name=name,
+                css=f"s{i}",
+                polylines=[
+                    " ".join(f"{x(at)},{y(v)}" for at, v in run) for run in runs if len(run) > 1
+                ],
+                dots=[(x(run[0][0]), y(run[0][1])) for run in runs if len(run) == 1],
+                last=label(known[-1]) if known else "-",
+            )
+        )
+    y_ticks = [Tick(y(step * k), label(step * k)) for k in range(int(y_max / step) + 1)]
+    every = step_for(end - start, HOUR_STEPS, most=8)
+    first = math.ceil(start / every) * every
+    x_ticks = [
+        Tick(x(at), dt.datetime.fromtimestamp(at, dt.UTC).strftime("%H:%M"))
+        for at in range(int(first), int(end) + 1, int(every))
+    ]
+    return Chart(id, title, lines, x_ticks, y_ticks)
