@@ -4,7 +4,8 @@ stylesheet's classes.
 
 A chart spans a fixed window ending now, so a quiet hour is a flat line and an hour the sampler
 did not run is a gap: a line breaks where two samples are more than :data:`GAP` apart or a value
-is unknown, never bridging what nobody saw.
+is unknown, never bridging what nobody saw. A window with more samples than :data:`MOST` (a day
+at one a minute) is drawn from the highest value of each equal slice of it, so a spike stays.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 WIDTH, HEIGHT = 720, 170
+STEP = 60  # seconds between samples (celery_app.ops.queue_samples.STEP)
 LEFT, RIGHT, TOP, BOTTOM = 64, 12, 10, 24  # margins for the axes' labels
 GAP = 150.0  # seconds: samples further apart than this are not joined (one is taken a minute)
+MOST = 360  # points a line is drawn with at most (the plot is ~640 px wide); more are thinned
 COUNT_STEPS = [m * 10**e for e in range(0, 9) for m in (1, 2, 5)]
 AGE_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 3 * 3600, 6 * 3600]
 AGE_STEPS += [12 * 3600, 86_400, 2 * 86_400, 7 * 86_400]
@@ -85,15 +88,32 @@ def step_for(top: float, steps: Sequence[float], most: int = 4) -> float:
     return steps[-1] * math.ceil(top / (steps[-1] * most))
 
 
-def segments(points: Sequence[Point]) -> list[list[tuple[float, float]]]:
-    """The runs of known values whose samples are at most GAP apart."""
+def thinned(points: Sequence[Point], start: float, size: float) -> list[Point]:
+    """One point per `size`-second slice from `start` (`points` oldest first): the slice's
+    first time, its highest known value (None when it has none)."""
+    found: list[Point] = []
+    slice_of = -1
+    for at, value in points:
+        key = int((at - start) // size)
+        if key != slice_of:
+            slice_of = key
+            found.append((at, value))
+        elif value is not None:
+            high = found[-1][1]
+            if high is None or value > high:
+                found[-1] = (found[-1][0], value)
+    return found
+
+
+def segments(points: Sequence[Point], gap: float = GAP) -> list[list[tuple[float, float]]]:
+    """The runs of known values whose samples are at most `gap` seconds apart."""
     runs: list[list[tuple[float, float]]] = []
     previous: float | None = None
     for at, value in points:
         if value is None:
             previous = None
             continue
-        if previous is None or at - previous > GAP:
+        if previous is None or at - previous > gap:
             runs.append([])
         runs[-1].append((at, value))
         previous = at
@@ -117,23 +137,33 @@ def chart(
     step = step_for(max(highest, 1.0), steps)
     y_max = step * max(1, math.ceil(highest / step))
 
+    x_scale, y_scale = (right - left) / (end - start), (bottom - top) / y_max
+
     def x(at: float) -> float:
-        return round(left + (at - start) / (end - start) * (right - left), 1)
+        return round(left + (at - start) * x_scale, 1)
 
     def y(value: float) -> float:
-        return round(bottom - value / y_max * (bottom - top), 1)
+        return round(bottom - value * y_scale, 1)
 
+    size = STEP * max(1, math.ceil((end - start) / STEP / MOST))  # seconds a point stands for
     lines = []
     for i, (name, points) in enumerate(series):
         shown = [(at, v) for at, v in points if start <= at <= end]
-        runs = segments(shown)
         known = [v for _, v in shown if v is not None]
+        if size > STEP:
+            shown = thinned(shown, start, size)
+        runs = segments(shown, GAP + size - STEP)
         lines.append(
             Line(
                 name=name,
                 css=f"s{i}",
                 polylines=[
-                    " ".join(f"{x(at)},{y(v)}" for at, v in run) for run in runs if len(run) > 1
+                    " ".join(
+                        f"{left + (at - start) * x_scale:.1f},{bottom - v * y_scale:.1f}"
+                        for at, v in run
+                    )
+                    for run in runs
+                    if len(run) > 1
                 ],
                 dots=[(x(run[0][0]), y(run[0][1])) for run in runs if len(run) == 1],
                 last=label(known[-1]) if known else "-",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -16,7 +15,7 @@ from celery_app.errors import InvalidRequest
 from celery_app.infra.keyspace import QUEUES
 from celery_app.inputs import shown
 from celery_app.ops import queue_samples, queues
-from celery_app.ops.queue_samples import Sample
+from celery_app.ops.queue_samples import FIELDS, Sample
 from runbooks.console import chart, wiring
 from runbooks.console.auth import Viewer
 from runbooks.console.templating import render
@@ -33,46 +32,50 @@ def window(request: Request) -> int:
     return int(hours)
 
 
-def age_of(count: float | None, age: float | None) -> float | None:
-    """An oldest-age value to draw: 0 for an empty queue, None (a gap) where unknown."""
-    return 0.0 if count == 0 else age
+def series(samples: list[Sample]) -> dict[str, list[tuple[str, list[chart.Point]]]]:
+    """Per field of FIELDS, one (queue, points) per declared queue; an oldest age is 0 where
+    its queue was empty and None (a gap) where it was not known."""
+    found: dict[str, list[tuple[str, list[chart.Point]]]] = {f: [] for f in FIELDS}
+    for queue in QUEUES:
+        rows = [(s.at, s.queues[queue]) for s in samples if queue in s.queues]
+        waiting: list[chart.Point] = [(at, r[0]) for at, r in rows]
+        unacked: list[chart.Point] = [(at, r[1]) for at, r in rows]
+        found["waiting"].append((queue, waiting))
+        found["unacked"].append((queue, unacked))
+        found["oldest_waiting"].append(
+            (queue, [(at, 0.0 if r[0] == 0 else r[2]) for at, r in rows])
+        )
+        found["oldest_unacked"].append(
+            (queue, [(at, 0.0 if r[1] == 0 else r[3]) for at, r in rows])
+        )
+    return found
+
+
+TITLES = {
+    "waiting": "Waiting messages",
+    "unacked": "Unacked messages",
+    "oldest_waiting": "Oldest waiting message's age",
+    "oldest_unacked": "Oldest unacked message's age",
+}
 
 
 def charts(samples: list[Sample], start: float, end: float) -> list[chart.Chart]:
     """Waiting, unacked, oldest waiting and oldest unacked: one line per queue each."""
-
-    def points(name: str, age_of_count: str | None = None) -> list[tuple[str, list[Any]]]:
-        series = []
-        for queue in QUEUES:
-            pts = []
-            for s in samples:
-                if queue not in s.queues:
-                    continue
-                value = s.value(queue, name)
-                if age_of_count is not None:
-                    value = age_of(s.value(queue, age_of_count), value)
-                pts.append((s.at, value))
-            series.append((queue, pts))
-        return series
-
-    def draw(id: str, title: str, name: str, count_of: str | None = None) -> chart.Chart:
-        counting = count_of is None
-        return chart.chart(
-            id,
-            title,
-            points(name, count_of),
-            start,
-            end,
-            chart.count if counting else chart.duration,
-            chart.COUNT_STEPS if counting else chart.AGE_STEPS,
+    drawn = []
+    for name, lines in series(samples).items():
+        counting = not name.startswith("oldest")
+        drawn.append(
+            chart.chart(
+                "chart-" + name.replace("_", "-"),
+                TITLES[name],
+                lines,
+                start,
+                end,
+                chart.count if counting else chart.duration,
+                chart.COUNT_STEPS if counting else chart.AGE_STEPS,
+            )
         )
-
-    return [
-        draw("chart-waiting", "Waiting messages", "waiting"),
-        draw("chart-unacked", "Unacked messages", "unacked"),
-        draw("chart-oldest-waiting", "Oldest waiting message's age", "oldest_waiting", "waiting"),
-        draw("chart-oldest-unacked", "Oldest unacked message's age", "oldest_unacked", "unacked"),
-    ]
+    return drawn
 
 
 async def queue_sizes(request: Request, viewer: Viewer) -> Response:
