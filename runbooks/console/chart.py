@@ -133,10 +133,15 @@ def chart(
     round value above the highest point, labelled by `label`; one CSS class per series
     (`s0`, `s1`, ...) in the order given."""
     left, right, top, bottom = LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM
-    highest = max((v for _, pts in series for _, v in pts if v is not None), default=0.0)
+    size = STEP * max(1, math.ceil((end - start) / STEP / MOST))  # seconds a point stands for
+    drawn: list[tuple[str, list[Point], float | None]] = []  # name, points to draw, last value
+    for name, points in series:
+        shown = [(at, v) for at, v in points if start <= at <= end]
+        last = next((v for _, v in reversed(shown) if v is not None), None)
+        drawn.append((name, thinned(shown, start, size) if size > STEP else shown, last))
+    highest = max((v for _, pts, _ in drawn for _, v in pts if v is not None), default=0.0)
     step = step_for(max(highest, 1.0), steps)
     y_max = step * max(1, math.ceil(highest / step))
-
     x_scale, y_scale = (right - left) / (end - start), (bottom - top) / y_max
 
     def x(at: float) -> float:
@@ -145,13 +150,8 @@ def chart(
     def y(value: float) -> float:
         return round(bottom - value * y_scale, 1)
 
-    size = STEP * max(1, math.ceil((end - start) / STEP / MOST))  # seconds a point stands for
     lines = []
-    for i, (name, points) in enumerate(series):
-        shown = [(at, v) for at, v in points if start <= at <= end]
-        known = [v for _, v in shown if v is not None]
-        if size > STEP:
-            shown = thinned(shown, start, size)
+    for i, (name, shown, last) in enumerate(drawn):
         runs = segments(shown, GAP + size - STEP)
         lines.append(
             Line(
@@ -166,7 +166,7 @@ def chart(
                     if len(run) > 1
                 ],
                 dots=[(x(run[0][0]), y(run[0][1])) for run in runs if len(run) == 1],
-                last=label(known[-1]) if known else "-",
+                last="-" if last is None else label(last),
             )
         )
     y_ticks = [Tick(y(step * k), label(step * k)) for k in range(int(y_max / step) + 1)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from celery_app.infra.redaction import mask_patterns
 from celery_app.stores.login import ACCOUNT_POLICY, ADDRESS_POLICY, LoginGuard, LoginPolicy
@@ -40,6 +40,10 @@ class Console:
     samples_every: float = 60.0  # how often the queues are sampled for the Queues chart
     watch: Latest[list[NodeStatus]] = field(init=False, repr=False, compare=False)
     sampler: Latest[int] = field(init=False, repr=False, compare=False)
+    # the Queues charts last drawn, per window (pages/queues.py): drawn again once a minute
+    drawings: dict[int, tuple[Any, Any]] = field(
+        init=False, default_factory=dict, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         from celery_app.ops import workers

@@ -105,8 +105,15 @@ def test_the_queues_page_draws_the_samples(stack: Stack) -> None:
     assert "style=" not in text  # the CSP's style-src allows no inline style
     assert "<script" not in text
 
+    # a view within the minute over the same samples is the same drawing; a new sample is not
+    assert b.get("/queues", params={"hours": "1"}).text.count("<polyline") == text.count(
+        "<polyline"
+    )
+    queue_samples.write(client, keyspace, stats, now)
+    assert "31 samples" in b.get("/queues", params={"hours": "1"}).text
+
     day = b.get("/queues", params={"hours": "24"}).text
-    assert "50 samples" in day
+    assert "51 samples" in day
     gap = re.search(r'id="chart-waiting">.*?data-queue="maintenance">(.*?)</g>', day, re.S)
     assert gap and gap.group(1).count("<polyline") == 2  # three hours unsampled: not bridged
 

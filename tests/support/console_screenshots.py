@@ -14,14 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from celery_app.bootstrap import Container
 from celery_app.celery import make_app
-from celery_app.ops import queue_samples
 from celery_app.ops.failed_tasks import record_failure
-from celery_app.ops.queues import QueueStats
 from runbooks.access import operators
 from runbooks.access.context import signed_in_as
 from runbooks.console import app as web
@@ -29,6 +26,7 @@ from runbooks.console import wiring
 from runbooks.service import run_steps
 from tests.support.browser import Page, chromium, installed
 from tests.support.console import Served
+from tests.support.queue_history import queue_history
 from tests.support.redis_app import app_env, migrated_app
 from tests.support.services import start_redis
 
@@ -81,22 +79,6 @@ def sample(app: Container, home: Path) -> dict[str, int]:
     assert result.run_id is not None, "the run was not recorded"
     ids["run"] = result.run_id
     return ids
-
-
-def queue_history(app: Container, hours: int = 6) -> None:
-    """Samples of the last `hours` for the Queues chart: a lunch rush on payments, a sampler
-    that was down for a quarter of an hour (the console's sampler writes the same way)."""
-    now = time.time()
-    for minute in range(hours * 60, 0, -1):
-        if 200 <= minute < 215:
-            continue
-        rush = max(0.0, 40 - abs(minute - 120) / 2)
-        stats = [
-            QueueStats("payments", True, int(rush), min(2, int(rush)), rush * 1.5, 3.0, True),
-            QueueStats("maintenance", False, int(300 <= minute < 310), 0, None, None, True),
-            QueueStats("ops", False, 0, int(60 <= minute < 90), None, 20.0, True),
-        ]
-        queue_samples.write(app.redis("broker"), app.keyspace, stats, now - 60 * minute)
 
 
 def shoot(directory: Path) -> list[Path]:

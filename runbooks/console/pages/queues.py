@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from dataclasses import dataclass
+from typing import cast
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -78,19 +80,47 @@ def charts(samples: list[Sample], start: float, end: float) -> list[chart.Chart]
     return drawn
 
 
+@dataclass(frozen=True)
+class Drawn:
+    """A window's charts, how many samples they were drawn from and the first and last time."""
+
+    charts: list[chart.Chart]
+    count: int
+    span: list[dt.datetime]
+
+
+def drawn(console: wiring.Console, hours: int, now: float) -> Drawn:
+    """The charts of the last `hours`, drawn again only when the samples or the minute changed:
+    the window ends at the next minute, so views within a minute over the same samples (the
+    newest member and the count say so) are the same drawing, kept on the console per window."""
+    broker, keyspace = console.app.redis("broker"), console.app.keyspace
+    end = queue_samples.minute(now) + queue_samples.STEP
+    key = (end, queue_samples.newest(broker, keyspace))
+    kept = console.drawings.get(hours)
+    if kept is not None and kept[0] == key:
+        return cast(Drawn, kept[1])
+    samples = queue_samples.read(broker, keyspace, end - hours * 3600)
+    made = Drawn(
+        charts(samples, end - hours * 3600, end) if samples else [],
+        len(samples),
+        [dt.datetime.fromtimestamp(s.at, dt.UTC) for s in samples[:1] + samples[-1:]],
+    )
+    console.drawings[hours] = (key, made)
+    return made
+
+
 async def queue_sizes(request: Request, viewer: Viewer) -> Response:
     """Per queue: waiting, unacked, the oldest waiting and unacked message's age; charts of
     the last `?hours=` (1, 6 or 24) from the kept samples."""
     hours = window(request)
     console = wiring.of(request)
-    broker = console.app.redis("broker")
 
-    def read() -> tuple[list[queues.QueueStats], list[Sample], float]:
+    def read() -> tuple[list[queues.QueueStats], Drawn]:
         now = time.time()
-        stats = queues.queue_stats(broker, clock=lambda: now)
-        return stats, queue_samples.read(broker, console.app.keyspace, now - hours * 3600), now
+        stats = queues.queue_stats(console.app.redis("broker"), clock=lambda: now)
+        return stats, drawn(console, hours, now)
 
-    stats, samples, now = await run_in_threadpool(read)
+    stats, made = await run_in_threadpool(read)
     return render(
         request,
         "queues.html",
@@ -98,7 +128,7 @@ async def queue_sizes(request: Request, viewer: Viewer) -> Response:
         queues=[s.as_dict() for s in stats],
         hours=hours,
         windows=HOURS,
-        samples=samples,
-        span=[dt.datetime.fromtimestamp(s.at, dt.UTC) for s in samples[:1] + samples[-1:]],
-        charts=charts(samples, now - hours * 3600, now) if samples else [],
+        count=made.count,
+        span=made.span,
+        charts=made.charts,
     )
