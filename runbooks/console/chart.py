@@ -2,10 +2,11 @@
 neither); templates/_chart.html draws a :class:`Chart` with presentation attributes and the
 stylesheet's classes.
 
-A chart spans a fixed window ending now, so a quiet hour is a flat line and an hour the sampler
-did not run is a gap: a line breaks where two samples are more than :data:`GAP` apart or a value
-is unknown, never bridging what nobody saw. A window with more samples than :data:`MOST` (a day
-at one a minute) is drawn from the highest value of each equal slice of it, so a spike stays.
+A chart spans a fixed window (ending at the next minute), so a quiet hour is a flat line and an
+hour the sampler did not run is a gap: a line breaks where two samples are more than
+:data:`GAP` apart or a value is unknown, never bridging what nobody saw. A window with more
+samples than :data:`MOST` (a day at one a minute) is drawn from the highest value of each equal
+slice of it, so a spike stays.
 """
 
 from __future__ import annotations
@@ -63,17 +64,12 @@ class Chart:
 
 def duration(seconds: float) -> str:
     """An age or interval as people read it: 45 s, 12 min, 1.5 h, 2 d."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
-        if seconds >= size:
-            value = seconds / size
-            return (
-                f"{value:.0f} {unit}"
-                if value >= 10 or value == int(value)
-                else f"{value:.1f} {unit}"
-            )
-    raise AssertionError("unreachable")
+    unit, size = next(
+        ((u, z) for u, z in (("d", 86_400), ("h", 3_600), ("min", 60)) if seconds >= z), ("s", 1)
+    )
+    value = seconds / size
+    whole = unit == "s" or value >= 10 or value == int(value)
+    return f"{value:.0f} {unit}" if whole else f"{value:.1f} {unit}"
 
 
 def count(value: float) -> str:
