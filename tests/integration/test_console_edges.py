@@ -5,10 +5,12 @@ embedded default, and a bad filter."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from celery_app.bootstrap import Container
 from celery_app.celery import make_app
 from celery_app.infra.embedded import stop_embedded_redis
 from runbooks.access import operators
@@ -49,40 +51,37 @@ def test_a_bad_approvals_filter_is_a_400_page_without_the_list(stack: Stack) -> 
     assert 'id="approvals"' not in bad.text and 'id="empty"' not in bad.text
 
 
+@contextmanager
+def console_on(app: Container) -> Iterator[Browser]:
+    """A console of its own over `app`, served as `invoke console` serves it, and a browser."""
+    celery = make_app(app.settings)
+    served = Served(web.build(wiring.wire(app, celery, workers_timeout=0.2)))
+    browser = Browser(served.url)
+    try:
+        yield browser
+    finally:
+        browser.close()
+        served.stop()
+        celery.close()
+        app.engine.dispose()
+
+
 def test_readiness_names_the_sessions_redis_or_the_database(stack: Stack, tmp_path: Path) -> None:
     b = stack.browser()
     assert (b.get("/healthz?ready=1").status_code, b.get("/healthz?ready=1").text) == (200, "ready")
 
     redis = start_redis(tmp_path / "redis")  # a console whose Redis goes away
-    app = build_app(app_env(tmp_path / "a", redis.url))
-    celery = make_app(app.settings)
-    served = Served(web.build(wiring.wire(app, celery)))
-    other = Browser(served.url)
-    try:
+    with console_on(build_app(app_env(tmp_path / "a", redis.url))) as other:
         assert other.get("/healthz?ready=1").status_code == 200
         redis.stop()
         down = other.get("/healthz?ready=1")
         live = other.get("/healthz")
-    finally:
-        other.close()
-        served.stop()
-        celery.close()
-        app.engine.dispose()
     assert (down.status_code, down.text) == (503, "not ready: the sessions Redis does not answer")
     assert (live.status_code, live.text) == (200, "ok")  # liveness asks nothing
 
     dead = f"postgresql+psycopg://maqsafy:pw@127.0.0.1:{free_port()}/maqsafy"
-    app = build_app(app_env(tmp_path / "b", stack.redis.url, DATABASE_URL=dead))
-    celery = make_app(app.settings)
-    served = Served(web.build(wiring.wire(app, celery)))
-    other = Browser(served.url)
-    try:
-        down = other.get("/healthz?ready=1")
-    finally:
-        other.close()
-        served.stop()
-        celery.close()
-        app.engine.dispose()
+    with console_on(build_app(app_env(tmp_path / "b", stack.redis.url, DATABASE_URL=dead))) as b:
+        down = b.get("/healthz?ready=1")
     assert (down.status_code, down.text) == (503, "not ready: the database does not answer")
     assert "pw" not in down.text
 
@@ -95,18 +94,12 @@ def test_on_the_embedded_default_a_redis_outage_points_at_the_embedded_redis(
     app = migrated_app(env)
     assert app.settings.embedded_redis
     operators.add(app.sessions, "val", "admin", password("val"), "test")
-    celery = make_app(app.settings)
-    served = Served(web.build(wiring.wire(app, celery, workers_timeout=0.2)))
-    b = Browser(served.url)
     try:
-        assert b.sign_in("val", password("val")).status_code == 303  # starts the embedded Redis
-        stop_embedded_redis(app.settings.var_dir)  # as `make stop` does
-        page = b.get("/queues")
+        with console_on(app) as b:
+            assert b.sign_in("val", password("val")).status_code == 303  # the Redis started
+            stop_embedded_redis(app.settings.var_dir)  # as `make stop` does
+            page = b.get("/queues")
     finally:
-        b.close()
-        served.stop()
-        celery.close()
-        app.engine.dispose()
         stop_embedded_redis(app.settings.var_dir)
     assert page.status_code == 503, page.text[:300]
     assert "REDIS_" not in page.text
