@@ -69,7 +69,7 @@ async def not_found(request: Request, exc: Exception) -> Response:
     if cookie:
         with suppress(*errors.HANDLED):  # the 404 all the same, in the layout without a session
             viewer = await run_in_threadpool(auth.resolve, wiring.of(request), cookie)
-    return refused(request, viewer, 404, "nothing at this address: check it, or use the menu")
+    return refused(request, viewer, 404, "nothing at this address")
 
 
 def signed_in(page: Page) -> Endpoint:
