@@ -69,6 +69,12 @@ class Keyspace:
     def fence_counter(self) -> str:
         return f"{self.prefix}:fence:seq"
 
+    @property
+    def queue_samples(self) -> str:
+        """The queues' samples for the console's chart (celery_app/ops/queue_samples.py): on
+        the broker's Redis, the broker role's, next to the queues they describe."""
+        return f"{self.prefix}:samples:queues"
+
     def patterns(self, role: str) -> tuple[str, ...]:
         """Glob patterns that cover every key of `role` (cache, sessions, ratelimit, locks)."""
         p = self.prefix
@@ -95,6 +101,7 @@ class Keyspace:
             "lock": "locks",
             "fence": "locks",
             "runevents": "broker",
+            "samples": "broker",
         }
         if segment in by_segment:
             return by_segment[segment]

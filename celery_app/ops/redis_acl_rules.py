@@ -235,7 +235,8 @@ def _admin(scope: Scope) -> list[str]:
     ]
     tables = [*binding_keys(*queues, CONTROL_EXCHANGE, REPLY_EXCHANGE), DEADLINES]
     return [
-        *_keys([*_stores(scope), scope.keyspace.lock("*")]),
+        # the stores, locks, and the queue samples the console writes (ops/queue_samples.py)
+        *_keys([*_stores(scope), scope.keyspace.lock("*"), scope.keyspace.queue_samples]),
         *_keys([f"{scope.prefix}:fence:*", *broker], "%R"),
         "resetchannels",
         f"&{scope.control_channel}",

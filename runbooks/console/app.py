@@ -8,12 +8,14 @@ wrap everything, unknown paths and errors included.
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from runbooks.console import health, wiring
 from runbooks.console.headers import SecurityHeaders
 from runbooks.console.pages import (
     approvals,
@@ -27,15 +29,21 @@ from runbooks.console.pages import (
     start,
     workers,
 )
-from runbooks.console.routing import signed_in
+from runbooks.console.routing import not_found, signed_in
 from runbooks.console.wiring import Console
 
 PUBLIC = ("/healthz", "/signin", "/static")  # served without a session; nothing else is
 
 
 async def healthz(request: Request) -> Response:
-    """The process answers (no service is asked: a load balancer learns nothing else)."""
-    return PlainTextResponse("ok")
+    """Liveness: the process answers (no service is asked). With `?ready=1`, readiness: 503
+    naming the sessions Redis or the database when they do not answer (runbooks/console/health)."""
+    if "ready" not in request.query_params:
+        return PlainTextResponse("ok")
+    problems = await run_in_threadpool(health.not_ready, wiring.of(request))
+    if problems:
+        return PlainTextResponse(f"not ready: {'; '.join(problems)}", status_code=503)
+    return PlainTextResponse("ready")
 
 
 def routes() -> list[BaseRoute]:
@@ -70,6 +78,10 @@ def routes() -> list[BaseRoute]:
 
 def build(console: Console) -> Starlette:
     """The ASGI app serving `console`."""
-    app = Starlette(routes=routes(), middleware=[Middleware(SecurityHeaders)])
+    app = Starlette(
+        routes=routes(),
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={404: not_found},
+    )
     app.state.console = console
     return app

@@ -90,7 +90,9 @@ def server(app: Starlette) -> uvicorn.Server:
 
 
 def serve(app: Starlette, sock: socket.socket) -> None:
-    """Serve `app` on the bound `sock` until interrupted (Ctrl-C, SIGTERM)."""
+    """Serve `app` on the bound `sock` until interrupted (Ctrl-C, SIGTERM), its background
+    work (the queue sampler) running from the start."""
+    app.state.console.start()
     try:
         server(app).run(sockets=[sock])
     finally:

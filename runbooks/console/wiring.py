@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from celery_app.infra.redaction import mask_patterns
 from celery_app.stores.login import ACCOUNT_POLICY, ADDRESS_POLICY, LoginGuard, LoginPolicy
 from celery_app.stores.sessions import SessionPolicy, SessionStore
 from runbooks.console.watch import Latest
 from runbooks.engine.redact import Redactor, for_settings
+
+log = logging.getLogger("maqsafy.console")
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -37,7 +41,13 @@ class Console:
     workers_timeout: float = 1.0  # how long a ping waits for workers to answer
     workers_every: float = 5.0  # how often the workers are pinged (pages show the last answer)
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    samples_every: float = 60.0  # how often the queues are sampled for the Queues chart
     watch: Latest[list[NodeStatus]] = field(init=False, repr=False, compare=False)
+    sampler: Latest[int] = field(init=False, repr=False, compare=False)
+    # the Queues charts last drawn, per window (pages/queues.py): drawn again once a minute
+    drawings: dict[int, tuple[Any, Any]] = field(
+        init=False, default_factory=dict, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         from celery_app.ops import workers
@@ -46,6 +56,22 @@ class Console:
             return workers.status(self.celery, self.workers_timeout)
 
         object.__setattr__(self, "watch", Latest(ping, self.workers_every))
+        object.__setattr__(self, "sampler", Latest(self.sample_queues, self.samples_every))
+
+    def sample_queues(self) -> int:
+        """Store the queues' numbers as this minute's sample (the Queues chart's data)."""
+        from celery_app.ops import queue_samples
+
+        try:
+            return queue_samples.sample(self.app.redis("broker"), self.app.keyspace)
+        except Exception as exc:  # the next minute tries again; the page says what it has
+            log.warning("queue sample not taken: %s", mask_patterns(str(exc)))
+            raise
+
+    def start(self) -> None:
+        """Start what the console runs in the background from its first second: the queue
+        sampler (the workers' ping starts with the first page that shows them)."""
+        self.sampler.start()
 
     def workers(self) -> tuple[list[NodeStatus], dt.datetime]:
         """The workers as they last answered a ping, and when (at most `workers_every` ago)."""
@@ -60,6 +86,7 @@ class Console:
     def close(self) -> None:
         """Stop what the console runs in the background."""
         self.watch.close()
+        self.sampler.close()
 
     def events(self) -> RunEvents:
         """Runs' live events (the broker's Redis, where the runs write them)."""

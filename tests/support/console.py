@@ -39,6 +39,7 @@ class Served:
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [sock]}, daemon=True
         )
+        app.state.console.start()  # as serve.serve does: the queue sampler
         self.thread.start()
         wait_for(lambda: self.server.started, 10, "the console to start")
 

@@ -26,6 +26,7 @@ from runbooks.console import wiring
 from runbooks.service import run_steps
 from tests.support.browser import Page, chromium, installed
 from tests.support.console import Served, hold
+from tests.support.queue_history import queue_history
 from tests.support.redis_app import app_env, migrated_app
 from tests.support.services import start_redis
 
@@ -93,6 +94,7 @@ def shoot(directory: Path) -> list[Path]:
         served = Served(web.build(wiring.wire(app, celery, workers_timeout=0.2)))
         try:
             ids = sample(app, root)
+            queue_history(app)
             with chromium() as driver:
                 page = Page(driver, served.url)
 
