@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from celery_app.stores.login import ACCOUNT_POLICY, ADDRESS_POLICY, LoginGuard, LoginPolicy
 from celery_app.stores.sessions import SessionPolicy, SessionStore
+from runbooks.console.background import Running
 from runbooks.console.watch import Latest
 from runbooks.engine.redact import Redactor, for_settings
 
@@ -24,7 +27,9 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Console:
     """The app (SQL, Redis roles), a Celery app to talk to workers and send tasks, the
-    platform's session store and login guard, and the redactor of what pages show."""
+    platform's session store and login guard, and the redactor of what pages show; for
+    deploys and restarts, as the command line has them: the environment variables (over
+    .env), the inventory folder (None: ./inventory) and the checkout refs are deployed from."""
 
     app: Container
     celery: Celery
@@ -33,7 +38,11 @@ class Console:
     redactor: Redactor
     workers_timeout: float = 1.0  # how long a ping waits for workers to answer
     workers_every: float = 5.0  # how often the workers are pinged (pages show the last answer)
+    environ: Mapping[str, str] = field(default_factory=dict)
+    inventory_dir: Path | None = None
+    repo: Path = field(default_factory=Path.cwd)
     watch: Latest[list[NodeStatus]] = field(init=False, repr=False, compare=False)
+    running: Running = field(init=False, repr=False, compare=False, default_factory=Running)
 
     def __post_init__(self) -> None:
         from celery_app.ops import workers
@@ -54,8 +63,9 @@ class Console:
         return health.collect(self.app, lambda: [n.as_dict() for n in self.workers()[0]])
 
     def close(self) -> None:
-        """Stop what the console runs in the background."""
+        """Stop what the console runs in the background; wait for running actions to end."""
         self.watch.close()
+        self.running.join()
 
     def sender(self) -> Send:
         """How `failed.retry` sends a task again (the command's own sender)."""
@@ -72,6 +82,9 @@ def wire(
     address: LoginPolicy = ADDRESS_POLICY,
     session: SessionPolicy | None = None,
     workers_timeout: float = 1.0,
+    environ: Mapping[str, str] | None = None,
+    inventory_dir: Path | None = None,
+    repo: Path | None = None,
 ) -> Console:
     """The console over `app`: sessions on its `sessions` Redis role, sign-in attempts counted
     on its `ratelimit` role (the platform's own stores, with their default policies)."""
@@ -82,6 +95,9 @@ def wire(
         guard=LoginGuard.from_container(app, account, address),
         redactor=for_settings(app.settings),
         workers_timeout=workers_timeout,
+        environ=dict(environ or {}),
+        inventory_dir=inventory_dir,
+        repo=repo or Path.cwd(),
     )
 
 
