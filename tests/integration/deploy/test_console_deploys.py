@@ -1,0 +1,189 @@
+"""The operator's deploy-side day from the browser: the console's Deploys and Workers actions
+against real sshd hosts, real Redis, PostgreSQL and the workers the deploys start.
+
+v1 then v2 go out through the service functions `invoke deploy` calls; then, signed in to a
+console served by uvicorn, an operator checks a rollback to v1 and acts on that check (each
+host back on v1), checks and deploys v2 again, and restarts the workers gracefully (their pids
+change). The refusals ride the same fixture setup: a viewer, a missing CSRF token, another
+operator's check, a stale one, a spent one, and the deploy lock held by someone else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from celery_app.bootstrap import Container
+from celery_app.celery import make_app
+from celery_app.ops import workers
+from runbooks.access import operators
+from runbooks.console import app as web
+from runbooks.console import wiring
+from runbooks.deploy import rollout
+from runbooks.deploy.lock import DeployLock
+from runbooks.engine import history
+from tests.support.console import Browser, Served
+from tests.support.deploy import Fleet
+from tests.support.money import MoneyEnv
+from tests.support.services import wait_for
+
+pytestmark = pytest.mark.ssh
+ACCOUNTS = {"root": "admin", "ana": "operator", "bob": "operator", "val": "viewer"}
+RUN = re.compile(r"^/runs/([0-9]+)$")
+
+
+def runs(app: Container) -> int:
+    with app.sessions() as s:
+        return int(s.scalar(select(func.count()).select_from(history.OpsRun)) or 0)
+
+
+def started(response: Any) -> int:
+    """The run a POST started: it redirects to the run's page at once."""
+    assert response.status_code == 303, response.text[:800]
+    found = RUN.match(response.headers["location"])
+    assert found, response.headers["location"]
+    return int(found.group(1))
+
+
+def finished(app: Container, run_id: int, timeout: float = 180) -> dict[str, Any]:
+    wait_for(
+        lambda: history.get_run(app.sessions, run_id)["status"] != "running",
+        timeout,
+        f"run {run_id} to end",
+        every=0.2,
+    )
+    return history.get_run(app.sessions, run_id)
+
+
+def test_rollback_deploy_and_restart_from_the_browser(
+    money: MoneyEnv, fleets: Any, repo: Path
+) -> None:
+    fleet: Fleet = fleets(2)
+    app = money.container
+    control = make_app(app.settings)
+
+    def deploy(ref: str) -> str:
+        asked = rollout.DeployRequest(
+            environment="test",
+            ref=ref,
+            repo=repo,
+            serial=None,
+            inventory_dir=fleet.inventory_dir,
+            deps_cache=fleet.deps_cache,
+        )
+        report = rollout.deploy(app, asked, {})
+        assert report.ok, report.message
+        return report.release
+
+    v1, v2 = deploy("v1"), deploy("v2")
+    for name, role in ACCOUNTS.items():
+        operators.add(app.sessions, name, role, f"{name}-password-long", "test")
+    console = wiring.wire(
+        app, control, workers_timeout=0.2, inventory_dir=fleet.inventory_dir, repo=repo
+    )
+    served = Served(web.build(console))
+    browsers: dict[str, Browser] = {}
+    try:
+        for name in ("ana", "bob", "val"):
+            browsers[name] = Browser(served.url)
+            assert browsers[name].sign_in(name, f"{name}-password-long").status_code == 303
+        ana, bob, val = browsers["ana"], browsers["bob"], browsers["val"]
+
+        page = ana.get("/deploys")
+        assert page.status_code == 200 and 'id="act-test"' in page.text
+        assert f'<option value="{v1}">' in page.text  # a release the deploy log names
+        assert 'id="deploy-actions"' not in val.get("/deploys").text  # no forms for a viewer
+
+        # Check mode first: nothing changes, the run's page offers the real rollback.
+        check = started(ana.post("/deploys/rollback", {"env": "test", "to": v1}))
+        checked = finished(app, check)
+        assert checked["status"] == "ok" and checked["check"] and checked["operator"] == "ana"
+        assert [fleet.current(h) for h in fleet.hosts] == [v2, v2]
+        shown = ana.get(f"/runs/{check}").text
+        assert 'id="next-action"' in shown and f'name="check_run" value="{check}"' in shown
+        assert 'id="next-action"' not in bob.get(f"/runs/{check}").text
+
+        # Refusals: each one records nothing and changes nothing.
+        before = runs(app)
+        real = {"env": "test", "to": v1, "check_run": str(check)}
+        assert ana.post("/deploys/rollback", real, csrf="").status_code == 403
+        foreign = bob.post("/deploys/rollback", real)
+        assert foreign.status_code == 400 and "was run by ana" in foreign.text
+        other = ana.post("/deploys/rollback", {**real, "to": v2})
+        assert other.status_code == 400 and "checked another action" in other.text
+        viewer = val.post("/deploys/rollback", {"env": "test", "to": v1})
+        assert viewer.status_code == 403 and "needs the operator role" in viewer.text
+        assert val.post("/workers/restart", {"env": "test"}).status_code == 403
+        stale = history.record_command(
+            app.sessions,
+            "deploy.rollback",
+            environment="test",
+            arguments={"env": "test", "to": v1, "limit": None, "check": True},
+            check=True,
+            started_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20),
+            operator="ana",
+        )
+        before += 1
+        old = ana.post("/deploys/rollback", {**real, "check_run": str(stale)})
+        assert old.status_code == 400 and "min old" in old.text
+        bad = ana.post("/deploys/deploy", {"env": "test", "ref": "no-such-ref"})
+        assert bad.status_code == 400 and "is not a commit" in bad.text
+        assert runs(app) == before
+        assert [fleet.current(h) for h in fleet.hosts] == [v2, v2]
+
+        # Someone else's deploy holds the lock: the rollback is recorded, refused in one line.
+        lock_key = rollout.lock_key(app, "test")
+        held = DeployLock(app.redis("locks"), lock_key, "test", "someone", "x")
+        held.acquire()
+        try:
+            locked = finished(app, started(ana.post("/deploys/rollback", real)))
+        finally:
+            held.release()
+        assert locked["status"] == "failed" and "being deployed by someone" in locked["message"]
+        assert "\n" not in locked["message"]
+        spent = ana.post("/deploys/rollback", real)
+        assert spent.status_code == 400 and "already acted on" in spent.text
+
+        # A fresh check, then the rollback itself: every host back on v1.
+        check = started(ana.post("/deploys/rollback", {"env": "test", "to": v1}))
+        assert finished(app, check)["status"] == "ok"
+        back = finished(
+            app, started(ana.post("/deploys/rollback", {**real, "check_run": str(check)}))
+        )
+        assert back["status"] == "ok" and back["operator"] == "ana" and not back["check"]
+        assert {h["host"]: h["message"] for h in back["hosts"]} == {
+            "host0": f"release {v1}",
+            "host1": f"release {v1}",
+        }
+        assert [fleet.current(h) for h in fleet.hosts] == [v1, v1]
+        assert {s.release for s in workers.status(control, timeout=2.0)} == {v1}
+        assert f"RECAP rollback {v1} on test" in ana.get(f"/runs/{back['id']}").text
+
+        # Deploy v2 again from the browser, check first.
+        check = started(ana.post("/deploys/deploy", {"env": "test", "ref": "v2"}))
+        assert finished(app, check)["status"] == "ok"
+        assert [fleet.current(h) for h in fleet.hosts] == [v1, v1]
+        go = {"env": "test", "ref": "v2", "check_run": str(check)}
+        again = finished(app, started(ana.post("/deploys/deploy", go)))
+        assert again["status"] == "ok", again["message"]
+        assert [fleet.current(h) for h in fleet.hosts] == [v2, v2]
+
+        # The Workers page restarts them gracefully: new processes, on the live release.
+        assert 'id="restart-test"' in ana.get("/workers").text
+        pids = {s.name: s.pid for s in workers.status(control, timeout=2.0)}
+        restart = finished(app, started(ana.post("/workers/restart", {"env": "test"})))
+        assert restart["name"] == "workers-restart" and restart["status"] == "ok"
+        assert restart["operator"] == "ana"
+        after = {s.name: (s.pid, s.release) for s in workers.status(control, timeout=2.0)}
+        assert set(after) == set(pids) == {"w1@host0", "w1@host1"}
+        assert all(after[n][0] != pids[n] and after[n][1] == v2 for n in after)
+    finally:
+        for b in browsers.values():
+            b.close()
+        served.stop()  # waits for any action still running
+        control.close()
