@@ -1,11 +1,12 @@
 """The operator's deploy-side day from the browser: the console's Deploys and Workers actions
 against real sshd hosts, real Redis, PostgreSQL and the workers the deploys start.
 
-v1 then v2 go out through the service functions `invoke deploy` calls; then, signed in to a
-console served by uvicorn, an operator checks a rollback to v1 and acts on that check (each
-host back on v1), checks and deploys v2 again, and restarts the workers gracefully (their pids
-change). The refusals ride the same fixture setup: a viewer, a missing CSRF token, another
-operator's check, a stale one, a spent one, and the deploy lock held by someone else.
+v1 goes out through the service function `invoke deploy` calls; then, signed in to a console
+served by uvicorn, an operator checks a deploy of v2 and acts on that check (each host on v2),
+checks a rollback to v1 and acts on it (each host back on v1), and restarts the workers
+gracefully (their pids change). The refusals ride the same fixture setup: a viewer, a missing
+CSRF token, another operator's check, a stale one, a spent one, a check of another action, and
+the deploy lock held by someone else.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def test_rollback_deploy_and_restart_from_the_browser(
         assert report.ok, report.message
         return report.release
 
-    v1, v2 = deploy("v1"), deploy("v2")
+    v1 = deploy("v1")
     for name, role in ACCOUNTS.items():
         operators.add(app.sessions, name, role, f"{name}-password-long", "test")
     console = wiring.wire(
@@ -99,23 +100,26 @@ def test_rollback_deploy_and_restart_from_the_browser(
         assert f'<option value="{v1}">' in page.text  # a release the deploy log names
         assert 'id="deploy-actions"' not in val.get("/deploys").text  # no forms for a viewer
 
-        # Check mode first: nothing changes, the run's page offers the real rollback.
-        check = started(ana.post("/deploys/rollback", {"env": "test", "to": v1}))
+        # Check mode first: nothing changes, the run's page offers the real deploy.
+        check = started(ana.post("/deploys/deploy", {"env": "test", "ref": "v2"}))
         checked = finished(app, check)
         assert checked["status"] == "ok" and checked["check"] and checked["operator"] == "ana"
-        assert [fleet.current(h) for h in fleet.hosts] == [v2, v2]
+        assert [fleet.current(h) for h in fleet.hosts] == [v1, v1]
         shown = ana.get(f"/runs/{check}").text
         assert 'id="next-action"' in shown and f'name="check_run" value="{check}"' in shown
+        assert "RECAP deploy" in shown and "(check mode)" in shown  # what it would do
         assert 'id="next-action"' not in bob.get(f"/runs/{check}").text
 
         # Refusals: each one records nothing and changes nothing.
         before = runs(app)
-        real = {"env": "test", "to": v1, "check_run": str(check)}
-        assert ana.post("/deploys/rollback", real, csrf="").status_code == 403
-        foreign = bob.post("/deploys/rollback", real)
+        real = {"env": "test", "ref": "v2", "check_run": str(check)}
+        assert ana.post("/deploys/deploy", real, csrf="").status_code == 403
+        foreign = bob.post("/deploys/deploy", real)
         assert foreign.status_code == 400 and "was run by ana" in foreign.text
-        other = ana.post("/deploys/rollback", {**real, "to": v2})
+        other = ana.post("/deploys/deploy", {**real, "ref": "v1"})
         assert other.status_code == 400 and "checked another action" in other.text
+        mixed = ana.post("/deploys/rollback", {"env": "test", "check_run": str(check)})
+        assert mixed.status_code == 400 and "not a check of deploy.rollback" in mixed.text
         viewer = val.post("/deploys/rollback", {"env": "test", "to": v1})
         assert viewer.status_code == 403 and "needs the operator role" in viewer.text
         assert val.post("/workers/restart", {"env": "test"}).status_code == 403
@@ -129,32 +133,41 @@ def test_rollback_deploy_and_restart_from_the_browser(
             operator="ana",
         )
         before += 1
-        old = ana.post("/deploys/rollback", {**real, "check_run": str(stale)})
+        old = ana.post("/deploys/rollback", {"env": "test", "to": v1, "check_run": str(stale)})
         assert old.status_code == 400 and "min old" in old.text
         bad = ana.post("/deploys/deploy", {"env": "test", "ref": "no-such-ref"})
         assert bad.status_code == 400 and "is not a commit" in bad.text
         assert runs(app) == before
-        assert [fleet.current(h) for h in fleet.hosts] == [v2, v2]
+        assert [fleet.current(h) for h in fleet.hosts] == [v1, v1]
 
-        # Someone else's deploy holds the lock: the rollback is recorded, refused in one line.
-        lock_key = rollout.lock_key(app, "test")
-        held = DeployLock(app.redis("locks"), lock_key, "test", "someone", "x")
+        # Someone else's deploy holds the lock: the deploy is recorded, refused in one line.
+        held = DeployLock(app.redis("locks"), rollout.lock_key(app, "test"), "test", "someone")
         held.acquire()
         try:
-            locked = finished(app, started(ana.post("/deploys/rollback", real)))
+            locked = finished(app, started(ana.post("/deploys/deploy", real)))
         finally:
             held.release()
         assert locked["status"] == "failed" and "being deployed by someone" in locked["message"]
         assert "\n" not in locked["message"]
-        spent = ana.post("/deploys/rollback", real)
+        spent = ana.post("/deploys/deploy", real)
         assert spent.status_code == 400 and "already acted on" in spent.text
 
-        # A fresh check, then the rollback itself: every host back on v1.
+        # A fresh check, then the deploy itself: every host on v2.
+        check = started(ana.post("/deploys/deploy", {"env": "test", "ref": "v2"}))
+        assert finished(app, check)["status"] == "ok"
+        went = finished(
+            app, started(ana.post("/deploys/deploy", {**real, "check_run": str(check)}))
+        )
+        assert went["status"] == "ok" and went["operator"] == "ana" and not went["check"], went
+        v2 = fleet.current(fleet.hosts[0])
+        assert v2 != v1 and [fleet.current(h) for h in fleet.hosts] == [v2, v2]
+
+        # Check, then roll back to v1: every host back on v1, its workers too.
         check = started(ana.post("/deploys/rollback", {"env": "test", "to": v1}))
         assert finished(app, check)["status"] == "ok"
-        back = finished(
-            app, started(ana.post("/deploys/rollback", {**real, "check_run": str(check)}))
-        )
+        assert [fleet.current(h) for h in fleet.hosts] == [v2, v2]
+        go = {"env": "test", "to": v1, "check_run": str(check)}
+        back = finished(app, started(ana.post("/deploys/rollback", go)))
         assert back["status"] == "ok" and back["operator"] == "ana" and not back["check"]
         assert {h["host"]: h["message"] for h in back["hosts"]} == {
             "host0": f"release {v1}",
@@ -164,15 +177,6 @@ def test_rollback_deploy_and_restart_from_the_browser(
         assert {s.release for s in workers.status(control, timeout=2.0)} == {v1}
         assert f"RECAP rollback {v1} on test" in ana.get(f"/runs/{back['id']}").text
 
-        # Deploy v2 again from the browser, check first.
-        check = started(ana.post("/deploys/deploy", {"env": "test", "ref": "v2"}))
-        assert finished(app, check)["status"] == "ok"
-        assert [fleet.current(h) for h in fleet.hosts] == [v1, v1]
-        go = {"env": "test", "ref": "v2", "check_run": str(check)}
-        again = finished(app, started(ana.post("/deploys/deploy", go)))
-        assert again["status"] == "ok", again["message"]
-        assert [fleet.current(h) for h in fleet.hosts] == [v2, v2]
-
         # The Workers page restarts them gracefully: new processes, on the live release.
         assert 'id="restart-test"' in ana.get("/workers").text
         pids = {s.name: s.pid for s in workers.status(control, timeout=2.0)}
@@ -181,7 +185,7 @@ def test_rollback_deploy_and_restart_from_the_browser(
         assert restart["operator"] == "ana"
         after = {s.name: (s.pid, s.release) for s in workers.status(control, timeout=2.0)}
         assert set(after) == set(pids) == {"w1@host0", "w1@host1"}
-        assert all(after[n][0] != pids[n] and after[n][1] == v2 for n in after)
+        assert all(after[n][0] != pids[n] and after[n][1] == v1 for n in after)
     finally:
         for b in browsers.values():
             b.close()
