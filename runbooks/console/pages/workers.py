@@ -7,6 +7,7 @@ thread; the POST redirects to the run's record)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -42,6 +43,21 @@ async def worker_status(request: Request, viewer: Viewer) -> Response:
     )
 
 
+def restart_arguments(env: str, limit: str, inventory_dir: Path | None) -> dict[str, Any]:
+    """The arguments as `invoke workers.restart --env E --limit H` binds them."""
+    return {
+        "nodes": "w1",
+        "queues": ",".join(QUEUES),
+        "concurrency": "2",
+        "timeout": "60",
+        "env": env,
+        "limit": limit,
+        "check": False,
+        "inventory": str(inventory_dir or ""),
+        "json": False,
+    }
+
+
 async def restart(request: Request, viewer: Viewer) -> Response:
     """Restart an environment's workers gracefully, host by host (all, or the one chosen)."""
     console = wiring.of(request)
@@ -55,17 +71,7 @@ async def restart(request: Request, viewer: Viewer) -> Response:
     limit = str(form.get("limit") or "").strip()
     if len(limit) > 200:
         raise InvalidRequest(f"host {shown(limit)}: choose one of the environment's hosts")
-    typed: dict[str, Any] = {  # as `invoke workers.restart --env E --limit H` binds them
-        "nodes": "w1",
-        "queues": ",".join(QUEUES),
-        "concurrency": "2",
-        "timeout": "60",
-        "env": env,
-        "limit": limit,
-        "check": False,
-        "inventory": str(console.inventory_dir or ""),
-        "json": False,
-    }
+    typed = restart_arguments(env, limit, console.inventory_dir)
     asked = service.RunRequest(
         BOOK, env, limit or None, check=False, inventory_dir=console.inventory_dir
     )
