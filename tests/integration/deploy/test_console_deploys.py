@@ -6,7 +6,8 @@ served by uvicorn, an operator checks a deploy of v2 and acts on that check (eac
 checks a rollback to v1 and acts on it (each host back on v1), and restarts the workers
 gracefully (their pids change). The refusals ride the same fixture setup: a viewer, a missing
 CSRF token, another operator's check, a stale one, a spent one, a check of another action, and
-the deploy lock held by someone else.
+the deploy lock held by someone else; and on an environment that requires approval, the real
+rollback becomes an approval request, as on the command line.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import func, select
 
 from celery_app.bootstrap import Container
 from celery_app.celery import make_app
 from celery_app.ops import workers
-from runbooks.access import operators
+from runbooks.access import approvals, operators
 from runbooks.console import app as web
 from runbooks.console import wiring
 from runbooks.deploy import rollout
@@ -176,6 +178,30 @@ def test_rollback_deploy_and_restart_from_the_browser(
         assert [fleet.current(h) for h in fleet.hosts] == [v1, v1]
         assert {s.release for s in workers.status(control, timeout=2.0)} == {v1}
         assert f"RECAP rollback {v1} on test" in ana.get(f"/runs/{back['id']}").text
+
+        # An environment that requires approval: the checked rollback becomes a request.
+        gated = yaml.safe_load((fleet.inventory_dir / "test.yml").read_text())
+        gated.update(environment="gated", approval="required")
+        (fleet.inventory_dir / "gated.yml").write_text(yaml.safe_dump(gated, sort_keys=False))
+        assert "approval required" in ana.get("/deploys").text
+        check = history.record_command(
+            app.sessions,
+            "deploy.rollback",
+            environment="gated",
+            arguments={"env": "gated", "to": None, "limit": None, "check": True},
+            check=True,
+            operator="ana",
+        )
+        before = runs(app)
+        ask = {"env": "gated", "check_run": str(check)}
+        unsaid = ana.post("/deploys/rollback", ask)
+        assert unsaid.status_code == 403 and "needs an approval" in unsaid.text
+        requested = ana.post("/deploys/rollback", {**ask, "reason": "v1 misbehaves"})
+        assert requested.status_code == 202 and "requested" in requested.text, requested.text
+        [pending] = approvals.list_approvals(app.sessions, "pending")
+        assert (pending["command"], pending["environment"]) == ("deploy.rollback", "gated")
+        assert pending["requested_by"] == "ana" and pending["reason"] == "v1 misbehaves"
+        assert runs(app) == before and [fleet.current(h) for h in fleet.hosts] == [v1, v1]
 
         # The Workers page restarts them gracefully: new processes, on the live release.
         assert 'id="restart-test"' in ana.get("/workers").text
