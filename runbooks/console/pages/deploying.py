@@ -160,7 +160,7 @@ def recorded(console: Console, want: Asked) -> dict[str, Any]:
     """The arguments the action's record holds (as rollout opens it)."""
     if want.command == "deploy":
         return deploy_request(console, want).arguments()
-    return {"env": want.env, "to": want.target, "limit": None, "check": want.check}
+    return rollout.rollback_arguments(want.env, want.target, None, want.check)
 
 
 def work(console: Console, want: Asked) -> background.Work:
