@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from starlette.applications import Starlette
 
 from runbooks.console import serve
+from runbooks.engine import history
 from tests.support.services import wait_for
 
+if TYPE_CHECKING:
+    from celery_app.bootstrap import Container
+
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+RUN_PAGE = re.compile(r"^/runs/([0-9]+)$")
 
 
 class Served:
@@ -77,3 +82,22 @@ class Browser:
 
     def close(self) -> None:
         self.http.close()
+
+
+def run_started(response: httpx.Response) -> int:
+    """The run a background action's POST opened: it redirects to the run's page at once."""
+    assert response.status_code == 303, response.text[:800]
+    found = RUN_PAGE.match(response.headers["location"])
+    assert found, response.headers["location"]
+    return int(found.group(1))
+
+
+def run_finished(app: Container, run_id: int, timeout: float = 180) -> dict[str, Any]:
+    """The run once its record is closed (a background action ends on its own)."""
+    wait_for(
+        lambda: history.get_run(app.sessions, run_id)["status"] != "running",
+        timeout,
+        f"run {run_id} to end",
+        every=0.2,
+    )
+    return history.get_run(app.sessions, run_id)

@@ -13,7 +13,6 @@ rollback becomes an approval request, as on the command line.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from pathlib import Path
 from typing import Any
 
@@ -31,36 +30,18 @@ from runbooks.deploy import rollout
 from runbooks.deploy.lock import DeployLock
 from runbooks.engine import history
 from tests.support.console import Browser, Served
+from tests.support.console import run_finished as finished
+from tests.support.console import run_started as started
 from tests.support.deploy import Fleet
 from tests.support.money import MoneyEnv
-from tests.support.services import wait_for
 
 pytestmark = pytest.mark.ssh
 ACCOUNTS = {"root": "admin", "ana": "operator", "bob": "operator", "val": "viewer"}
-RUN = re.compile(r"^/runs/([0-9]+)$")
 
 
 def runs(app: Container) -> int:
     with app.sessions() as s:
         return int(s.scalar(select(func.count()).select_from(history.OpsRun)) or 0)
-
-
-def started(response: Any) -> int:
-    """The run a POST started: it redirects to the run's page at once."""
-    assert response.status_code == 303, response.text[:800]
-    found = RUN.match(response.headers["location"])
-    assert found, response.headers["location"]
-    return int(found.group(1))
-
-
-def finished(app: Container, run_id: int, timeout: float = 180) -> dict[str, Any]:
-    wait_for(
-        lambda: history.get_run(app.sessions, run_id)["status"] != "running",
-        timeout,
-        f"run {run_id} to end",
-        every=0.2,
-    )
-    return history.get_run(app.sessions, run_id)
 
 
 def test_rollback_deploy_and_restart_from_the_browser(
