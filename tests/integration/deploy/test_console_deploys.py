@@ -106,6 +106,8 @@ def test_rollback_deploy_and_restart_from_the_browser(
         viewer = val.post("/deploys/rollback", {"env": "test", "to": v1})
         assert viewer.status_code == 403 and "needs the operator role" in viewer.text
         assert val.post("/workers/restart", {"env": "test"}).status_code == 403
+        nohost = ana.post("/workers/restart", {"env": "test", "limit": "host9"})
+        assert nohost.status_code == 404 and "host9" in nohost.text
         stale = history.record_command(
             app.sessions,
             "deploy.rollback",
