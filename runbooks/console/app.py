@@ -19,6 +19,7 @@ from runbooks.console import health, wiring
 from runbooks.console.headers import SecurityHeaders
 from runbooks.console.pages import (
     approvals,
+    deploying,
     deploys,
     failed,
     overview,
@@ -70,8 +71,11 @@ def routes() -> list[BaseRoute]:
         Route("/approvals/{id}/approve", signed_in(approvals.approve), methods=["POST"]),
         Route("/approvals/{id}/deny", signed_in(approvals.deny), methods=["POST"]),
         Route("/deploys", signed_in(deploys.deploy_log), methods=["GET"]),
+        Route("/deploys/deploy", signed_in(deploying.deploy), methods=["POST"]),
+        Route("/deploys/rollback", signed_in(deploying.rollback), methods=["POST"]),
         Route("/queues", signed_in(queues.queue_sizes), methods=["GET"]),
         Route("/workers", signed_in(workers.worker_status), methods=["GET"]),
+        Route("/workers/restart", signed_in(workers.restart), methods=["POST"]),
         Route("/redis", signed_in(redis.redis_health), methods=["GET"]),
     ]
 

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
@@ -96,4 +97,11 @@ def serve(app: Starlette, sock: socket.socket) -> None:
     try:
         server(app).run(sockets=[sock])
     finally:
+        running = app.state.console.running.count()
+        if running:  # a deploy is not cut off halfway: it ends and closes its record
+            print(
+                f"waiting for {running} running action(s) to end (see their runs)",
+                file=sys.stderr,
+                flush=True,
+            )
         app.state.console.close()

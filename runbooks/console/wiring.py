@@ -6,11 +6,13 @@ import datetime as dt
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from celery_app.infra.redaction import mask_patterns
 from celery_app.stores.login import ACCOUNT_POLICY, ADDRESS_POLICY, LoginGuard, LoginPolicy
 from celery_app.stores.sessions import SessionPolicy, SessionStore
+from runbooks.console.background import Running
 from runbooks.console.watch import Latest
 from runbooks.engine.redact import Redactor, for_settings
 
@@ -31,7 +33,9 @@ if TYPE_CHECKING:
 class Console:
     """The app (SQL, Redis roles), a Celery app to talk to workers and send tasks, the
     platform's session store and login guard, the redactor of what pages show, and the
-    environment books are sent to the ops queue with (the ops signing key, the books folder)."""
+    environment books are sent to the ops queue with (the ops signing key, the books folder);
+    for deploys and restarts, as the command line has them: the inventory folder (None:
+    ./inventory) and the checkout refs are deployed from."""
 
     app: Container
     celery: Celery
@@ -41,6 +45,8 @@ class Console:
     workers_timeout: float = 1.0  # how long a ping waits for workers to answer
     workers_every: float = 5.0  # how often the workers are pinged (pages show the last answer)
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    inventory_dir: Path | None = None
+    repo: Path = field(default_factory=Path.cwd)
     samples_every: float = 60.0  # how often the queues are sampled for the Queues chart
     watch: Latest[list[NodeStatus]] = field(init=False, repr=False, compare=False)
     sampler: Latest[int] = field(init=False, repr=False, compare=False)
@@ -48,6 +54,7 @@ class Console:
     drawings: dict[int, tuple[Any, Any]] = field(
         init=False, default_factory=dict, repr=False, compare=False
     )
+    running: Running = field(init=False, repr=False, compare=False, default_factory=Running)
 
     def __post_init__(self) -> None:
         from celery_app.ops import workers
@@ -84,9 +91,10 @@ class Console:
         return health.collect(self.app, lambda: [n.as_dict() for n in self.workers()[0]])
 
     def close(self) -> None:
-        """Stop what the console runs in the background."""
+        """Stop what the console runs in the background; wait for running actions to end."""
         self.watch.close()
         self.sampler.close()
+        self.running.join()
 
     def events(self) -> RunEvents:
         """Runs' live events (the broker's Redis, where the runs write them)."""
@@ -110,6 +118,8 @@ def wire(
     session: SessionPolicy | None = None,
     workers_timeout: float = 1.0,
     environ: Mapping[str, str] | None = None,
+    inventory_dir: Path | None = None,
+    repo: Path | None = None,
 ) -> Console:
     """The console over `app`: sessions on its `sessions` Redis role, sign-in attempts counted
     on its `ratelimit` role (the platform's own stores, with their default policies); books
@@ -124,6 +134,8 @@ def wire(
         redactor=for_settings(app.settings),
         workers_timeout=workers_timeout,
         environ=environ_with_dotenv(environ or {}),
+        inventory_dir=inventory_dir,
+        repo=repo or Path.cwd(),
     )
 
 

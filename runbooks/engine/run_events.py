@@ -160,6 +160,10 @@ class EventWriter:
             },
         )
 
+    def say(self, line: str) -> None:
+        """A line of the command's own progress (a deploy's phases), redacted."""
+        self.events.append(self.run_id, {"kind": "say", "message": self.redactor.text(line)})
+
     def end(self, status: str, message: str = "") -> None:
         """The run ended (the stream's last event): its status as the history closed it."""
         self.events.append(

@@ -188,7 +188,7 @@ def test_signed_out_every_page_redirects_and_every_post_is_401(stack: Stack) -> 
                 done = b.post(url, csrf="anything")
                 assert done.status_code == 401, (url, done.status_code)
             has_headers(done)
-    assert checked == 21
+    assert checked == 24
     # a forged or stale session cookie is the same as none
     b.http.cookies.set("maqsafy_console", "x" * 43)
     assert b.get("/").status_code == 303

@@ -12,7 +12,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from starlette.applications import Starlette
@@ -25,7 +25,11 @@ from runbooks.engine.results import RunResult
 from runbooks.service import run_steps
 from tests.support.services import wait_for
 
+if TYPE_CHECKING:
+    from celery_app.bootstrap import Container
+
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+RUN_PAGE = re.compile(r"^/runs/([0-9]+)$")
 
 
 class Served:
@@ -130,3 +134,22 @@ def hold(
 
     wait_for(lambda: started() is not None, 30, f"run {name} to be recorded")
     return Held(started() or 0, gate, thread, result)
+
+
+def run_started(response: httpx.Response) -> int:
+    """The run a background action's POST opened: it redirects to the run's page at once."""
+    assert response.status_code == 303, response.text[:800]
+    found = RUN_PAGE.match(response.headers["location"])
+    assert found, response.headers["location"]
+    return int(found.group(1))
+
+
+def run_finished(app: Container, run_id: int, timeout: float = 180) -> dict[str, Any]:
+    """The run once its record is closed (a background action ends on its own)."""
+    wait_for(
+        lambda: history.get_run(app.sessions, run_id)["status"] != "running",
+        timeout,
+        f"run {run_id} to end",
+        every=0.2,
+    )
+    return history.get_run(app.sessions, run_id)

@@ -58,6 +58,8 @@ def line_of(data: Mapping[str, Any]) -> str:
         message = f" - {data['message']}" if data.get("message") else ""
         status = MARK.get(str(data.get("status")), str(data.get("status")))
         return f"{data.get('host')} ended {status}{message}"
+    if kind == "say":
+        return str(data.get("message") or "")
     if kind == "end":
         message = f": {data['message']}" if data.get("message") else ""
         return f"run ended {data.get('status')}{message}"
