@@ -32,7 +32,7 @@ from runbooks.engine import history
 from runbooks.errors import AccessDenied
 from runbooks.service import run_steps
 from tests.support.cli import clean_environ, start_invoke
-from tests.support.console import Browser, Served
+from tests.support.console import Browser, Served, password
 from tests.support.redis_app import app_env, migrated_app
 from tests.support.services import (
     RedisServer,
@@ -50,10 +50,6 @@ HEADERS = {
     "referrer-policy": "no-referrer",
     "x-content-type-options": "nosniff",
 }
-
-
-def password(name: str) -> str:
-    return f"{name}-correct-horse-battery"
 
 
 @dataclass

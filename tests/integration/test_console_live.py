@@ -30,7 +30,7 @@ from runbooks.console import wiring
 from runbooks.engine import history
 from runbooks.engine.redact import MASK
 from runbooks.service import run_steps
-from tests.support.console import Browser, Held, Served, hold
+from tests.support.console import Browser, Held, Served, hold, password
 from tests.support.redis_app import app_env, build_app, migrated_app
 from tests.support.services import RedisServer, free_port, start_redis
 
@@ -38,10 +38,6 @@ PASSWORD = "live-events-redis-pw-51c0"  # in every role's URL: the redactor mask
 KEY = "k" * 16 + "ops-signing-key-for-tests-0000000"
 ACCOUNTS = {"root": "admin", "ana": "operator", "bob": "operator", "val": "viewer"}
 BOOK = "gated"
-
-
-def password(name: str) -> str:
-    return f"{name}-correct-horse-battery"
 
 
 @dataclass

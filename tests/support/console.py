@@ -53,6 +53,11 @@ class Served:
         self.app.state.console.close()  # its background worker ping
 
 
+def password(name: str) -> str:
+    """The test password of operator `name` (long enough for the password rules)."""
+    return f"{name}-correct-horse-battery"
+
+
 class Browser:
     """One person's browser: cookies kept, redirects not followed."""
 
