@@ -145,6 +145,8 @@ def pages(failed: int, runs: int) -> list[tuple[str, str]]:
         ("queues /queues (6 h chart)", "/queues"),
         ("queues ?hours=24 (a day of samples)", "/queues?hours=24"),
         ("workers /workers", "/workers"),
+        ("redis /redis", "/redis"),
+        ("start a book /runs/new", "/runs/new"),
     ]
 
 
