@@ -79,6 +79,7 @@ def prepare(env: dict[str, str], failed: int, runs: int) -> None:
     admin account that must come first)."""
     from celery_app.infra import migrate
     from runbooks.access import operators
+    from tests.support.queue_history import queue_history
     from tests.support.redis_app import build_app
 
     app = build_app(env)
@@ -89,6 +90,7 @@ def prepare(env: dict[str, str], failed: int, runs: int) -> None:
         operators.add(app.sessions, "root", "admin", OPERATOR[1] + "-root", "benchmark")
         name, password, role = OPERATOR
         operators.add(app.sessions, name, role, password, "benchmark")
+        queue_history(app, 24)  # a full day of samples: the Queues chart's most
     finally:
         app.engine.dispose()
 
@@ -140,8 +142,11 @@ def pages(failed: int, runs: int) -> list[tuple[str, str]]:
         ("run /runs/ID (3 hosts, 15 steps)", f"/runs/{runs // 2 - runs // 2 % 10 + 10}"),
         ("approvals /approvals", "/approvals"),
         ("deploys /deploys", "/deploys"),
-        ("queues /queues", "/queues"),
+        ("queues /queues (6 h chart)", "/queues"),
+        ("queues ?hours=24 (a day of samples)", "/queues?hours=24"),
         ("workers /workers", "/workers"),
+        ("redis /redis", "/redis"),
+        ("start a book /runs/new", "/runs/new"),
     ]
 
 

@@ -12,8 +12,9 @@ unacked set are empty. Phase 2 sends the N `purchase.post` messages the API woul
 times until none is pending and the queue and its unacked set are empty (a batch posts requests
 whose messages are still queued; those messages still have to be consumed). Phase 3 submits N/3
 more purchases through the API with real sends while the worker runs, offered at half the rate
-phase 2 measured, and reports the latency from submit to posted (p50, p99). Every invariant is then checked: each request posted once, ledger
-reconciled. The last line is ``ratio payments/noop: X.XX`` (target 0.70).
+phase 2 measured, and reports the latency from submit to posted (p50, p99). Every invariant is
+then checked: each request posted once, ledger reconciled. The last line is
+``ratio payments/noop: X.XX`` (target 0.70).
 """
 
 from __future__ import annotations

@@ -25,10 +25,10 @@ from typing import Any
 
 from runbooks.actions import Actions, builtins, with_python
 from runbooks.actions.base import Outcome, StepContext
-from runbooks.engine import history
+from runbooks.engine import history, run_events
 from runbooks.engine.book import Book, inline_book, load_book
 from runbooks.engine.book_files import book_path
-from runbooks.engine.executor import Executor, Listener, RunOptions
+from runbooks.engine.executor import Executor, Fanout, Listener, RunOptions
 from runbooks.engine.inventory import Inventory, load_environment
 from runbooks.engine.redact import RedactingFilter, Redactor, for_settings
 from runbooks.engine.results import RunResult
@@ -168,6 +168,7 @@ def execute(
 
     The record is judged by the access gate (a book with `approval: required` needs an
     approval); `operator` is given only by a caller that verified who asked (the ops worker).
+    `listener` hears the run's progress beside its live events (:mod:`run_events`).
     """
     book, inventory, redactor = prepared.book, prepared.inventory, prepared.redactor
     executor = Executor(book, inventory, prepared.options, listener)
@@ -183,6 +184,8 @@ def execute(
         operator,
         approval=f"book {book.name} requires approval ({book.path})" if book.approval else None,
     )
+    events = run_events.writer(app, run_id, redactor)
+    executor.listener = Fanout(listener, events)
     result = RunResult(
         book.name,
         inventory.environment,
@@ -202,6 +205,7 @@ def execute(
         finally:
             with history.closing(run_id, book.name):  # a row left open hides no outcome
                 history.finish_run(app.sessions, run_id, result, redactor)
+            events.end(result.status, result.stopped or "")
             announce_failure(app, prepared, result)
     return result
 

@@ -16,6 +16,7 @@ import redis
 from celery_app.errors import InvalidRequest, ServiceUnavailable
 from celery_app.inputs import shown
 
+REDIS_HINT = "check that Redis is up and REDIS_* points at it"  # errors.py rewords it embedded
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}")
 
 
@@ -37,6 +38,5 @@ def redis_errors(service: str) -> Iterator[None]:
         yield
     except redis.RedisError as exc:
         raise ServiceUnavailable(
-            f"{service} (Redis) failed: {type(exc).__name__}: {exc}; "
-            "check that Redis is up and REDIS_* points at it"
+            f"{service} (Redis) failed: {type(exc).__name__}: {exc}; {REDIS_HINT}"
         ) from exc

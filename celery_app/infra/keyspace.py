@@ -60,9 +60,20 @@ class Keyspace:
     def lock(self, resource: str) -> str:
         return f"{self.prefix}:lock:{resource}"
 
+    def run_events(self, run_id: int | str) -> str:
+        """A runbook run's live progress (a stream, runbooks.engine.run_events); it lives on the
+        broker's Redis, which every ops worker and the console reach, and counts as broker."""
+        return f"{self.prefix}:runevents:{run_id}"
+
     @property
     def fence_counter(self) -> str:
         return f"{self.prefix}:fence:seq"
+
+    @property
+    def queue_samples(self) -> str:
+        """The queues' samples for the console's chart (celery_app/ops/queue_samples.py): on
+        the broker's Redis, the broker role's, next to the queues they describe."""
+        return f"{self.prefix}:samples:queues"
 
     def patterns(self, role: str) -> tuple[str, ...]:
         """Glob patterns that cover every key of `role` (cache, sessions, ratelimit, locks)."""
@@ -89,6 +100,8 @@ class Keyspace:
             "rl": "ratelimit",
             "lock": "locks",
             "fence": "locks",
+            "runevents": "broker",
+            "samples": "broker",
         }
         if segment in by_segment:
             return by_segment[segment]

@@ -11,9 +11,14 @@ connection for its postings (:class:`celery_app.infra.db.KeptConnections`), so t
 checkout and pre-ping are paid once, not per posting.
 
 The PostgreSQL statement obeys two rules of data-modifying CTEs: every sub-statement sees the
-same snapshot, so current values come from row locks (``FOR UPDATE`` in READ COMMITTED returns
-the newest committed version, and the UPDATE re-reads it), and no row is updated twice, so the
-fence and the balance of an account change in the same UPDATE.
+same snapshot, so current values come from row locks (``FOR NO KEY UPDATE`` in READ COMMITTED
+returns the newest committed version, and the UPDATE re-reads it), and no row is updated twice,
+so the fence and the balance of an account change in the same UPDATE.
+
+The locks are ``FOR NO KEY UPDATE``, the strength an UPDATE of non-key columns takes, not
+``FOR UPDATE``: a submit's INSERT checks its foreign keys with ``FOR KEY SHARE`` on the wallet,
+then the merchant, which conflicts with ``FOR UPDATE``; a posting holding one account and
+waiting for the other deadlocked with it (PostgreSQL aborted the submit).
 
 A batch (:func:`post_batch_pg`, :func:`post_batch_sqlite`) is the same decisions for several
 requests in one transaction, each request under its own checks: one that is short of funds or
@@ -60,13 +65,13 @@ POST_PG = text(
         SELECT id, kind, debit_account_id AS d, credit_account_id AS c, amount, status, reason,
                CASE kind WHEN 'top_up' THEN credit_account_id ELSE debit_account_id END AS wallet
         FROM payment_requests WHERE id = CAST(:request_id AS INTEGER)
-        FOR UPDATE
+        FOR NO KEY UPDATE
     ), acc AS (
         SELECT a.id, a.kind, a.balance, a.fence
         FROM accounts a JOIN req ON a.id IN (req.d, req.c)
         WHERE req.status = 'pending' AND req.wallet = CAST(:wallet AS INTEGER)
         ORDER BY a.id
-        FOR UPDATE OF a
+        FOR NO KEY UPDATE OF a
     ), v AS (
         SELECT req.id, req.kind, req.d, req.c, req.amount,
                w.fence < CAST(:token AS BIGINT) AS fresh,
@@ -154,7 +159,7 @@ LOOK = text(
 # The batch: the same decisions for several requests in one statement, each request judged on
 # its own (its status, its wallet, its wallet's fence against the grant's token, its funds), so
 # one that fails its checks leaves the others to post. Only pending rows are locked (a request
-# finalised meanwhile drops out when FOR UPDATE re-checks it), one request per wallet is taken
+# finalised meanwhile drops out when the row lock re-checks it), one request per wallet is taken
 # (the funds check reads the wallet's balance once), and each account changes in one UPDATE
 # with the sum of its deltas (a merchant credited by several purchases).
 POST_BATCH_PG = text(
@@ -170,7 +175,7 @@ POST_BATCH_PG = text(
         FROM payment_requests pr JOIN want ON pr.id = want.id
         WHERE pr.status = 'pending'
         ORDER BY pr.id
-        FOR UPDATE OF pr
+        FOR NO KEY UPDATE OF pr
     ), one AS (
         SELECT DISTINCT ON (wallet) * FROM req WHERE wallet = claimed ORDER BY wallet, id
     ), acc AS (
@@ -178,7 +183,7 @@ POST_BATCH_PG = text(
         FROM accounts a
         WHERE a.id IN (SELECT d FROM one UNION SELECT c FROM one)
         ORDER BY a.id
-        FOR UPDATE OF a
+        FOR NO KEY UPDATE OF a
     ), v AS (
         SELECT one.id, one.kind, one.d, one.c, one.amount, one.wallet,
                w.fence < CAST(:token AS BIGINT) AS fresh,

@@ -40,7 +40,7 @@ def run_daily(container: Container, business_date: dt.date) -> SettlementResult:
             select(Account.id, Account.balance)
             .where(Account.kind == "merchant")
             .order_by(Account.id)
-            .with_for_update()
+            .with_for_update(key_share=True)  # purchases' foreign-key checks go on
         ).all()
         posting, total = ledger.settlement({m.id: m.balance for m in merchants}, settlement_id)
         paid = sum(1 for m in merchants if m.balance > 0)

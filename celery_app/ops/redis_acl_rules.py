@@ -43,6 +43,7 @@ SCRIPT = "+eval +evalsha"
 BINDINGS = "+sadd +smembers"
 CONTROL = "+sadd +srem +smembers +zadd +zrangebyscore +zrem +exists +del"
 NODE = "+llen +del +exists +pexpire +rpop"
+EVENTS = "+xadd +expire +xrange"  # a run's live events: written by whoever runs it, read by all
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ OPS = RoleUser(
     "ops",
     "maqsafy-ops",
     "MAQSAFY_REDIS_OPS_PASSWORD",
-    "the ops runner: consume ops (its own unacked keys); answer remote control",
+    "the ops runner: consume ops (its own unacked keys); runs' live events; answer remote control",
     OPS_UNACKED_KEYS,
 )
 ADMIN = RoleUser(
@@ -216,6 +217,7 @@ def _ops(scope: Scope) -> list[str]:
         _selector(_keys(_lists("ops")), CONSUME),
         _selector(_keys(OPS.unacked), f"{UNACKED} {SCRIPT}"),
         _selector(_keys(binding_keys("ops")), BINDINGS),
+        _selector(_keys([scope.keyspace.run_events("*")]), EVENTS),
         *control,
     ]
 
@@ -233,7 +235,8 @@ def _admin(scope: Scope) -> list[str]:
     ]
     tables = [*binding_keys(*queues, CONTROL_EXCHANGE, REPLY_EXCHANGE), DEADLINES]
     return [
-        *_keys([*_stores(scope), scope.keyspace.lock("*")]),
+        # the stores, locks, and the queue samples the console writes (ops/queue_samples.py)
+        *_keys([*_stores(scope), scope.keyspace.lock("*"), scope.keyspace.queue_samples]),
         *_keys([f"{scope.prefix}:fence:*", *broker], "%R"),
         "resetchannels",
         f"&{scope.control_channel}",
@@ -242,6 +245,7 @@ def _admin(scope: Scope) -> list[str]:
         _selector(_keys(ADMIN.unacked), f"{UNACKED} {SCRIPT}"),
         _selector(_keys(tables), f"{CONTROL} {SCRIPT}"),
         _selector(_keys(_lists(REPLY_QUEUES)), "+brpop +rpop +llen +del +exists +pexpire"),
+        _selector(_keys([scope.keyspace.run_events("*")]), EVENTS),
     ]
 
 

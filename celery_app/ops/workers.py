@@ -220,6 +220,10 @@ class RestartReport:
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
+    def summary(self) -> str:
+        """One line for the history record."""
+        return f"restarted {', '.join(self.nodes)}; {self.redelivered} redelivered"
+
 
 def restart(
     app: Celery,

@@ -39,6 +39,7 @@ from runbooks.errors import AccessDenied, NotFound
 NAME = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 DEFAULT_DAYS = 30
 MAX_DAYS = 365
+REFUSED = "login refused: unknown operator, wrong password or disabled"
 
 
 @functools.cache
@@ -161,7 +162,7 @@ def verify(session: Session, name: str, password: str) -> Operator:
     row = session.scalar(select(Operator).where(Operator.name == name))
     stored = row.password_hash if row is not None else _dummy_hash()  # same time taken
     if not verify_password(password, stored) or row is None or row.disabled:
-        raise AccessDenied("login refused: unknown operator, wrong password or disabled")
+        raise AccessDenied(REFUSED)
     return row
 
 

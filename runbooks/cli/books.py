@@ -14,7 +14,6 @@ from runbooks.cli.flags import JSON_HELP, REASON_HELP, run_id, task, whole
 from runbooks.cli.output import emit
 
 if TYPE_CHECKING:
-    from celery_app.bootstrap import Container
     from runbooks.service import RunRequest
 
 
@@ -32,26 +31,15 @@ def run_book(request: RunRequest, as_json: bool) -> None:
     exit_with(0 if result.ok else 1)
 
 
-def admitted_to_send(app: Container, request: RunRequest) -> str:
-    """Who sends the book (the worker's record names them): judged here by the access gate,
-    as a run here would be, approval included."""
-    from runbooks.access import gate
-    from runbooks.engine.book import load_book
-    from runbooks.engine.book_files import book_path
-
-    book = load_book(book_path(request.book, request.books_dir))
-    why = f"book {book.name} requires approval ({book.path})" if book.approval else None
-    intent = gate.Intent(
-        "runbook", book.name, request.environment, request.arguments(), request.check, why
-    )
-    return gate.admit_apart(app.sessions, intent).operator
-
-
 def send_book(request: RunRequest, wait: int, as_json: bool, slices: int = 1) -> None:
     """`run BOOK --remote`: send the book to the ops queue (as `slices` tasks); with --wait,
     show the recorded run (one run, however many slices)."""
+    from dataclasses import replace
+
     from celery_app.celery import make_app
     from runbooks.ops_queue import sender
+    from runbooks.ops_queue.requests import books_dir
+    from runbooks.service import environ_with_dotenv
 
     if request.diff:
         refuse("--diff prints on this console: run without --remote to see the diff")
@@ -59,8 +47,9 @@ def send_book(request: RunRequest, wait: int, as_json: bool, slices: int = 1) ->
         refuse("--remote runs with the worker's inventory; drop --retry-failed and --inventory")
     app = health_app("", "")  # the embedded default's Redis is started, as any command would
     celery = make_app(app.settings)
+    request = replace(request, books_dir=books_dir(environ_with_dotenv(os.environ)))
     with operator_errors():
-        who = admitted_to_send(app, request)
+        who = sender.admitted(app, request)
         sent = sender.submit(app, celery, request, who, os.environ, wait, slices)
     if sent.refused:
         refuse(sent.refused, code=1)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 from invoke import Context
 
 from celery_app.inputs import shown
-from runbooks.cli.apps import celery_module, health_app
+from runbooks.cli.apps import celery_module, health_app, inventory_dir
 from runbooks.cli.errors import operator_errors, refuse
 from runbooks.cli.flags import task, whole
 
@@ -17,14 +19,18 @@ from runbooks.cli.flags import task, whole
         "port": "the port to listen on (default 8400)",
         "host": "the address to listen on (default 127.0.0.1; any other is warned about: put "
         "TLS in front and keep that network internal)",
+        "inventory": "the inventory folder (default ./inventory): the environments the deploy "
+        "and restart forms act on",
     }
 )
-def console(c: Context, port: str = "8400", host: str = "127.0.0.1") -> None:
+def console(c: Context, port: str = "8400", host: str = "127.0.0.1", inventory: str = "") -> None:
     """Serve the ops console on http://HOST:PORT/ (sign in with an operator account)."""
     from runbooks.console import app as web
     from runbooks.console import serve, wiring
 
     number = whole(port, "--port", 1, 65535)
+    if inventory and not Path(inventory).is_dir():
+        refuse(f"--inventory {shown(inventory)}: no such folder (it holds <env>.yml files)")
     with operator_errors():
         address, loopback = serve.listen_address(host)
     app = health_app("")
@@ -44,6 +50,13 @@ def console(c: Context, port: str = "8400", host: str = "127.0.0.1") -> None:
     where = f"[{address}]" if ":" in address else address
     print(f"serving the console on http://{where}:{number}/ (Ctrl-C stops)", flush=True)
     try:
-        serve.serve(web.build(wiring.wire(app, celery)), sock)
+        console = wiring.wire(
+            app,
+            celery,
+            environ=os.environ,
+            inventory_dir=inventory_dir(inventory),
+            repo=Path.cwd(),  # refs are deployed from this checkout, as `invoke deploy` does
+        )
+        serve.serve(web.build(console), sock)
     finally:
         celery.close()

@@ -14,7 +14,7 @@ from typing import Any
 
 from invoke import Collection, Context
 
-from runbooks.cli.apps import container, recorded
+from runbooks.cli.apps import container, health_app, recorded
 from runbooks.cli.errors import operator_errors, refuse
 from runbooks.cli.flags import JSON_HELP, task, whole
 from runbooks.cli.output import emit
@@ -95,14 +95,24 @@ def disable(c: Context, name: str) -> None:
     }
 )
 def login(c: Context, name: str, days: str = "30") -> None:
-    """Log in: store an API token (mode 0600) in your config directory for later commands."""
-    from runbooks.access import operators, token_file
+    """Log in: store an API token (mode 0600) in your config directory for later commands.
+
+    Attempts count against the account's sign-in budget, the console's too (locked out after
+    too many failures; the platform's login protection)."""
+    from celery_app.stores.login import LoginGuard
+    from runbooks.access import guarded, operators, token_file
 
     lifetime = whole(days, "--days", 1, operators.MAX_DAYS)
-    app = container()
+    app = health_app("")  # the guard's Redis: the embedded default's is started
     password = read_password(confirm=False)
     with operator_errors():
-        token, expires = operators.login(app.sessions, name, password, lifetime)
+        guard = LoginGuard.from_container(app)
+        token, expires = guarded.admit(
+            guard,
+            name,
+            guarded.THIS_MACHINE,
+            lambda: operators.login(app.sessions, name, password, lifetime),
+        )
         path = token_file.save(os.environ, token)
     print(f"logged in as {name} until {expires.isoformat()[:19]}Z; token in {path}")
 

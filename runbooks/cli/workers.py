@@ -47,17 +47,11 @@ def celery_control() -> Celery:
 def supervisor(queues: str, concurrency: int) -> MultiSupervisor:
     """The `celery multi` supervisor of this machine's nodes (pidfiles under ./var/run)."""
     from celery_app.infra.keyspace import queue_names
-    from celery_app.ops.workers import MultiSupervisor
     from runbooks.deploy import layout
 
     with operator_errors():  # refused before any worker starts
         chosen = queue_names(queues)
-    return MultiSupervisor(
-        container().settings.var_dir / "run",
-        queues=chosen,
-        concurrency=concurrency,
-        include=tuple(layout.includes(chosen)),  # ops carries runbook requests
-    )
+    return layout.local_supervisor(container().settings.var_dir, chosen, concurrency)
 
 
 @task(help=pick(HELP, "json"))
@@ -182,7 +176,7 @@ def restart(
             timeout=seconds,
             progress=None if json else lambda m: print(m, file=sys.stderr, flush=True),
         )
-        rec.message = f"restarted {', '.join(report.nodes)}; {report.redelivered} redelivered"
+        rec.message = report.summary()
     emit(
         report.as_dict(),
         json,

@@ -20,11 +20,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from celery_app.errors import InvalidRequest, RateLimited
+from celery_app.errors import InvalidRequest
 from celery_app.infra.db import UnitOfWork
-from celery_app.stores.login import subject
 from celery_app.stores.sessions import session_id
-from runbooks.access import operators
+from runbooks.access import guarded, operators
 from runbooks.console import csrf
 from runbooks.console.wiring import Console
 from runbooks.errors import AccessDenied
@@ -55,21 +54,16 @@ def client_address(host: str | None) -> str:
 def sign_in(console: Console, name: str, password: str, address: str) -> Viewer:
     """Check the attempt, then the password; start a session. RateLimited while the account
     or address is locked out; AccessDenied (one wording) for any wrong name or password."""
-    try:
-        subject("account", name)
-    except InvalidRequest:  # cannot be an account: refused without a guess being spent
-        raise AccessDenied(REFUSED) from None
-    decision = console.guard.attempt(name, address)
-    if not decision.allowed:
-        wait = max(1, round(decision.retry_after))
-        raise RateLimited(f"too many sign-in attempts: try again in {wait} s", wait)
-    with UnitOfWork(console.app.sessions) as uow:
-        try:
+
+    def check() -> tuple[str, str]:
+        with UnitOfWork(console.app.sessions) as uow:
             operator = operators.verify(uow.session, name, password)
-        except AccessDenied:
-            raise AccessDenied(REFUSED) from None
-        name, role = operator.name, operator.role
-    console.guard.succeeded(decision)
+            return operator.name, operator.role
+
+    try:
+        name, role = guarded.admit(console.guard, name, address, check)
+    except AccessDenied:
+        raise AccessDenied(REFUSED) from None
     token = csrf.new_token()
     session = console.sessions.create(name, {"csrf": token})
     return Viewer(name, role, token, session.id)

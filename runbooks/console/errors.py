@@ -11,7 +11,9 @@ from celery_app.errors import (
     ServiceUnavailable,
 )
 from celery_app.errors import NotFound as RecordNotFound
+from celery_app.infra.boundary import REDIS_HINT
 from celery_app.infra.redaction import mask_patterns
+from celery_app.settings import Settings
 from runbooks.errors import AccessDenied, ApprovalPending, HistoryError
 from runbooks.errors import NotFound as RunNotFound
 
@@ -35,10 +37,21 @@ def status_of(exc: BaseException) -> int:
     return 500
 
 
-def message_of(exc: BaseException, database_url: str) -> str:
-    """One line for people: the error's own message, secret patterns masked."""
+def message_of(exc: BaseException, settings: Settings) -> str:
+    """One line for people: the error's own message, secret patterns masked. On the embedded
+    default no REDIS_* is set, so a Redis failure points at the embedded server instead."""
     if isinstance(exc, OperationalError | ProgrammingError):
         from celery_app.infra.db import describe_error
 
-        return describe_error(exc, database_url)
-    return mask_patterns(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return describe_error(exc, settings.database_url)
+    line = mask_patterns(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    if settings.embedded_redis:
+        line = line.replace(REDIS_HINT, embedded_hint(settings))
+    return line
+
+
+def embedded_hint(settings: Settings) -> str:
+    return (
+        f"the embedded Redis under {settings.var_dir} is not running (was `make stop` run?): "
+        "restart the console, which starts it"
+    )

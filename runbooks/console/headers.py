@@ -1,6 +1,7 @@
 """The security headers every response carries, the health check and static files included.
 
-No script may run (`default-src 'none'`, no `script-src`), styles come only from this server,
+Scripts and styles come only from this server's files (`script-src 'self'`: no inline script;
+the run page's live view, static/run_live.js, reads its events stream: `connect-src 'self'`),
 forms post only to it, no page may be framed, no Referer leaves, and no content type is
 sniffed. Pages are not cached (they show operational data); static files may be.
 """
@@ -10,7 +11,8 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
+    "img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
 HEADERS: list[tuple[bytes, bytes]] = [

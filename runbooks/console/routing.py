@@ -12,6 +12,7 @@ Blocking work (Redis, SQL, the broker) runs in Starlette's thread pool.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -47,7 +48,7 @@ def error_page(request: Request, viewer: Viewer | None, exc: BaseException) -> R
     """The page for an error the project raised on purpose (others propagate: a 500)."""
     console = wiring.of(request)
     status = errors.status_of(exc)
-    message = errors.message_of(exc, console.app.settings.database_url)
+    message = errors.message_of(exc, console.app.settings)
     headers = {}
     if status == 429:
         headers["retry-after"] = str(int(getattr(exc, "retry_after", 1)))
@@ -58,6 +59,17 @@ def error_page(request: Request, viewer: Viewer | None, exc: BaseException) -> R
 
 def refused(request: Request, viewer: Viewer | None, status: int, message: str) -> Response:
     return render(request, "error.html", viewer, status, status_code=status, message=message)
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    """No route or static file at this address: the console's own 404 page, in the signed-in
+    layout for a signed-in operator and the bare one (no navigation) for anyone else."""
+    viewer = None
+    cookie = request.cookies.get(auth.COOKIE)
+    if cookie:
+        with suppress(*errors.HANDLED):  # the 404 all the same, in the layout without a session
+            viewer = await run_in_threadpool(auth.resolve, wiring.of(request), cookie)
+    return refused(request, viewer, 404, "nothing at this address")
 
 
 def signed_in(page: Page) -> Endpoint:

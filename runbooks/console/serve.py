@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
@@ -25,6 +26,8 @@ from celery_app.inputs import listen_addresses
 
 if TYPE_CHECKING:
     import uvicorn
+
+SHUTDOWN_GRACE = 3  # seconds
 
 NO_ACCOUNTS = (
     "the console signs in with operator accounts and this database has none: create one with "
@@ -68,7 +71,9 @@ def bind(address: str, port: int) -> socket.socket:
 
 def server(app: Starlette) -> uvicorn.Server:
     """uvicorn serving `app`: no Server header, no proxy headers trusted (the client address
-    the login guard counts is the peer's), no access log (a page's URL may hold filters)."""
+    the login guard counts is the peer's), no access log (a page's URL may hold filters); on
+    shutdown, open responses get SHUTDOWN_GRACE seconds (a running run's event stream would
+    otherwise hold the server until the run ends; the browser reconnects to the next one)."""
     import uvicorn
 
     config = uvicorn.Config(
@@ -78,13 +83,25 @@ def server(app: Starlette) -> uvicorn.Server:
         server_header=False,
         proxy_headers=False,
         lifespan="off",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
-    return uvicorn.Server(config)
+    served = uvicorn.Server(config)
+    app.state.server = served  # open event streams end when it is told to exit
+    return served
 
 
 def serve(app: Starlette, sock: socket.socket) -> None:
-    """Serve `app` on the bound `sock` until interrupted (Ctrl-C, SIGTERM)."""
+    """Serve `app` on the bound `sock` until interrupted (Ctrl-C, SIGTERM), its background
+    work (the queue sampler) running from the start."""
+    app.state.console.start()
     try:
         server(app).run(sockets=[sock])
     finally:
+        running = app.state.console.running.count()
+        if running:  # a deploy is not cut off halfway: it ends and closes its record
+            print(
+                f"waiting for {running} running action(s) to end (see their runs)",
+                file=sys.stderr,
+                flush=True,
+            )
         app.state.console.close()

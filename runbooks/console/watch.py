@@ -35,15 +35,23 @@ class Latest(Generic[T]):
     def get(self, wait: float) -> tuple[T, dt.datetime]:
         """The last value read and when; waits up to `wait` seconds for the first read."""
         with self._changed:
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._loop, name="console-watch")
-                self._thread.daemon = True
-                self._thread.start()
+            self._start()
             if not self._changed.wait_for(lambda: self._at is not None, timeout=wait):
                 raise ServiceUnavailable(f"the workers' ping did not return within {wait:g} s")
             if self._error is not None:
                 raise self._error
             return self._value, self._at  # type: ignore[return-value]
+
+    def start(self) -> None:
+        """Start reading now rather than at the first `get()`."""
+        with self._changed:
+            self._start()
+
+    def _start(self) -> None:
+        if self._thread is None and not self._stop.is_set():
+            self._thread = threading.Thread(target=self._loop, name="console-watch")
+            self._thread.daemon = True
+            self._thread.start()
 
     def close(self) -> None:
         """Stop asking (after the read under way, if any)."""

@@ -294,7 +294,7 @@ def mark_failed(report: DeployReport, exc: BaseException) -> None:
 
 
 def close_record(ctx: DeployContext, name: str, report: DeployReport) -> None:
-    """Close the row with the outcome and which host runs which release."""
+    """Close the row with the outcome, which host runs which release, and the recap."""
     report.redact(ctx.redactor)
     assert report.run_id is not None
     with history.closing(report.run_id, name):
@@ -307,6 +307,7 @@ def close_record(ctx: DeployContext, name: str, report: DeployReport) -> None:
                 h: (HISTORY_STATUS.get(v["status"], v["status"]), f"release {v['release']}")
                 for h, v in report.hosts.items()
             },
+            output=report.output(),
             started_at=report.started_at,
             redactor=ctx.redactor,
         )

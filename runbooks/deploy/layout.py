@@ -29,9 +29,12 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery_app.infra.keyspace import QUEUES
+
+if TYPE_CHECKING:
+    from celery_app.ops.workers import MultiSupervisor
 
 DEFAULT_APP_DIR = "/srv/maqsafy"
 WORKER_QUEUES = ",".join(QUEUES)  # every queue the app declares, ops included
@@ -141,3 +144,23 @@ def queues(variables: Mapping[str, Any]) -> list[str]:
 def includes(queue_names: Sequence[str]) -> list[str]:
     """Modules a worker on `queue_names` must load beyond the app: the runbook task for ops."""
     return [OPS_RUNNER] if OPS_QUEUE in queue_names else []
+
+
+def local_supervisor(
+    var_dir: Path | str,
+    queues: Sequence[str],
+    concurrency: int,
+    env: Mapping[str, str] | None = None,
+) -> MultiSupervisor:
+    """This machine's `celery multi` nodes (`invoke workers.start|stop|restart` without an
+    environment's hosts): pidfiles and logs under <var>/run, the `ops` queue's runner included
+    when it is consumed; `env` over this process's environment for the nodes it starts."""
+    from celery_app.ops.workers import MultiSupervisor
+
+    return MultiSupervisor(
+        Path(var_dir) / "run",
+        queues=tuple(queues),
+        concurrency=concurrency,
+        env=dict(env or {}),
+        include=tuple(includes(queues)),
+    )

@@ -122,6 +122,16 @@ class DeployReport:
         out.append(f"{self.action} {self.status}" + (f": {self.message}" if self.message else ""))
         return out
 
+    def output(self) -> str:
+        """What its history row keeps as output: each phase (with its own run), the recap."""
+        phases = [
+            f"{name}: run {p['run_id']} {p['status']} in {p['seconds']} s"
+            if "run_id" in p
+            else f"{name}: " + ", ".join(f"{k} {v}" for k, v in p.items())
+            for name, p in self.phases.items()
+        ]
+        return "\n".join(phases + self.lines())
+
     def redact(self, redactor: Redactor) -> None:
         self.message = redactor.text(self.message)
         self.warnings = [redactor.text(w) for w in self.warnings]

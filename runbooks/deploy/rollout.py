@@ -55,7 +55,8 @@ from runbooks.engine.executor import Listener
 # What the command line and tests use, from one place.
 __all__ = [
     "DeployError", "DeployReport", "DeployRequest", "deploy", "lock_key", "parse_max_fail",
-    "parse_serial", "quiet", "redactor_for", "releases", "rollback", "unlock",
+    "parse_serial", "quiet", "redactor_for", "releases", "rollback", "rollback_arguments",
+    "unlock",
 ]  # fmt: skip
 
 
@@ -214,7 +215,7 @@ def rollback(
     ctx = DeployContext(app, environment, environ, inventory_dir, limit, check, listener, say)
     report = DeployReport("rollback", environment, to or "", check)
     started = report.started_at
-    arguments = {"env": environment, "to": to, "limit": limit, "check": check}
+    arguments = rollback_arguments(environment, to, limit, check)
     open_record(ctx, "deploy.rollback", arguments, report)  # no row, no rollback
     announce.started(ctx, report, history.operator_name(), to or "the previous release", "")
     locked: DeployLock | None = None
@@ -277,6 +278,13 @@ def rollback(
         close_record(ctx, "deploy.rollback", report)
         announce.ended(ctx, report, repo or Path.cwd())
     return report
+
+
+def rollback_arguments(
+    environment: str, to: str | None, limit: str | None, check: bool
+) -> dict[str, Any]:
+    """What a rollback's history row records as its arguments."""
+    return {"env": environment, "to": to, "limit": limit, "check": check}
 
 
 def releases(

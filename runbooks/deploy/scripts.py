@@ -119,6 +119,19 @@ done
 RESTART = (
     r"""
 RUN="${RUN_DIR:-$APP_DIR/shared/run}"; mkdir -p "$RUN"
+# The oldest 3 tasks node $1's log says it received since it started and not ended: running
+# ones, or prefetched ones a warm shutdown hands back.
+in_flight() {
+  start=$(cat "$RUN/$1.logstart" 2>/dev/null || echo 0)
+  tail -c +"$((start + 1))" "$RUN/$1.log" 2>/dev/null | awk '
+    match($0, / Task [^ []+\[[^]]+\]/) {
+      t = substr($0, RSTART + 6, RLENGTH - 6)
+      if ($0 ~ /\] received *$/) { seen[++n] = t; open[t] = 1 } else delete open[t]
+    }
+    END { for (i = 1; i <= n && c < 3; i++) if (seen[i] in open) {
+      printf "%s%s", (c++ ? ", " : " (received, not ended: "), seen[i]; delete open[seen[i]] }
+      if (c) printf ")" }'
+}
 for n in $NODES; do
   pid=$(cat "$RUN/$n.pid" 2>/dev/null) || continue
   kill -TERM "$pid" 2>/dev/null || continue
@@ -126,7 +139,8 @@ for n in $NODES; do
   while kill -0 "$pid" 2>/dev/null; do
     case "$(ps -o stat= -p "$pid" 2>/dev/null)" in Z*) break ;; esac  # exited, not reaped
     if [ "$waited" -ge "$((TIMEOUT * 5))" ]; then
-      echo "$n (pid $pid) still running after ${TIMEOUT}s: tasks in flight; not restarted" >&2
+      busy="tasks in flight$(in_flight "$n")"
+      echo "$n (pid $pid) still running after ${TIMEOUT}s: $busy; not restarted" >&2
       exit 1
     fi
     sleep 0.2; waited=$((waited + 1))

@@ -67,6 +67,26 @@ class Listener(Protocol):
     def host(self, result: HostResult) -> None: ...
 
 
+class Fanout:
+    """One listener that calls each of `listeners` in turn (the CLI's progress, the run's live
+    events, a sliced run's host writer); None entries are left out."""
+
+    def __init__(self, *listeners: Listener | None) -> None:
+        self.listeners = [item for item in listeners if item is not None]
+
+    def batch(self, index: int, hosts: list[str]) -> None:
+        for item in self.listeners:
+            item.batch(index, hosts)
+
+    def step(self, result: StepResult) -> None:
+        for item in self.listeners:
+            item.step(result)
+
+    def host(self, result: HostResult) -> None:
+        for item in self.listeners:
+            item.host(result)
+
+
 class _Quiet:
     def batch(self, index: int, hosts: list[str]) -> None:
         pass

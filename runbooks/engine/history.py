@@ -15,6 +15,9 @@ queue purge, session revoke) record themselves with the :func:`recording` contex
 
     with recording(app.sessions, "cache.clear", environment="local", redactor=r) as rec:
         rec.host("localhost", "ok", "deleted 120 cache keys")
+
+Whoever starts an action elsewhere (the console, in a thread of its own) learns which record
+it opened with :func:`announcing`: each record opened in that context is announced by id.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from celery_app.infra.models import utcnow
 from runbooks.access import approvals, gate
-from runbooks.engine.history_read import failed_hosts, get_run, list_runs
+from runbooks.engine.history_read import failed_hosts, get_run, list_runs, run_status
 from runbooks.engine.history_tables import (
     OpsRequestNonce,
     OpsRun,
@@ -48,13 +52,26 @@ from runbooks.errors import HistoryError, NotFound
 # so callers use one module: `history.start_run(...)`, `history.get_run(...)`.
 __all__ = [
     "CommandRecord", "OpsRequestNonce", "OpsRun", "OpsRunHost", "OpsRunStep", "add_host",
-    "closing",
+    "announcing", "closing",
     "failed_hosts", "finish_command", "finish_run", "get_run", "list_runs", "operator_name",
-    "project_version", "record_command", "recording", "schema_metadata", "start_run",
+    "project_version", "record_command", "recording", "run_status", "schema_metadata",
+    "start_run",
 ]  # fmt: skip
 
 OUTPUT_LIMIT = 16_000
 log = logging.getLogger("runbooks.engine.history")
+_announce: ContextVar[Callable[[int], None] | None] = ContextVar("announce", default=None)
+
+
+@contextmanager
+def announcing(opened: Callable[[int], None]) -> Iterator[None]:
+    """Call `opened(run_id)` for every record opened in this context, once it is committed
+    (the first is the action's own: a deploy's phases come after its row)."""
+    reset = _announce.set(opened)
+    try:
+        yield
+    finally:
+        _announce.reset(reset)
 
 
 def operator_name() -> str:
@@ -114,9 +131,13 @@ def start_run(
     arguments = dict(arguments or {})
     intent = gate.Intent(kind, name, environment, arguments, check, approval)
     try:
-        return _insert_run(sessions, intent, redactor, operator, started_at)
+        run_id = _insert_run(sessions, intent, redactor, operator, started_at)
     except gate.RequestNeeded as needed:  # rolled back, no row: the request is its own write
         gate.request_approval(sessions, needed)
+    opened = _announce.get()
+    if opened is not None:
+        opened(run_id)
+    return run_id
 
 
 def _insert_run(

@@ -1,5 +1,5 @@
 """Reading the run history: the newest runs, one run with its hosts and steps, a run's failed
-hosts (for --retry-failed)."""
+hosts (for --retry-failed), a run's status alone (the console's live view)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,15 @@ def list_runs(
     with writing(sessions) as uow:
         rows = uow.session.scalars(query.order_by(OpsRun.id.desc()).limit(limit)).all()
         return [_run_dict(row) for row in rows]
+
+
+def run_status(sessions: sessionmaker[Session], run_id: int) -> str:
+    """A run's status alone (`running` until it ends); NotFound when there is no such run."""
+    with writing(sessions) as uow:
+        status = uow.session.scalar(select(OpsRun.status).where(OpsRun.id == run_id))
+    if status is None:
+        raise NotFound(f"no run {run_id} in the history (`invoke history` lists them)")
+    return str(status)
 
 
 def get_run(sessions: sessionmaker[Session], run_id: int) -> dict[str, Any]:

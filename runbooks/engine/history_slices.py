@@ -208,7 +208,9 @@ def finish_slice(
         if run_id is None:
             return None
         # the run's row is the lock: slices ending at once decide one after the other
-        run = session.scalars(select(OpsRun).where(OpsRun.id == run_id).with_for_update()).one()
+        run = session.scalars(
+            select(OpsRun).where(OpsRun.id == run_id).with_for_update(key_share=True)
+        ).one()
         session.execute(
             update(OpsRunSlice)
             .where(

@@ -163,11 +163,17 @@ def inventory_path(environment: str, directory: Path | None = None) -> Path:
         path = directory / f"{environment}{suffix}"
         if _is_file(path):
             return path
-    known = sorted(p.stem for p in _listed(directory) if not p.stem.endswith(".example"))
+    known = environments(directory)
     raise NotFound(
         f"no inventory for environment {shown(environment)} in {shown(str(directory))} "
         f"(known: {', '.join(known) or 'none'}; copy an *.example.yml to start one)"
     )
+
+
+def environments(directory: Path | None = None) -> list[str]:
+    """The environments `directory` (default inventory/) has an inventory for, by name."""
+    found = _listed(directory or INVENTORY_DIR)
+    return sorted(p.stem for p in found if not p.stem.endswith(".example"))
 
 
 def _is_file(path: Path) -> bool:

@@ -53,6 +53,7 @@ KEY_VAR = "MAQSAFY_OPS_SIGNING_KEY"
 PREVIOUS_KEY_VAR = "MAQSAFY_OPS_SIGNING_KEY_PREVIOUS"
 ENVIRONMENTS_VAR = "MAQSAFY_OPS_ENVIRONMENTS"
 INVENTORY_VAR = "MAQSAFY_OPS_INVENTORY_DIR"
+BOOKS_VAR = "MAQSAFY_OPS_BOOKS_DIR"
 MAX_AGE = 600.0  # seconds a request may wait in the queue before it is refused as expired
 SKEW = 30.0  # clocks of the sender and the worker may differ by this much
 MIN_KEY_BYTES = 32
@@ -232,6 +233,13 @@ def allowed_environments(environ: Mapping[str, str]) -> Sequence[str]:
 def inventory_dir(environ: Mapping[str, str]) -> Path | None:
     """The folder this worker reads inventories from (None: the project's ``inventory/``)."""
     chosen = environ.get(INVENTORY_VAR, "").strip()
+    return Path(chosen) if chosen else None
+
+
+def books_dir(environ: Mapping[str, str]) -> Path | None:
+    """The folder books sent to the ops queue are named from, on the sending side and the
+    worker's (None: the project's ``runbooks/books``)."""
+    chosen = environ.get(BOOKS_VAR, "").strip()
     return Path(chosen) if chosen else None
 
 

@@ -118,7 +118,11 @@ def prepared_or_refused(
     """The verified request made ready to run here, with the arguments its record keeps
     (`said`: the request id, the slices); or, for a book or inventory this worker does not
     have, the refusal, said in the history rather than lost."""
-    run = RunRequest(**envelope.fields, inventory_dir=ops_requests.inventory_dir(environ))
+    run = RunRequest(
+        **envelope.fields,
+        inventory_dir=ops_requests.inventory_dir(environ),
+        books_dir=ops_requests.books_dir(environ),
+    )
     try:
         prepared = prepare(container, run, environ)
     except RunbookError as exc:

@@ -87,6 +87,21 @@ def submit(
     return Sent(request_id, run=history.get_run(app.sessions, int(seen["id"])), seen=seen)
 
 
+def admitted(app: Container, request: RunRequest) -> str:
+    """Who sends the book (the worker's record names them): judged here by the access gate,
+    as a run here would be, approval included (the command line's `run --remote` and the
+    console's start form both ask here)."""
+    from runbooks.access import gate
+    from runbooks.engine.book import load_book
+
+    book = load_book(book_path(request.book, request.books_dir))
+    why = f"book {book.name} requires approval ({book.path})" if book.approval else None
+    intent = gate.Intent(
+        "runbook", book.name, request.environment, request.arguments(), request.check, why
+    )
+    return gate.admit_apart(app.sessions, intent).operator
+
+
 def check(request: RunRequest, environ: Mapping[str, str]) -> None:
     """The book is a name this checkout has (a typo fails here, not on the worker), and this
     process holds the signing key; NotFound or SigningKeyMissing otherwise."""

@@ -38,8 +38,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from runbooks.engine import history, history_slices
-from runbooks.engine.executor import Executor
+from runbooks.engine import history, history_slices, run_events
+from runbooks.engine.executor import Executor, Fanout
 from runbooks.engine.history_slices import Closed
 from runbooks.engine.results import HostResult, RunResult, StepResult
 from runbooks.errors import HistoryError
@@ -93,6 +93,9 @@ def run_slice(
         taken = SliceRef(part.request, index, part.count)
         _run_part(app, prepared, done, names, taken, holder, lease, wait=False)
     if done.closed is not None:
+        run_events.writer(app, run_id, prepared.redactor).end(
+            done.closed.status, done.closed.message
+        )
         _announce(app, prepared, done.closed, arguments)
     return done
 
@@ -128,8 +131,9 @@ def _run_part(
 def _execute(app: Any, prepared: Prepared, run_id: int, todo: list[str]) -> str:
     """Run the book on `todo`, writing each host as it ends; why it stopped early ('' if not)."""
     writer = HostWriter(app.sessions, run_id, prepared)
+    events = run_events.writer(app, run_id, prepared.redactor)
     options = replace(prepared.options, limit=",".join(todo))
-    executor = Executor(prepared.book, prepared.inventory, options, writer)
+    executor = Executor(prepared.book, prepared.inventory, options, Fanout(writer, events))
     result = RunResult(
         prepared.book.name, prepared.inventory.environment, options.check, run_id=run_id
     )

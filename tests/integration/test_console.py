@@ -32,7 +32,7 @@ from runbooks.engine import history
 from runbooks.errors import AccessDenied
 from runbooks.service import run_steps
 from tests.support.cli import clean_environ, start_invoke
-from tests.support.console import Browser, Served
+from tests.support.console import Browser, Served, password
 from tests.support.redis_app import app_env, migrated_app
 from tests.support.services import (
     RedisServer,
@@ -50,10 +50,6 @@ HEADERS = {
     "referrer-policy": "no-referrer",
     "x-content-type-options": "nosniff",
 }
-
-
-def password(name: str) -> str:
-    return f"{name}-correct-horse-battery"
 
 
 @dataclass
@@ -147,7 +143,8 @@ def has_headers(response: httpx.Response) -> None:
     for name, start in HEADERS.items():
         assert headers.get(name, "").startswith(start), (name, dict(headers))
     assert "frame-ancestors 'none'" in headers["content-security-policy"]
-    assert "script-src" not in headers["content-security-policy"]
+    assert "script-src 'self';" in headers["content-security-policy"]  # files, never inline
+    assert "unsafe-inline" not in headers["content-security-policy"]
     assert "server" not in headers
 
 
@@ -187,7 +184,7 @@ def test_signed_out_every_page_redirects_and_every_post_is_401(stack: Stack) -> 
                 done = b.post(url, csrf="anything")
                 assert done.status_code == 401, (url, done.status_code)
             has_headers(done)
-    assert checked == 16
+    assert checked == 24
     # a forged or stale session cookie is the same as none
     b.http.cookies.set("maqsafy_console", "x" * 43)
     assert b.get("/").status_code == 303

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.wait import WebDriverWait
 
 from celery_app.bootstrap import Container
 from celery_app.celery import make_app
@@ -88,6 +90,11 @@ def test_sign_in_through_the_form_lands_on_the_overview(stack: Stack) -> None:
     assert "payments" in tables and "no worker answered" in tables
     nav = [a.text for a in page.driver.find_elements(By.CSS_SELECTOR, "header nav a")]
     assert {"Overview", "Failed tasks", "Runs"} <= set(nav)
+    # Live: the overview reads the status again by itself, without a click (a new document).
+    shown = page.driver.find_element(By.TAG_NAME, "html")
+    WebDriverWait(page.driver, 30).until(ec.staleness_of(shown), "the overview never reloaded")
+    page.wait("#read-at", "the reloaded overview")
+    assert page.path() == "/"
 
 
 def test_a_failed_task_is_retried_by_its_button_and_leaves_the_list(

@@ -6,14 +6,15 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import create_engine, select, update
 
 from celery_app.infra.models import Account, PaymentRequest
-from celery_app.money import posting, settlement, submit
+from celery_app.money import posting, posting_sql, settlement, submit
 from tests.support.money import MoneyEnv, assert_exactly_once, fund, money_env
 from tests.support.services import RedisServer, wait_for
 
@@ -180,3 +181,37 @@ def test_batches_of_one_post_each_message_alone_and_once(
         assert_exactly_once(money, requests=6)
     finally:
         money.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_submit_does_not_wait_for_a_batch_holding_its_accounts(money: MoneyEnv) -> None:
+    money.open_wallets(2)
+    tops = [
+        submit.submit_top_up(money.container, f"t{i}", f"wallet:{i}", 5_000, NOOP).request_id
+        for i in range(2)
+    ]
+    wanted = [(r, posting.peek(money.container, r)[2]) for r in tops]
+    holder = create_engine(money.env["DATABASE_URL"])
+    try:
+        with holder.connect() as conn:
+            tx = conn.begin()  # the batch statement, left uncommitted: its row locks stay held
+            verdicts = posting_sql.post_batch_pg(conn, wanted, token=1)
+            assert [verdicts[r].result for r in tops] == ["posted", "posted"]
+            done: list[int] = []
+
+            def shop() -> None:
+                sent = submit.submit_purchase(
+                    money.container, "p", "wallet:1", "merchant:0", 700, NOOP
+                )
+                done.append(sent.request_id)
+
+            shopper = threading.Thread(target=shop, daemon=True)
+            shopper.start()
+            shopper.join(30)  # a deadline, not a timing: blocked, it waits for the commit below
+            blocked = shopper.is_alive()
+            tx.commit()
+            shopper.join(30)
+        assert not blocked, "the submit waited for the batch's row locks"
+        assert len(done) == 1 and money.statuses() == {"posted": 2, "pending": 1}
+    finally:
+        holder.dispose()

@@ -21,6 +21,7 @@ from sqlalchemy import select, text, update
 
 from celery_app.bootstrap import Container
 from celery_app.infra.models import FailedTask
+from celery_app.stores.login import LoginGuard
 from runbooks.access import operators, token_file
 from runbooks.access.tables import Approval, OperatorToken
 from runbooks.engine import history
@@ -168,6 +169,14 @@ def test_accounts_tokens_and_roles(team: Team, tmp_path: Path) -> None:
     assert len(team.runs()) == before  # refused: nothing recorded
     bad_login = team.typed("val", ["login", "val"], "not-her-password\n")
     refused(bad_login, "login refused")
+    # Password guesses share the account's budget with the console's sign-in: once it is
+    # spent (here by nine more wrong sign-ins), even the right password is refused for a while.
+    guard = LoginGuard.from_container(team.app)
+    for _ in range(9):
+        assert guard.attempt("val", "192.0.2.7").allowed  # each counted as failed
+    locked = team.typed("val", ["login", "val"], PASSWORDS["val"] + "\n")
+    refused(locked, "too many sign-in attempts")
+    guard.reset("account", "val")
 
     ana_prunes = team.one("ana", "failed.prune", "--hours", "1")
     assert ana_prunes.returncode == 0, ana_prunes.stderr

@@ -16,7 +16,7 @@ import redis
 from celery_app.celery import make_app
 from celery_app.dev.worker_process import start_worker
 from celery_app.money import submit
-from celery_app.ops import queues, redis_acl, workers
+from celery_app.ops import queue_samples, queues, redis_acl, workers
 from celery_app.settings import load_settings
 from celery_app.stores.cache import Cache
 from celery_app.stores.login import LoginGuard
@@ -213,6 +213,30 @@ def test_the_producer_is_refused_everything_outside_its_role(applied: RedisServe
     assert refused(as_role(applied, "worker"), "LPUSH", "ops", "x")
     assert refused(as_role(applied, "worker"), "PUBLISH", "/0.celery.pidbox", "x")
     assert refused(as_role(applied, "admin"), "FLUSHDB")
+    for role in ("producer", "worker", "ops"):  # the queue samples are the console's (admin)
+        assert refused(as_role(applied, role), "ZADD", SCOPE.keyspace.queue_samples, "1", "x")
+
+
+def test_runs_live_events_are_written_by_who_runs_books_and_read_by_the_console(
+    applied: RedisServer,
+) -> None:
+    """The ops runner and the operator's tool (local runs, the console) write a run's events;
+    the console (the admin user) reads them; no other role touches them."""
+    from celery_app.infra.keyspace import Keyspace
+    from runbooks.engine.run_events import RunEvents
+
+    keyspace = Keyspace()
+    for role, run_id in (("ops", 1), ("admin", 2)):
+        writer = RunEvents(as_role(applied, role), keyspace)
+        writer.append(run_id, {"kind": "end", "status": "ok"})
+        assert writer._down_until == 0.0, role  # nothing was refused
+    console = RunEvents(as_role(applied, "admin"), keyspace)
+    assert [e.data["status"] for r in (1, 2) for e in console.read(r)] == ["ok", "ok"]
+    assert 0 < applied.client().ttl(keyspace.run_events(1)) <= 6 * 3600
+    for role in ("producer", "worker"):
+        assert refused(as_role(applied, role), "XADD", keyspace.run_events(3), "*", "e", "x")
+        assert refused(as_role(applied, role), "XRANGE", keyspace.run_events(1), "-", "+")
+    assert refused(as_role(applied, "ops"), "XADD", "maqsafy:cache:x", "*", "e", "x")
 
 
 def test_the_producer_uses_its_stores(applied: RedisServer, tmp_path: Path) -> None:
@@ -275,6 +299,8 @@ def test_money_runs_under_the_role_users(applied: RedisServer, tmp_path: Path) -
         )
         stats = {s.name: (s.waiting, s.unacked) for s in queues.queue_stats(broker)}
         assert stats == {"payments": (0, 0), "maintenance": (0, 0), "ops": (0, 0)}
+        at = queue_samples.sample(broker, SCOPE.keyspace)  # the console's sampler, as admin
+        assert [s.at for s in queue_samples.read(broker, SCOPE.keyspace, 0)] == [at]
         for log in (worker.log_text(), ops.log_text()):
             assert "NOPERM" not in log and "no permissions" not in log
         assert denials(applied) == []  # nothing any role did for real was refused

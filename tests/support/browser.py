@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
@@ -119,11 +120,19 @@ class Page:
         )
 
     def click(self, css: str) -> None:
-        """Click `css` and wait for the page it leads to (the old page goes stale)."""
-        element = self.wait(css)
-        old = self.driver.find_element(By.TAG_NAME, "html")
-        element.click()
-        WebDriverWait(self.driver, WAIT).until(ec.staleness_of(old), f"{css} led nowhere")
+        """Click `css` and wait for the page it leads to (the old page goes stale). A page
+        that reloaded itself under the click (the live Overview) is clicked again."""
+        for attempt in range(3):
+            element = self.wait(css)
+            old = self.driver.find_element(By.TAG_NAME, "html")
+            try:
+                element.click()
+            except StaleElementReferenceException:
+                if attempt == 2:
+                    raise
+                continue
+            WebDriverWait(self.driver, WAIT).until(ec.staleness_of(old), f"{css} led nowhere")
+            return
 
     def sign_in(self, name: str, password: str) -> None:
         """Fill the sign-in form and submit it (callers wait on what the answer should show)."""
@@ -139,4 +148,9 @@ class Page:
         self.wait("form.signin", "the sign-in form")
 
     def text(self, css: str = "main") -> str:
+        for _ in range(2):
+            try:
+                return self.wait(css).text
+            except StaleElementReferenceException:  # the page reloaded itself: read it again
+                continue
         return self.wait(css).text

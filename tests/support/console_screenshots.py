@@ -25,7 +25,8 @@ from runbooks.console import app as web
 from runbooks.console import wiring
 from runbooks.service import run_steps
 from tests.support.browser import Page, chromium, installed
-from tests.support.console import Served
+from tests.support.console import Served, hold
+from tests.support.queue_history import queue_history
 from tests.support.redis_app import app_env, migrated_app
 from tests.support.services import start_redis
 
@@ -36,6 +37,13 @@ TRACEBACK = """Traceback (most recent call last):
   File "celery_app/money/ledger.py", line 141, in post
     raise {error}
 {error}"""
+
+
+SAMPLE_STEPS = [
+    {"name": "disk space", "shell": "df -h / | tail -1"},
+    {"name": "release", "shell": "echo release 2026.12.1"},
+    {"name": "queues drained", "shell": "echo payments=0 maintenance=0"},
+]
 
 
 def sample(app: Container, home: Path) -> dict[str, int]:
@@ -60,11 +68,7 @@ def sample(app: Container, home: Path) -> dict[str, int]:
             exception=error,
             traceback=TRACEBACK.format(error=f"{type(error).__name__}: {error}"),
         )
-    steps = [
-        {"name": "disk space", "shell": "df -h / | tail -1"},
-        {"name": "release", "shell": "echo release 2026.12.1"},
-        {"name": "queues drained", "shell": "echo payments=0 maintenance=0"},
-    ]
+    steps = SAMPLE_STEPS
     environ = {"HOME": str(home)}
     with signed_in_as("root", "run", {}):
         run_steps(
@@ -90,6 +94,7 @@ def shoot(directory: Path) -> list[Path]:
         served = Served(web.build(wiring.wire(app, celery, workers_timeout=0.2)))
         try:
             ids = sample(app, root)
+            queue_history(app)
             with chromium() as driver:
                 page = Page(driver, served.url)
 
@@ -116,6 +121,13 @@ def shoot(directory: Path) -> list[Path]:
                 save("failed-record", f"/failed/{ids['failed']}", "#traceback")
                 save("runs", "/runs", "#runs")
                 save("run", f"/runs/{ids['run']}", "#steps")
+                save("run-new", "/runs/new", "form.start")
+                # a run held at its last step: its page shows the lines streamed so far
+                held = hold(app, "pre-deploy", SAMPLE_STEPS, root)
+                try:
+                    save("run-live", f"/runs/{held.run_id}", "#live li.host, #live li.step")
+                finally:
+                    held.release()
                 for name in ("approvals", "deploys", "queues", "workers", "redis"):
                     save(name, f"/{name}", "main")
         finally:

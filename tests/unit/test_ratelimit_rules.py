@@ -126,6 +126,7 @@ def test_operator_keys_with_bad_subjects_are_refused(key: str, why: str) -> None
 
 def test_every_key_these_services_write_has_its_documented_role() -> None:
     assert KS.role_of(KS.session("abc")) == "sessions"
+    assert KS.role_of(KS.run_events(7)) == "broker"  # a run's live events, beside the queues
     assert KS.role_of(KS.session_index("u1")) == "sessions"
     assert KS.role_of(KS.ratelimit("topup:42")) == "ratelimit"
     assert KS.role_of(KS.ratelimit("login:account:alice:failures")) == "ratelimit"

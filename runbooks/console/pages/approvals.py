@@ -18,7 +18,7 @@ from starlette.responses import RedirectResponse, Response
 
 from celery_app.errors import InvalidRequest, NotFound
 from celery_app.infra.models import utcnow
-from celery_app.inputs import record_id
+from celery_app.inputs import record_id, shown
 from runbooks.access import approvals, gate
 from runbooks.access.context import signed_in_as
 from runbooks.console import acting, wiring
@@ -71,9 +71,8 @@ async def list_approvals(request: Request, viewer: Viewer) -> Response:
 async def page(request: Request, viewer: Viewer, status: int = 200, problem: str = "") -> Response:
     console = wiring.of(request)
     chosen = request.query_params.get("status", "pending")
-    if chosen not in STATUSES:
-        chosen, status = "pending", 400
-        problem = f"status: expected one of {', '.join(STATUSES)}"
+    if chosen not in STATUSES:  # the 400 page, no list: nothing is read for a bad filter
+        raise InvalidRequest(f"status: expected one of {', '.join(STATUSES)}, got {shown(chosen)}")
 
     def read() -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         rows = approvals.list_approvals(console.app.sessions, chosen)

@@ -86,8 +86,8 @@ async def redis_health(request: Request, viewer: Viewer) -> Response:
         try:
             keys = keyspace_report.report(console.app, max_keys=MAX_KEYS).as_dict()
         except MaqsafyError as exc:  # a server the doctor found down: its findings say why
-            url = console.app.settings.database_url
-            return servers, None, console.redactor.text(errors.message_of(exc, url))
+            said = errors.message_of(exc, console.app.settings)
+            return servers, None, console.redactor.text(said)
         return servers, keys, ""
 
     servers, keys, problem = await run_in_threadpool(read)

@@ -71,7 +71,7 @@ async def submit(request: Request) -> Response:
         if status in (403, 429):
             what = "refused" if status == 403 else "locked out"
             log.warning("console sign-in %s for a client at %s", what, address)
-            said = errors.message_of(exc, "")
+            said = errors.message_of(exc, console.app.settings)
             response = _form(request, 401 if status == 403 else 429, said, name, target)
             if status == 429:
                 response.headers["retry-after"] = str(int(getattr(exc, "retry_after", 1)))

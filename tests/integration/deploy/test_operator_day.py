@@ -18,14 +18,16 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from celery import Celery
 
+from celery_app.bootstrap import Container
 from celery_app.celery import make_app
 from celery_app.infra import migrate
 from celery_app.money import settlement
 from celery_app.ops import failed_tasks, workers
 from celery_app.settings import load_settings
 from tests.support.cli import INVOKE, clean_environ, run_invoke
-from tests.support.console import Browser
+from tests.support.console import Browser, run_finished, run_started
 from tests.support.deploy import Fleet, make_fleet
 from tests.support.money import MoneyEnv, start_shopping
 from tests.support.services import RedisServer, free_port, wait_for
@@ -55,6 +57,7 @@ class Operator:
         return json.loads(self.ok(*args, "--json", timeout=timeout))
 
 
+@pytest.mark.timeout(900)  # the whole day end to end: ~100 s on a quiet machine, 300 s at load 8
 def test_the_operators_day(
     tmp_path: Path,
     sshd_hosts: list[SSHHost],
@@ -184,13 +187,14 @@ def test_the_operators_day(
         assert len(by_name["deploy"]) == 2
 
         # Evening, from the browser: the first account, then the console over the same day.
-        console_sees_the_day(op, v1, v2)
+        console_sees_the_day(op, v1, v2, control, app)
     finally:
         fleet.kill_workers()
 
 
-def console_sees_the_day(op: Operator, v1: str, v2: str) -> None:
-    """The console, started from the checkout, shows what the command line did today."""
+def console_sees_the_day(op: Operator, v1: str, v2: str, control: Celery, app: Container) -> None:
+    """The console, started from the checkout, shows what the command line did today, and
+    does the day's work again from the browser: a graceful restart, a book checked then run."""
     password = "journey-console-password"
     added = subprocess.run(
         [*INVOKE, "operators.add", "root", "--role", "admin"],
@@ -199,18 +203,38 @@ def console_sees_the_day(op: Operator, v1: str, v2: str) -> None:
     assert added.returncode == 0, added.stderr
     port = free_port()
     console = subprocess.Popen(
-        [*INVOKE, "console", "--port", str(port)],
+        [*INVOKE, "console", "--port", str(port), "--inventory", op.on[-1]],
         cwd=op.repo, env=op.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     browser = Browser(f"http://127.0.0.1:{port}")
     try:
-        wait_for(lambda: _answers(browser), 60, "the console to answer /healthz")
+        wait_for(lambda: _answers(browser, console), 60, "the console to answer /healthz")
         assert browser.sign_in("root", password).status_code == 303
         deploys = browser.get("/deploys", params={"env": "day"})
         assert deploys.status_code == 200 and v1 in deploys.text and v2 in deploys.text
         runs = browser.get("/runs")
         assert runs.status_code == 200 and "workers-restart" in runs.text, runs.text[:500]
         assert browser.get("/failed").status_code == 200
+
+        # The workers restart gracefully from the Workers page: new processes, same release.
+        before = {s.name: s.pid for s in workers.status(control, timeout=2.0)}
+        restart = run_finished(app, run_started(browser.post("/workers/restart", {"env": "day"})))
+        assert restart["status"] == "ok" and restart["operator"] == "root", restart
+        after = {s.name: (s.pid, s.release) for s in workers.status(control, timeout=2.0)}
+        assert set(after) == set(before) and all(after[n][0] != before[n] for n in after)
+        assert {release for _, release in after.values()} == {v1}
+
+        # A book from the Runs page: in check mode first on a deployed ops worker, then for real.
+        book = {"book": "facts", "env": "local", "limit": ""}
+        sent = browser.post("/runs/new", book)
+        assert sent.status_code == 303 and sent.headers["location"].startswith("/runs/sent/")
+        checked = run_finished(app, _run_of(browser, sent.headers["location"]))
+        assert checked["status"] == "ok" and checked["arguments"]["check"] is True, checked
+        real = browser.post(f"/runs/{checked['id']}/real", book)
+        assert real.status_code == 303, real.text[:500]
+        ran = run_finished(app, _run_of(browser, real.headers["location"]))
+        assert ran["status"] == "ok" and ran["arguments"]["check"] is False, ran
+        assert ran["operator"] == "root" and ran["arguments"]["remote"] is True
     finally:
         browser.close()
         console.terminate()
@@ -218,7 +242,24 @@ def console_sees_the_day(op: Operator, v1: str, v2: str) -> None:
     assert "Traceback" not in err, err
 
 
-def _answers(browser: Browser) -> bool:
+def _run_of(browser: Browser, sent: str) -> int:
+    """The run a sent book became: its waiting page redirects to the run once it is recorded."""
+    found: list[int] = []
+
+    def recorded() -> bool:
+        page = browser.get(sent)
+        if page.status_code == 303:
+            found.append(run_started(page))
+        return bool(found)
+
+    wait_for(recorded, 60, f"{sent} to name its run", every=0.5)
+    return found[0]
+
+
+def _answers(browser: Browser, console: subprocess.Popen[str]) -> bool:
+    if console.poll() is not None:
+        _, err = console.communicate()
+        pytest.fail(f"invoke console exited {console.returncode}: {err[-2000:]}")
     try:
         return browser.get("/healthz").status_code == 200
     except httpx.HTTPError:

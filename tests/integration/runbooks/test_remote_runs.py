@@ -15,6 +15,7 @@ from celery_app.dev.worker_process import WorkerProcess, start_worker
 from celery_app.settings import load_settings
 from runbooks.engine import history
 from runbooks.engine.book_files import BOOKS_DIR as BOOKS
+from runbooks.engine.run_events import RunEvents
 from runbooks.ops_queue import requests as ops_requests
 from runbooks.ops_queue.runner import TASK
 from tests.support.redis_app import app_env, history_names, invoke, migrated_app
@@ -69,6 +70,12 @@ def test_a_book_runs_on_the_ops_worker_and_is_recorded(
 
     listed = invoke(env, "history", "--json")
     assert json.loads(listed.stdout)[0]["id"] == run["id"]
+    # the worker wrote the run's progress as it went, for the console's live view
+    events = RunEvents.for_app(migrated_app(env))
+    wait_for(lambda: events.read(run["id"])[-1].kind == "end", 10, "the run's end event")
+    kinds = [e.kind for e in events.read(run["id"])]
+    assert kinds[0] == "batch" and kinds[-2:] == ["host", "end"]
+    assert kinds.count("step") == len(run["steps"]) and PASSWORD not in str(events.read(run["id"]))
 
 
 def test_bad_input_is_refused_before_sending(ops: tuple[dict[str, str], WorkerProcess]) -> None:

@@ -27,6 +27,7 @@ from celery_app.dev.worker_process import WorkerProcess, start_worker
 from celery_app.settings import load_settings
 from runbooks.engine import history, history_slices
 from runbooks.engine.history_tables import OpsRunSlice, writing
+from runbooks.engine.run_events import RunEvents
 from runbooks.ops_queue.sender import find_run
 from tests.support.redis_app import app_env, invoke, migrated_app
 from tests.support.services import RedisServer, create_pg_database, start_redis, wait_for
@@ -144,6 +145,13 @@ def test_a_sliced_run_is_one_run_with_every_host_once(
     nodes = {w.name for w in workers}
     assert all(p.attempts == 1 and str(p.holder).split(":")[0] in nodes for p in parts)
     assert [r["id"] for r in history.list_runs(ops.app.sessions, 5)].count(run["id"]) == 1
+    # every slice wrote its progress to the run's one event stream; the last to end, the end
+    events = RunEvents.for_app(ops.app)
+    wait_for(lambda: events.read(run["id"])[-1].kind == "end", 10, "the run's end event")
+    seen = events.read(run["id"])
+    assert sorted(e.data["host"] for e in seen if e.kind == "host") == HOSTS
+    assert len([e for e in seen if e.kind == "step"]) == 2 * len(HOSTS)
+    assert [e.data["status"] for e in seen if e.kind == "end"] == ["ok"]
 
     # more slices than hosts: the extra slices hold no host and end at once; one run
     few = invoke(

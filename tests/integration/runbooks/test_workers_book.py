@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from celery_app.celery import make_app
-from celery_app.money import submit
+from celery_app.money import posting, submit
 from celery_app.ops import workers
 from celery_app.settings import load_settings
 from tests.support.cli import run_invoke
 from tests.support.deploy import kill_pidfiles
 from tests.support.money import MoneyEnv
+from tests.support.services import wait_for
 from tests.support.sshd import SSHHost, write_inventory
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -107,6 +108,28 @@ def test_restart_book_restarts_each_hosts_workers_over_ssh(
         submit.submit_top_up(money.container, "after", "wallet:0", 500, money.enqueue)
         money.wait_settled()
         assert money.statuses() == {"posted": 1}
+
+        # A node busy past worker_timeout is not killed: the restart stops and its report
+        # names the task the node's log says it received and has not ended.
+        for entry in extra.values():
+            entry["vars"]["worker_timeout"] = 1  # type: ignore[index]
+        write_inventory(
+            inventory, "test", [], extra_hosts=extra, groups={"workers": [h.name for h in hosts]}
+        )
+        sent = submit.submit_top_up(money.container, "busy", "wallet:0", 100, lambda *_: None)
+        _, _, wallet = posting.peek(money.container, sent.request_id)
+        held = posting.locks(money.container).acquire(f"account:{wallet}")  # the task waits
+        money.enqueue("wallet.top_up", sent.request_id)
+        wait_for(lambda: bool(workers.running_tasks(control)), 30, "the top-up to start")
+        busy = run_invoke(
+            ["workers.restart", "--env", "test", "--inventory", str(inventory), "--json"], env
+        )
+        posting.locks(money.container).release(held)
+        assert busy.returncode == 1, busy.stdout[-3000:] + busy.stderr[-3000:]
+        said = busy.stdout + busy.stderr
+        assert "after 1s: tasks in flight (received, not ended: wallet.top_up[" in said
+        money.wait_settled()
+        assert money.statuses() == {"posted": 2}
     finally:
         kill_pidfiles([h.root / "app" / "shared" / "run" for h in hosts])
 
