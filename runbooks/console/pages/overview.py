@@ -5,7 +5,6 @@ console pings the workers, like `watch invoke status`."""
 from __future__ import annotations
 
 import datetime as dt
-
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -16,7 +15,6 @@ from celery_app.ops.redis_facts import Endpoint
 from runbooks.console import wiring
 from runbooks.console.auth import Viewer
 from runbooks.console.templating import render
-
 
 REFRESH = 5  # seconds between reloads of the page
 
