@@ -143,16 +143,20 @@ def test_start_a_book_in_check_mode_watch_its_output_arrive_then_run_it_for_real
     assert "second output" in live_lines(page)
 
     second.touch()  # the run ends; the page reloads itself and shows SQL's history
+    WebDriverWait(page.driver, WAIT).until(
+        lambda d: page.text("#status") == "ok", "the run page never showed the run ended ok"
+    )
     page.wait("#steps", "the recorded steps")
-    assert page.text("#status") == "ok"
     run = history.get_run(stack.app.sessions, check)
     assert (run["check"], run["operator"], run["arguments"]["book"]) == (True, NAME, BOOK)
 
     page.click("#real button[type=submit]")
     real = run_page(page)
     assert real != check
+    WebDriverWait(page.driver, WAIT).until(
+        lambda d: page.text("#status") == "ok", "the real run's page never showed it ended ok"
+    )
     page.wait("#steps", "the real run's recorded steps")
-    assert page.text("#status") == "ok"
     run = history.get_run(stack.app.sessions, real)
     assert (run["check"], run["operator"], run["arguments"]["book"]) == (False, NAME, BOOK)
     assert len(run["steps"]) == 4 and "runbook.run" in stack.worker.log_text()

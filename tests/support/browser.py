@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
@@ -127,8 +127,8 @@ class Page:
             old = self.driver.find_element(By.TAG_NAME, "html")
             try:
                 element.click()
-            except StaleElementReferenceException:
-                if attempt == 2:
+            except WebDriverException as exc:
+                if attempt == 2 or not _reloaded_under(exc):
                     raise
                 continue
             WebDriverWait(self.driver, WAIT).until(ec.staleness_of(old), f"{css} led nowhere")
@@ -151,6 +151,15 @@ class Page:
         for _ in range(2):
             try:
                 return self.wait(css).text
-            except StaleElementReferenceException:  # the page reloaded itself: read it again
-                continue
+            except WebDriverException as exc:  # the page reloaded itself: read it again
+                if not _reloaded_under(exc):
+                    raise
         return self.wait(css).text
+
+
+def _reloaded_under(exc: WebDriverException) -> bool:
+    """Whether `exc` says the element's page was replaced (a page that reloads itself: the
+    live Overview, a run page at its end). Chromium says it either way."""
+    return isinstance(exc, StaleElementReferenceException) or (
+        "does not belong to the document" in str(exc.msg or "")
+    )
