@@ -1,6 +1,8 @@
 """Operators, tokens, roles and the two-person rule, through the real `invoke` on real SQL.
 
-Each test runs on SQLite and on PostgreSQL (the `database_url` fixture). Every operator has
+Each test runs on SQLite and on PostgreSQL (the `database_url` fixture), but the two longest
+(~25-35 s a database: a dozen `invoke` processes each) on PostgreSQL only: the access tables
+are plain ORM rows, and the rest of this file keeps both databases. Every operator has
 their own config folder (`XDG_CONFIG_HOME`), as on their own laptop; `invoke login` writes the
 token there. Commands whose password comes from stdin run one by one (`run_invoke`); the others
 in one batch per step (`run_invoke_batch`: the same program, a fork each).
@@ -138,6 +140,7 @@ def test_no_accounts_one_local_operator(team: Team, tmp_path: Path) -> None:
     assert run["approved_by"] == ""
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_accounts_tokens_and_roles(team: Team, tmp_path: Path) -> None:
     first = team.typed("root", ["operators.add", "ana", "--role", "operator"], "x" * 20)
     refused(first, "first operator account must be an admin")
@@ -196,6 +199,7 @@ def test_accounts_tokens_and_roles(team: Team, tmp_path: Path) -> None:
     refused(team.one("bob", "failed.prune", "--hours", "1"), "the token expired")
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_two_person_rule(team: Team) -> None:
     team.set_up(typed=False)
     for n in range(3):
