@@ -243,6 +243,11 @@ class Redactor:
     def __bool__(self) -> bool:
         return bool(self._secrets)
 
+    @property
+    def known(self) -> int:
+        """How many secret spellings it masks (grows with :meth:`add`: a key for what it masked)."""
+        return len(self._secrets)
+
     def text(self, text: str) -> str:
         for secret in self._secrets:
             if secret in text:
