@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,27 @@ def test_the_deploy_log_page_lists_recorded_deploys(stack: Stack) -> None:
     assert f'id="deploy-{run_id}"' in b.get("/deploys").text  # every environment
     other = b.get("/deploys", params={"env": "production"})
     assert other.status_code == 200 and f'id="deploy-{run_id}"' not in other.text
+    # A deploy 15 commits or more on: the page shows the first 10 and counts the rest.
+    head = subprocess.run(
+        ["git", "rev-list", "--max-count=16", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    for ref, sha_of in (("old", head[15]), ("new", head[0])):
+        with signed_in_as("root", "deploy", {}):
+            later = history.start_run(
+                stack.app.sessions, "command", "deploy", "canary", {"ref": ref, "sha": sha_of}
+            )
+        history.finish_command(
+            stack.app.sessions,
+            later,
+            hosts={"h": ("ok", f"release 20261201T00000{len(ref)}Z-{sha_of[:7]}")},
+        )
+    row = re.search(rf'<tr id="deploy-{later}">(.*?)</tr>', b.get("/deploys").text, re.S)
+    between = subprocess.run(
+        ["git", "rev-list", "--count", f"{head[15]}..{head[0]}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert row and row.group(1).count("<code>+ ") == 10, row
+    assert f"and {int(between.stdout) - 10} more" in row.group(1)
     before = stack.runs()
     bad = b.get("/deploys", params={"env": "../etc"})
     assert bad.status_code == 400 and "expected a name like staging" in bad.text
