@@ -63,6 +63,7 @@ the ops tool.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -109,8 +110,11 @@ def _segments(name: str) -> list[str]:
 
 def secret_name(name: object) -> bool:
     """True when a variable, field or flag called `name` holds a secret (the module's rule)."""
-    if not isinstance(name, str):
-        return False
+    return isinstance(name, str) and _secret_name(name)
+
+
+@functools.lru_cache(maxsize=4096)  # field names repeat: a page masks thousands of the same few
+def _secret_name(name: str) -> bool:
     segments = _segments(name)
     if not segments:
         return False
