@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import redis
 from sqlalchemy import select, text, update
 
 from celery_app.bootstrap import Container
+from celery_app.infra.embedded import stop_embedded_redis
 from celery_app.infra.models import FailedTask
 from celery_app.stores.login import LoginGuard
 from runbooks.access import operators, token_file
@@ -114,8 +115,11 @@ def refused(done: subprocess.CompletedProcess[str], *words: str) -> None:
 
 
 @pytest.fixture
-def team(tmp_path: Path, database_url: str) -> Team:
-    return Team(tmp_path, database_url)
+def team(tmp_path: Path, database_url: str) -> Iterator[Team]:
+    yield Team(tmp_path, database_url)
+    # `invoke login` starts the embedded default's Redis (its login protection), as any
+    # command that needs Redis does; it outlives the command on a laptop, not here.
+    stop_embedded_redis(tmp_path / "var")
 
 
 def test_no_accounts_one_local_operator(team: Team, tmp_path: Path) -> None:
