@@ -37,6 +37,10 @@ def test_restart_mid_batch_loses_nothing_and_posts_nothing_twice(
     money: MoneyEnv, supervisor: workers.MultiSupervisor
 ) -> None:
     app = make_app(load_settings(money.env))
+    # One posting per message (MAQSAFY_POST_BATCH=1): batches of 32 post the whole batch of
+    # purchases in a second or two, before any restart could land in the middle of it
+    # (their crash safety is tests/integration/test_money_batch.py's).
+    supervisor.env = {**supervisor.env, "MAQSAFY_POST_BATCH": "1"}
     money.open_wallets(10)
     for i in range(10):
         submit.submit_top_up(money.container, f"seed-{i}", f"wallet:{i}", 100_000, money.enqueue)
