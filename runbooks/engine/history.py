@@ -17,7 +17,7 @@ queue purge, session revoke) record themselves with the :func:`recording` contex
         rec.host("localhost", "ok", "deleted 120 cache keys")
 
 Whoever starts an action elsewhere (the console, in a thread of its own) learns which record
-it opened with :func:`announcing`: each record opened in that context is announced by id.
+it opened with :func:`announcing` (:mod:`runbooks.engine.history_announce`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from celery_app.infra.models import utcnow
 from runbooks.access import approvals, gate
+from runbooks.engine.history_announce import announce, announcing
 from runbooks.engine.history_read import failed_hosts, get_run, list_runs, run_status
 from runbooks.engine.history_tables import (
     OpsRequestNonce,
@@ -60,18 +60,6 @@ __all__ = [
 
 OUTPUT_LIMIT = 16_000
 log = logging.getLogger("runbooks.engine.history")
-_announce: ContextVar[Callable[[int], None] | None] = ContextVar("announce", default=None)
-
-
-@contextmanager
-def announcing(opened: Callable[[int], None]) -> Iterator[None]:
-    """Call `opened(run_id)` for every record opened in this context, once it is committed
-    (the first is the action's own: a deploy's phases come after its row)."""
-    reset = _announce.set(opened)
-    try:
-        yield
-    finally:
-        _announce.reset(reset)
 
 
 def operator_name() -> str:
@@ -134,9 +122,7 @@ def start_run(
         run_id = _insert_run(sessions, intent, redactor, operator, started_at)
     except gate.RequestNeeded as needed:  # rolled back, no row: the request is its own write
         gate.request_approval(sessions, needed)
-    opened = _announce.get()
-    if opened is not None:
-        opened(run_id)
+    announce(run_id)
     return run_id
 
 
