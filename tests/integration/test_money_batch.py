@@ -6,16 +6,15 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select, update
+from sqlalchemy import Connection, select, update
 
 from celery_app.infra.models import Account, PaymentRequest
 from celery_app.money import posting, posting_sql, settlement, submit
-from tests.support.money import MoneyEnv, assert_exactly_once, fund, money_env
+from tests.support.money import MoneyEnv, assert_exactly_once, fund, money_env, submit_while_held
 from tests.support.services import RedisServer, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,27 +190,10 @@ def test_a_submit_does_not_wait_for_a_batch_holding_its_accounts(money: MoneyEnv
         for i in range(2)
     ]
     wanted = [(r, posting.peek(money.container, r)[2]) for r in tops]
-    holder = create_engine(money.env["DATABASE_URL"])
-    try:
-        with holder.connect() as conn:
-            tx = conn.begin()  # the batch statement, left uncommitted: its row locks stay held
-            verdicts = posting_sql.post_batch_pg(conn, wanted, token=1)
-            assert [verdicts[r].result for r in tops] == ["posted", "posted"]
-            done: list[int] = []
 
-            def shop() -> None:
-                sent = submit.submit_purchase(
-                    money.container, "p", "wallet:1", "merchant:0", 700, NOOP
-                )
-                done.append(sent.request_id)
+    def post(conn: Connection) -> None:  # the batch statement, left uncommitted
+        verdicts = posting_sql.post_batch_pg(conn, wanted, token=1)
+        assert [verdicts[r].result for r in tops] == ["posted", "posted"]
 
-            shopper = threading.Thread(target=shop, daemon=True)
-            shopper.start()
-            shopper.join(30)  # a deadline, not a timing: blocked, it waits for the commit below
-            blocked = shopper.is_alive()
-            tx.commit()
-            shopper.join(30)
-        assert not blocked, "the submit waited for the batch's row locks"
-        assert len(done) == 1 and money.statuses() == {"posted": 2, "pending": 1}
-    finally:
-        holder.dispose()
+    assert not submit_while_held(money, post, "wallet:1"), "the submit waited for the batch"
+    assert money.statuses() == {"posted": 2, "pending": 1}

@@ -9,42 +9,21 @@ foreign-key check does not wait for.
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import Connection
 
 from celery_app.money import posting, posting_sql, submit
-from tests.support.money import MoneyEnv
+from tests.support.money import MoneyEnv, submit_while_held
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_a_submit_does_not_wait_for_a_posting_holding_its_accounts(money: MoneyEnv) -> None:
     money.open_wallets(1)
     first = submit.submit_top_up(money.container, "t", "wallet:0", 5_000, lambda *_: None)
-    holder = create_engine(money.env["DATABASE_URL"])
-    try:
-        with holder.connect() as conn:
-            # The posting statement itself, left uncommitted: its row locks stay held.
-            tx = conn.begin()
-            _, _, wallet = posting.peek(money.container, first.request_id)
-            verdict = posting_sql.post_pg(conn, first.request_id, wallet, token=1)
-            assert verdict.result == "posted"
-            done: list[int] = []
+    _, _, wallet = posting.peek(money.container, first.request_id)
 
-            def shop() -> None:
-                sent = submit.submit_purchase(
-                    money.container, "p", "wallet:0", "merchant:0", 700, lambda *_: None
-                )
-                done.append(sent.request_id)
+    def post(conn: Connection) -> None:  # the posting statement itself, left uncommitted
+        assert posting_sql.post_pg(conn, first.request_id, wallet, token=1).result == "posted"
 
-            shopper = threading.Thread(target=shop, daemon=True)
-            shopper.start()
-            shopper.join(30)  # a deadline, not a timing: blocked, it waits for the commit below
-            blocked = shopper.is_alive()
-            tx.commit()
-            shopper.join(30)
-        assert not blocked, "the submit waited for the posting's row locks"
-        assert len(done) == 1 and money.statuses() == {"posted": 1, "pending": 1}
-    finally:
-        holder.dispose()
+    assert not submit_while_held(money, post, "wallet:0"), "the submit waited for the posting"
+    assert money.statuses() == {"posted": 1, "pending": 1}

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from celery_app import bootstrap
 from celery_app.celery import make_app, make_enqueue
@@ -152,3 +152,34 @@ def start_shopping(money: MoneyEnv, wallets: int = 10) -> Shopping:
     shopping = Shopping(money, wallets)
     shopping.start()
     return shopping
+
+
+def submit_while_held(money: MoneyEnv, hold: Callable[[Connection], None], wallet: str) -> bool:
+    """Run `hold(conn)` (a posting statement) in a transaction left open, submit a purchase on
+    `wallet` meanwhile; whether the submit was still blocked after 30 s (then the commit frees
+    it). A deadline, not a timing: blocked, it waits for the commit."""
+    from sqlalchemy import create_engine
+
+    holder = create_engine(money.env["DATABASE_URL"])
+    done: list[int] = []
+
+    def shop() -> None:
+        sent = submit.submit_purchase(
+            money.container, "p", wallet, "merchant:0", 700, lambda *_: None
+        )
+        done.append(sent.request_id)
+
+    try:
+        with holder.connect() as conn:
+            tx = conn.begin()
+            hold(conn)
+            shopper = threading.Thread(target=shop, daemon=True)
+            shopper.start()
+            shopper.join(30)
+            blocked = shopper.is_alive()
+            tx.commit()
+            shopper.join(30)
+    finally:
+        holder.dispose()
+    assert len(done) == 1, "the submit never ended"
+    return blocked
