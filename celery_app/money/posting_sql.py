@@ -59,8 +59,19 @@ _NOW = bindparam("now", type_=DateTime(timezone=True))
 
 # :non_negative is ledger.NON_NEGATIVE_KINDS; a credit never takes an account below zero, so
 # the debit side is the only one that can be short (ledger.shortfall says the same in Python).
+# The request's new status, reason and times from the checks `v` holds: one text for the
+# single and the batch statement (a CTE named `r`, after the writes).
+_STATUS = """\
+        UPDATE payment_requests pr
+        SET status = CASE WHEN v.short > 0 THEN 'rejected' ELSE 'posted' END,
+            reason = CASE WHEN v.short > 0 THEN format(:reason, v.short) END,
+            updated_at = :now,
+            posted_at = CASE WHEN v.short > 0 THEN NULL ELSE :now END
+        FROM v WHERE v.fresh AND pr.id = v.id
+"""
+
 POST_PG = text(
-    """
+    f"""
     WITH req AS (
         SELECT id, kind, debit_account_id AS d, credit_account_id AS c, amount, status, reason,
                CASE kind WHEN 'top_up' THEN credit_account_id ELSE debit_account_id END AS wallet
@@ -94,13 +105,7 @@ POST_PG = text(
         SELECT p.id, x.account_id, x.amount, :now
         FROM p, v, LATERAL (VALUES (v.d, -v.amount), (v.c, v.amount)) AS x(account_id, amount)
     ), r AS (
-        UPDATE payment_requests pr
-        SET status = CASE WHEN v.short > 0 THEN 'rejected' ELSE 'posted' END,
-            reason = CASE WHEN v.short > 0 THEN format(:reason, v.short) END,
-            updated_at = :now,
-            posted_at = CASE WHEN v.short > 0 THEN NULL ELSE :now END
-        FROM v WHERE v.fresh AND pr.id = v.id
-    )
+{_STATUS}    )
     SELECT req.status, req.reason, req.wallet, v.fresh, v.short
     FROM req LEFT JOIN v ON true
     """
@@ -163,7 +168,7 @@ LOOK = text(
 # (the funds check reads the wallet's balance once), and each account changes in one UPDATE
 # with the sum of its deltas (a merchant credited by several purchases).
 POST_BATCH_PG = text(
-    """
+    f"""
     WITH want AS (
         SELECT w.id, w.wallet
         FROM unnest(CAST(:ids AS INTEGER[]), CAST(:wallets AS INTEGER[])) AS w(id, wallet)
@@ -213,13 +218,7 @@ POST_BATCH_PG = text(
         FROM p JOIN ok ON ok.id = p.request_id,
              LATERAL (VALUES (ok.d, -ok.amount), (ok.c, ok.amount)) AS x(account_id, amount)
     ), r AS (
-        UPDATE payment_requests pr
-        SET status = CASE WHEN v.short > 0 THEN 'rejected' ELSE 'posted' END,
-            reason = CASE WHEN v.short > 0 THEN format(:reason, v.short) END,
-            updated_at = :now,
-            posted_at = CASE WHEN v.short > 0 THEN NULL ELSE :now END
-        FROM v WHERE v.fresh AND pr.id = v.id
-    )
+{_STATUS}    )
     SELECT want.id, pr.status, pr.reason,
            CASE pr.kind WHEN 'top_up' THEN pr.credit_account_id ELSE pr.debit_account_id END,
            req.id IS NOT NULL, v.id IS NOT NULL, v.fresh, v.short
